@@ -1,0 +1,187 @@
+"""The aiohttp application: the v1 routes, `/health`, `/metrics`, and errors as JSON."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ivr_service.api_models import (
+    DomainReference,
+    Dtmf,
+    EndCall,
+    StartCall,
+    TurnByFile,
+    parse_call_uuid,
+    parse_model,
+)
+from ivr_service.call_flow import TurnFlow
+from ivr_service.spool import AudioSpool
+from secretary.errors import (
+    BadInput,
+    CallEnded,
+    DependencyUnavailable,
+    NotFound,
+    ProviderFailed,
+    Refused,
+    SecretaryError,
+)
+from secretary.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+RUNTIME = web.AppKey("runtime", Runtime)
+FLOW = web.AppKey("flow", TurnFlow)
+WAV_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> web.Response:
+    error: dict[str, Any] = {"code": code, "message": message}
+    if field:
+        error["field"] = field
+    return web.json_response({"error": error}, status=status)
+
+
+def status_for(exc: SecretaryError) -> int:
+    if isinstance(exc, NotFound):
+        return 404
+    if isinstance(exc, Refused):
+        return 403
+    if isinstance(exc, CallEnded):
+        return 409
+    if isinstance(exc, BadInput):
+        return {"too_large": 413, "bad_audio": 422}.get(exc.code, 400)
+    if isinstance(exc, DependencyUnavailable | ProviderFailed):
+        return 503
+    return 500
+
+
+@web.middleware
+async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    runtime = request.app[RUNTIME]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    structlog.contextvars.clear_contextvars()
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        response = error_response(413, "too_large", "request body is too large", "body")
+    except web.HTTPException as exc:
+        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+    except SecretaryError as exc:
+        status = status_for(exc)
+        response = error_response(status, exc.code, exc.message, getattr(exc, "field", None))
+        log.log(
+            40 if status >= 500 else 20,
+            "request_refused",
+            route=route,
+            status=status,
+            code=exc.code,
+            reason=exc.message,
+        )
+    except Exception:
+        log.exception("request_failed", route=route)
+        response = error_response(500, "internal_error", "the service failed to handle this request")
+    if response.status >= 400:
+        body = getattr(response, "body", b"")
+        code = json.loads(body)["error"]["code"] if isinstance(body, bytes) and body.startswith(b"{") else "http"
+        runtime.metrics.errors.labels(code).inc()
+    runtime.metrics.requests.labels(route, str(response.status)).inc()
+    runtime.metrics.stage_seconds.labels("http").observe(time.perf_counter() - started)
+    return response
+
+
+async def read_json(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > request.app[RUNTIME].settings.ivr.max_body_bytes:
+        raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=request.content_length)
+    raw = await request.read()
+    try:
+        return json.loads(raw or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadInput("the request body is not valid JSON", field="body", code="invalid_json") from None
+
+
+async def start_call(request: web.Request) -> web.Response:
+    payload = parse_model(StartCall, await read_json(request))
+    result = await request.app[FLOW].start(payload)
+    return web.json_response(result.wire())
+
+
+async def call_turn(request: web.Request) -> web.Response:
+    call_uuid = parse_call_uuid(request.match_info["call_uuid"])
+    flow = request.app[FLOW]
+    if request.content_type in WAV_TYPES:
+        ref = parse_model(DomainReference, dict(request.query))
+        body = await read_wav_body(request)
+        result = await flow.turn_from_wav(call_uuid, ref, body)
+    else:
+        turn = parse_model(TurnByFile, await read_json(request))
+        result = await flow.turn_from_file(call_uuid, turn, turn.recording_file)
+    return web.json_response(result.wire())
+
+
+async def read_wav_body(request: web.Request) -> bytes:
+    limit = request.app[RUNTIME].settings.spool.max_recording_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    body = await request.read()
+    if len(body) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(body))
+    return body
+
+
+async def call_dtmf(request: web.Request) -> web.Response:
+    call_uuid = parse_call_uuid(request.match_info["call_uuid"])
+    payload = parse_model(Dtmf, await read_json(request))
+    return web.json_response((await request.app[FLOW].dtmf(call_uuid, payload)).wire())
+
+
+async def end_call(request: web.Request) -> web.Response:
+    call_uuid = parse_call_uuid(request.match_info["call_uuid"])
+    payload = parse_model(EndCall, await read_json(request) if request.can_read_body else {})
+    return web.json_response(await request.app[FLOW].end(call_uuid, payload))
+
+
+async def health(request: web.Request) -> web.Response:
+    checks = await request.app[RUNTIME].health()
+    healthy = all(state in ("ok", "disabled") for state in checks.values())
+    return web.json_response(
+        {"status": "ok" if healthy else "degraded", "checks": checks}, status=200 if healthy else 503
+    )
+
+
+async def metrics(request: web.Request) -> web.Response:
+    body = generate_latest(request.app[RUNTIME].metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def create_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Application:
+    """`own_runtime`: close the runtime with the app (the service owns it; tests may share one)."""
+    settings = runtime.settings
+    app = web.Application(
+        middlewares=[errors_and_metrics],
+        client_max_size=max(settings.ivr.max_body_bytes, settings.spool.max_recording_bytes),
+    )
+    spool = AudioSpool(settings.spool.dir, settings.spool.freeswitch_dir, settings.spool.max_recording_bytes)
+    app[RUNTIME] = runtime
+    app[FLOW] = TurnFlow(runtime, spool)
+    app.router.add_post("/api/v1/calls", start_call)
+    app.router.add_post("/api/v1/calls/{call_uuid}/turns", call_turn)
+    app.router.add_post("/api/v1/calls/{call_uuid}/dtmf", call_dtmf)
+    app.router.add_post("/api/v1/calls/{call_uuid}/end", end_call)
+    app.router.add_get("/health", health)
+    app.router.add_get("/metrics", metrics)
+    if own_runtime:
+
+        async def close_runtime(_app: web.Application) -> None:
+            await runtime.close()
+
+        app.on_cleanup.append(close_runtime)
+    return app

@@ -1,0 +1,297 @@
+"""The turn-based call: start → (record → STT → conversation → TTS → play)* → end, over the shared core.
+
+State lives in the call-state store between requests, so consecutive turns of one call can be served by
+different processes (or by this one after a restart).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+import structlog
+
+from ivr_service.api_models import DomainReference, Dtmf, EndCall, StartCall
+from ivr_service.spool import AudioSpool
+from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
+from secretary.conversation.actions import Action, ActionType
+from secretary.conversation.conversation import Conversation, Reply
+from secretary.errors import CallEnded, UnknownCall
+from secretary.runtime import Runtime
+from secretary.speech.audio import Pcm, parse_wav, wav_bytes
+from secretary.tenants.config import SecretaryConfig
+from secretary.tenants.store import lookup
+
+log = structlog.get_logger(__name__)
+
+SILENCE_RMS = 40.0  # below this a recording is line noise: don't run STT (Whisper invents words in silence)
+TRANSPORT = "turn"
+# Replies of these are fixed texts of the domain's config: worth caching as audio, and bounded in number.
+CACHEABLE_BRAINS = {"front_desk", "turn_limit", "time_limit", "dtmf", "message"}
+
+
+@dataclass
+class TurnResult:
+    call_uuid: UUID
+    say_text: str
+    audio_file: str
+    action: Action
+    record: dict[str, Any]
+    heard: str | None = None
+    timings: dict[str, int] = field(default_factory=dict)
+
+    def wire(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "call_uuid": str(self.call_uuid),
+            "say": {"text": self.say_text, "audio_file": self.audio_file},
+            "action": self.action.wire(),
+            "record": self.record,
+        }
+        if self.heard is not None:
+            out["heard"] = self.heard
+            out["timings"] = self.timings
+        return out
+
+
+class CallLocks:
+    """One turn at a time per call: a retried request waits for the first instead of racing it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[UUID, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, call_uuid: UUID) -> AsyncIterator[None]:
+        lock, users = self._locks.get(call_uuid, (asyncio.Lock(), 0))
+        self._locks[call_uuid] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[call_uuid]
+            if users <= 1:
+                del self._locks[call_uuid]
+            else:
+                self._locks[call_uuid] = (lock, users - 1)
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+class TurnFlow:
+    def __init__(self, runtime: Runtime, spool: AudioSpool) -> None:
+        self._rt = runtime
+        self._spool = spool
+        self._locks = CallLocks()
+
+    # -- call lifecycle ------------------------------------------------------------------------------------
+
+    async def start(self, request: StartCall) -> TurnResult:
+        config = await lookup(self._rt.secretaries, request.domain_uuid, request.domain_name)
+        structlog.contextvars.bind_contextvars(call_uuid=str(request.call_uuid), domain_uuid=str(config.domain_uuid))
+        async with self._locks.hold(request.call_uuid):
+            existing = await self._rt.call_states.get(request.call_uuid)
+            if existing is not None and existing.domain_uuid != config.domain_uuid:
+                raise UnknownCall("call_uuid is already in use")
+            state = existing or CallState(
+                call_uuid=request.call_uuid,
+                domain_uuid=config.domain_uuid,
+                domain_name=config.domain_name,
+                transport=TRANSPORT,
+                caller_id_number=request.caller_id_number,
+                caller_id_name=request.caller_id_name,
+                destination_number=request.destination_number,
+            )
+            conversation = Conversation(config, self._rt.providers.brain(config), state.history)
+            greeting = conversation.opening()
+            self._spool.open_call(config.domain_uuid, request.call_uuid)
+            audio_file, _ = await self._speak(config, state, greeting, cacheable=True)
+            await self._rt.call_states.put(state)
+        if existing is None:
+            self._rt.metrics.calls_started.labels(TRANSPORT).inc()
+            log.info("call_started", caller=request.caller_id_number, destination=request.destination_number)
+        return TurnResult(request.call_uuid, greeting, audio_file, Action.continue_(), self._record_spec(config, state))
+
+    async def turn_from_file(self, call_uuid: UUID, ref: DomainReference, recording_file: str) -> TurnResult:
+        async with self._locks.hold(call_uuid):
+            state = await self._load(call_uuid, ref)
+            config = await self._rt.secretaries.by_uuid(state.domain_uuid)
+            path = self._spool.resolve_recording(recording_file, state.domain_uuid, call_uuid)
+            blob = await asyncio.to_thread(self._spool.read_recording, path)
+            return await self._turn(state, config, parse_wav(blob), recording=self._spool.for_freeswitch(path))
+
+    async def turn_from_wav(self, call_uuid: UUID, ref: DomainReference, body: bytes) -> TurnResult:
+        async with self._locks.hold(call_uuid):
+            state = await self._load(call_uuid, ref)
+            config = await self._rt.secretaries.by_uuid(state.domain_uuid)
+            audio = parse_wav(body)
+            path = self._spool.inbox(state.domain_uuid, call_uuid) / f"upload-{len(state.turns) + 1:03d}.wav"
+            await asyncio.to_thread(self._spool.write, path, body)
+            return await self._turn(state, config, audio, recording=self._spool.for_freeswitch(path))
+
+    async def dtmf(self, call_uuid: UUID, request: Dtmf) -> TurnResult:
+        async with self._locks.hold(call_uuid):
+            state = await self._load(call_uuid, request)
+            config = await self._rt.secretaries.by_uuid(state.domain_uuid)
+            started = time.perf_counter()
+            target = config.target_by_extension(request.digits)
+            if target is not None:
+                reply = Reply(
+                    f"Putting you through to {target.name}.",
+                    Action.transfer(target.extension, config.context),
+                    "dtmf",
+                )
+            elif request.digits == "0":
+                reply = Reply(
+                    "Putting you through now.", Action.transfer(config.fallback_destination, config.context), "dtmf"
+                )
+            else:
+                reply = Reply("Sorry, that is not a valid choice. How can I help you?", Action.continue_(), "dtmf")
+            return await self._finish_turn(
+                state, config, f"DTMF {request.digits}", reply, {"stt_ms": 0, "brain_ms": 0}, started, None
+            )
+
+    async def end(self, call_uuid: UUID, request: EndCall) -> dict[str, Any]:
+        async with self._locks.hold(call_uuid):
+            state = await self._load(call_uuid, request, allow_ended=True)
+            ended = datetime.now(UTC)
+            record = CallRecord.from_state(state, ended, request.hangup_cause)
+            await self._rt.call_records.save(record)  # raises while storage is down: the state is kept
+            await self._rt.call_states.delete(call_uuid)
+        self._rt.metrics.calls_ended.labels(TRANSPORT, record.outcome).inc()
+        log.info("call_ended", outcome=record.outcome, turns=len(record.turns), duration_ms=record.duration_ms)
+        return {"call_uuid": str(call_uuid), "turns": len(record.turns), "duration_ms": record.duration_ms}
+
+    # -- one turn ------------------------------------------------------------------------------------------
+
+    async def _load(self, call_uuid: UUID, ref: DomainReference, *, allow_ended: bool = False) -> CallState:
+        state = await self._rt.call_states.get(call_uuid)
+        # A call of another domain reads exactly like an unknown call: nothing tells the caller it exists.
+        if state is None or (ref.domain_uuid and ref.domain_uuid.lower() != str(state.domain_uuid)):
+            raise UnknownCall(f"unknown call {call_uuid}")
+        if ref.domain_name and ref.domain_name.casefold() != state.domain_name.casefold():
+            raise UnknownCall(f"unknown call {call_uuid}")
+        structlog.contextvars.bind_contextvars(call_uuid=str(call_uuid), domain_uuid=str(state.domain_uuid))
+        if state.phase is CallPhase.ENDED and not allow_ended:
+            raise CallEnded(f"call {call_uuid} has ended")
+        return state
+
+    async def _turn(self, state: CallState, config: SecretaryConfig, audio: Pcm, recording: str) -> TurnResult:
+        started = time.perf_counter()
+        timings: dict[str, int] = {}
+        elapsed_call = (datetime.now(UTC) - state.started_at).total_seconds()
+
+        heard = ""
+        if audio.rms() >= SILENCE_RMS:
+            stt_started = time.perf_counter()
+            hints = [name for t in config.directory for name in t.spoken_names]
+            transcript = await self._rt.providers.stt(config).transcribe(audio, config.language, hints)
+            heard = transcript.text
+            timings["stt_ms"] = _ms(time.perf_counter() - stt_started)
+            state.add_usage(f"stt_seconds.{transcript.provider}", transcript.audio_seconds)
+        else:
+            timings["stt_ms"] = 0
+
+        brain_started = time.perf_counter()
+        if state.phase is CallPhase.TAKING_MESSAGE:
+            state.outcome = "message"
+            reply = Reply(f"Thank you, I have taken your message. {config.farewell}", Action.hangup(), "message")
+        elif elapsed_call > config.max_call_seconds:
+            reply = Reply(
+                "I'm sorry, we have to end here. Let me put you through to a colleague.",
+                Action.transfer(config.fallback_destination, config.context),
+                "time_limit",
+            )
+        else:
+            conversation = Conversation(
+                config,
+                self._rt.providers.brain(config),
+                state.history,
+                turns=state.conversation_turns,
+                misunderstood=state.misunderstood,
+            )
+            reply = await conversation.respond(heard)
+            state.conversation_turns, state.misunderstood = conversation.turns, conversation.misunderstood
+            for provider in reply.failed:
+                self._rt.metrics.fallbacks.labels("brain", provider).inc()
+                state.add_usage(f"fallbacks.brain.{provider}")
+        timings["brain_ms"] = _ms(time.perf_counter() - brain_started)
+        return await self._finish_turn(state, config, heard, reply, timings, started, recording)
+
+    async def _finish_turn(
+        self,
+        state: CallState,
+        config: SecretaryConfig,
+        heard: str,
+        reply: Reply,
+        timings: dict[str, int],
+        started: float,
+        recording: str | None,
+    ) -> TurnResult:
+        tts_started = time.perf_counter()
+        audio_file, cached = await self._speak(config, state, reply.text, cacheable=reply.brain in CACHEABLE_BRAINS)
+        timings["tts_ms"] = 0 if cached else _ms(time.perf_counter() - tts_started)
+        action = reply.action
+        if action.type is ActionType.TAKE_MESSAGE:
+            state.phase = CallPhase.TAKING_MESSAGE
+        elif action.type is ActionType.TRANSFER:
+            state.outcome, state.outcome_destination = "transfer", action.destination
+        elif action.type is ActionType.HANGUP and state.outcome is None:
+            state.outcome = "hangup"
+        timings["total_ms"] = _ms(time.perf_counter() - started)
+        state.turns.append(
+            TurnRecord(
+                index=len(state.turns) + 1,
+                at=datetime.now(UTC),
+                caller_text=heard,
+                secretary_text=reply.text,
+                action=action,
+                brain=reply.brain,
+                recording_file=recording,
+                reply_file=audio_file,
+                stt_ms=timings["stt_ms"],
+                brain_ms=timings["brain_ms"],
+                tts_ms=timings["tts_ms"],
+                total_ms=timings["total_ms"],
+            )
+        )
+        await self._rt.call_states.put(state)
+        metrics = self._rt.metrics
+        metrics.turns.labels(TRANSPORT, action.type.value).inc()
+        for stage in ("stt", "brain", "tts", "total"):
+            metrics.stage_seconds.labels(stage).observe(timings[f"{stage}_ms"] / 1000)
+        log.info("turn", heard=heard, said=reply.text, action=action.type.value, brain=reply.brain, **timings)
+        return TurnResult(
+            state.call_uuid, reply.text, audio_file, action, self._record_spec(config, state), heard, timings
+        )
+
+    async def _speak(self, config: SecretaryConfig, state: CallState, text: str, cacheable: bool) -> tuple[str, bool]:
+        tts = self._rt.providers.tts(config)
+        if cacheable:
+            path, hit = await self._rt.tts_cache.speak(tts, text)
+            self._rt.metrics.tts_cache.labels("hit" if hit else "miss").inc()
+            state.add_usage(f"tts_chars.{tts.name}", 0 if hit else len(text))
+            return self._spool.for_freeswitch(path), hit
+        pcm = (await tts.synthesize(text)).resampled(self._rt.settings.spool.reply_sample_rate)
+        state.add_usage(f"tts_chars.{tts.name}", len(text))
+        path = self._spool.outbox(state.domain_uuid, state.call_uuid) / f"reply-{len(state.turns) + 1:03d}.wav"
+        await asyncio.to_thread(self._spool.write, path, wav_bytes(pcm))
+        return self._spool.for_freeswitch(path), False
+
+    def _record_spec(self, config: SecretaryConfig, state: CallState) -> dict[str, Any]:
+        rec = config.recording
+        taking_message = state.phase is CallPhase.TAKING_MESSAGE
+        return {
+            "file": self._spool.message_path(state.domain_uuid, state.call_uuid)
+            if taking_message
+            else self._spool.recording_path(state.domain_uuid, state.call_uuid, len(state.turns) + 1),
+            "max_seconds": rec.message_max_seconds if taking_message else rec.max_seconds,
+            "silence_threshold": rec.silence_threshold,
+            "silence_seconds": rec.silence_seconds,
+        }

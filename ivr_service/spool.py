@@ -1,0 +1,108 @@
+"""The audio spool FreeSWITCH and the service share, confined per domain and call.
+
+    <spool>/in/<domain_uuid>/<call_uuid>/    recordings FreeSWITCH writes (the only place we read)
+    <spool>/out/<domain_uuid>/<call_uuid>/   replies we write for FreeSWITCH to play
+    <spool>/cache/                           the TTS cache (greetings and other fixed prompts)
+
+FreeSWITCH may see the same folder under another path (a docker volume): paths in requests and replies use
+`freeswitch_dir`, and are translated to `dir` here.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from pathlib import Path, PurePosixPath
+from uuid import UUID
+
+from secretary.errors import BadInput
+from secretary.speech.tts_cache import write_atomically
+
+
+class SpoolPathError(BadInput):
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="recording_file", code="path_outside_spool")
+
+
+class RecordingTooLarge(BadInput):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"recording is larger than {limit} bytes", field="recording_file", code="too_large")
+
+
+class AudioSpool:
+    def __init__(self, root: Path, freeswitch_root: Path | None, max_recording_bytes: int) -> None:
+        self.root = root.resolve()
+        self.freeswitch_root = PurePosixPath(freeswitch_root or self.root)
+        self.max_recording_bytes = max_recording_bytes
+        for sub in ("in", "out", "cache"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def inbox(self, domain_uuid: UUID, call_uuid: UUID) -> Path:
+        return self.root / "in" / str(domain_uuid) / str(call_uuid)
+
+    def outbox(self, domain_uuid: UUID, call_uuid: UUID) -> Path:
+        return self.root / "out" / str(domain_uuid) / str(call_uuid)
+
+    def open_call(self, domain_uuid: UUID, call_uuid: UUID) -> None:
+        inbox = self.inbox(domain_uuid, call_uuid)
+        inbox.mkdir(parents=True, exist_ok=True)
+        os.chmod(inbox, 0o777)  # FreeSWITCH runs as another user and must be able to record here
+        self.outbox(domain_uuid, call_uuid).mkdir(parents=True, exist_ok=True)
+
+    def for_freeswitch(self, path: Path) -> str:
+        """The path as FreeSWITCH sees it."""
+        return str(self.freeswitch_root / path.resolve().relative_to(self.root))
+
+    def recording_path(self, domain_uuid: UUID, call_uuid: UUID, turn: int) -> str:
+        return self.for_freeswitch(self.inbox(domain_uuid, call_uuid) / f"turn-{turn:03d}.wav")
+
+    def message_path(self, domain_uuid: UUID, call_uuid: UUID) -> str:
+        return self.for_freeswitch(self.inbox(domain_uuid, call_uuid) / "message.wav")
+
+    def resolve_recording(self, raw: str, domain_uuid: UUID, call_uuid: UUID) -> Path:
+        """Map a FreeSWITCH-side path to ours and prove it lies in this call's inbox, symlinks resolved."""
+        if not raw or "\x00" in raw or len(raw) > 4096:
+            raise SpoolPathError("recording_file is not a usable path")
+        given = PurePosixPath(raw)
+        if ".." in given.parts:
+            raise SpoolPathError("recording_file must not contain '..'")
+        if given.is_absolute():
+            try:
+                local = self.root / given.relative_to(self.freeswitch_root)
+            except ValueError:
+                local = Path(given)
+        else:
+            local = self.root / given
+        resolved = local.resolve()
+        allowed = self.inbox(domain_uuid, call_uuid).resolve()
+        if not resolved.is_relative_to(allowed):
+            raise SpoolPathError("recording_file is outside this call's folder in the spool")
+        return resolved
+
+    def read_recording(self, path: Path) -> bytes:
+        """Read without following a symlink swapped in after `resolve_recording`, capped in size."""
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        except FileNotFoundError:
+            raise BadInput("recording_file does not exist", field="recording_file", code="not_found") from None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SpoolPathError("recording_file is a symbolic link") from None
+            raise BadInput(f"recording_file can't be read: {exc.strerror}", field="recording_file") from None
+        with os.fdopen(fd, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise SpoolPathError("recording_file is not a regular file")
+            if info.st_size > self.max_recording_bytes:
+                raise RecordingTooLarge(self.max_recording_bytes)
+            data = handle.read(self.max_recording_bytes + 1)
+        if len(data) > self.max_recording_bytes:
+            raise RecordingTooLarge(self.max_recording_bytes)
+        return data
+
+    def write(self, path: Path, data: bytes) -> Path:
+        if not path.resolve().is_relative_to(self.root):
+            raise SpoolPathError("refusing to write outside the spool")
+        write_atomically(path, data)
+        return path

@@ -1,0 +1,159 @@
+"""Finished calls with their transcripts: PostgreSQL (`v_ai_calls`, `v_ai_call_turns`) or JSON files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Protocol
+from uuid import UUID
+
+import asyncpg
+
+from secretary.calls.models import CallRecord, TurnRecord
+from secretary.conversation.actions import Action
+from secretary.db.database import Database
+from secretary.errors import UnknownDomain
+from secretary.speech.tts_cache import write_atomically
+
+
+class CallRecordStore(Protocol):
+    async def save(self, record: CallRecord) -> None: ...
+
+    async def get(self, domain_uuid: UUID, call_uuid: UUID) -> CallRecord | None: ...
+
+
+class FileCallRecordStore:
+    """`<data_dir>/calls/<domain_uuid>/<call_uuid>.json`, one file a call."""
+
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+
+    def _path(self, domain_uuid: UUID, call_uuid: UUID) -> Path:
+        return self._dir / str(domain_uuid) / f"{call_uuid}.json"
+
+    async def save(self, record: CallRecord) -> None:
+        path = self._path(record.domain_uuid, record.call_uuid)
+        await asyncio.to_thread(write_atomically, path, record.model_dump_json(indent=1).encode())
+
+    async def get(self, domain_uuid: UUID, call_uuid: UUID) -> CallRecord | None:
+        path = self._path(domain_uuid, call_uuid)
+        if not path.is_file():
+            return None
+        return CallRecord.model_validate_json(await asyncio.to_thread(path.read_bytes))
+
+
+class PostgresCallRecordStore:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def save(self, record: CallRecord) -> None:
+        try:
+            async with self._db.connection() as conn, conn.transaction():
+                call_row = await conn.fetchval(
+                    """INSERT INTO v_ai_calls (domain_uuid, call_uuid, transport, caller_id_number,
+                           caller_id_name, destination_number, start_stamp, end_stamp, duration_ms,
+                           turn_count, outcome, outcome_destination, hangup_cause, usage)
+                       VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14::jsonb)
+                       ON CONFLICT (domain_uuid, call_uuid) DO UPDATE SET end_stamp = EXCLUDED.end_stamp,
+                           duration_ms = EXCLUDED.duration_ms, turn_count = EXCLUDED.turn_count,
+                           outcome = EXCLUDED.outcome, outcome_destination = EXCLUDED.outcome_destination,
+                           hangup_cause = EXCLUDED.hangup_cause, usage = EXCLUDED.usage
+                       RETURNING ai_call_uuid""",
+                    record.domain_uuid,
+                    record.call_uuid,
+                    record.transport,
+                    record.caller_id_number,
+                    record.caller_id_name,
+                    record.destination_number,
+                    record.started_at,
+                    record.ended_at,
+                    record.duration_ms,
+                    len(record.turns),
+                    record.outcome,
+                    record.outcome_destination,
+                    record.hangup_cause,
+                    json.dumps(record.usage),
+                )
+                await conn.execute("DELETE FROM v_ai_call_turns WHERE ai_call_uuid = $1", call_row)
+                await conn.executemany(
+                    """INSERT INTO v_ai_call_turns (ai_call_uuid, domain_uuid, turn_index, turn_stamp,
+                           caller_text, secretary_text, heard_text, action_type, action_destination, brain,
+                           stt_ms, brain_ms, tts_ms, total_ms, recording_file, reply_file)
+                       VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)""",
+                    [
+                        (
+                            call_row,
+                            record.domain_uuid,
+                            t.index,
+                            t.at,
+                            t.caller_text,
+                            t.secretary_text,
+                            t.heard_text,
+                            t.action.type.value,
+                            t.action.destination,
+                            t.brain,
+                            t.stt_ms,
+                            t.brain_ms,
+                            t.tts_ms,
+                            t.total_ms,
+                            t.recording_file,
+                            t.reply_file,
+                        )
+                        for t in record.turns
+                    ],
+                )
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise UnknownDomain(f"unknown domain {record.domain_uuid}") from exc
+
+    async def get(self, domain_uuid: UUID, call_uuid: UUID) -> CallRecord | None:
+        call = await self._db.fetchrow(
+            """SELECT ai_call_uuid, call_uuid, domain_uuid, transport, caller_id_number, caller_id_name,
+                      destination_number, start_stamp, end_stamp, duration_ms, outcome,
+                      outcome_destination, hangup_cause, usage
+               FROM v_ai_calls WHERE domain_uuid = $1 AND call_uuid = $2""",
+            domain_uuid,
+            call_uuid,
+        )
+        if call is None:
+            return None
+        turns = await self._db.fetch(
+            """SELECT turn_index, turn_stamp, caller_text, secretary_text, heard_text, action_type,
+                      action_destination, brain, stt_ms, brain_ms, tts_ms, total_ms, recording_file, reply_file
+               FROM v_ai_call_turns WHERE ai_call_uuid = $1 AND domain_uuid = $2 ORDER BY turn_index""",
+            call["ai_call_uuid"],
+            domain_uuid,
+        )
+        return CallRecord(
+            call_uuid=call["call_uuid"],
+            domain_uuid=call["domain_uuid"],
+            transport=call["transport"],
+            caller_id_number=call["caller_id_number"],
+            caller_id_name=call["caller_id_name"],
+            destination_number=call["destination_number"],
+            started_at=call["start_stamp"],
+            ended_at=call["end_stamp"],
+            duration_ms=call["duration_ms"],
+            outcome=call["outcome"],
+            outcome_destination=call["outcome_destination"],
+            hangup_cause=call["hangup_cause"],
+            usage=json.loads(call["usage"]) if isinstance(call["usage"], str) else call["usage"],
+            turns=[
+                TurnRecord(
+                    index=t["turn_index"],
+                    at=t["turn_stamp"],
+                    caller_text=t["caller_text"],
+                    secretary_text=t["secretary_text"],
+                    heard_text=t["heard_text"],
+                    action=Action(type=t["action_type"], destination=t["action_destination"]),
+                    brain=t["brain"],
+                    stt_ms=t["stt_ms"],
+                    brain_ms=t["brain_ms"],
+                    tts_ms=t["tts_ms"],
+                    total_ms=t["total_ms"],
+                    recording_file=t["recording_file"],
+                    reply_file=t["reply_file"],
+                )
+                for t in turns
+            ],
+        )

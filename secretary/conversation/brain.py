@@ -1,0 +1,84 @@
+"""The `Brain` interface: given the conversation so far and what the caller said, stream the reply.
+
+A brain streams `TextDelta`s (so the realtime path can speak the first sentence early) and ends with at most
+one `Decision`. Decisions name directory entries, not extensions: `Conversation` resolves them against the
+domain's config, so no brain (and no model output) can route a call outside the domain's directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal, Protocol
+
+from pydantic import BaseModel
+
+from secretary.tenants.config import SecretaryConfig
+
+
+class ChatMessage(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class KnowledgeChunk:
+    """A passage from the domain's knowledge base with the document it came from."""
+
+    text: str
+    source: str
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class BrainRequest:
+    config: SecretaryConfig
+    history: Sequence[ChatMessage]
+    caller_text: str
+    now: datetime
+    knowledge: Sequence[KnowledgeChunk] | None = None  # None: the domain has no knowledge base
+    misunderstood_before: int = 0
+
+
+class Intent(StrEnum):
+    TRANSFER = "transfer"
+    OPERATOR = "operator"
+    HANGUP = "hangup"
+    TAKE_MESSAGE = "take_message"
+
+
+@dataclass(frozen=True, slots=True)
+class TextDelta:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    intent: Intent
+    target: str | None = None  # a directory entry's name, for TRANSFER
+
+
+@dataclass(frozen=True, slots=True)
+class Retract:
+    """The text streamed so far is void (its brain failed mid-reply); another brain answers instead."""
+
+
+@dataclass(frozen=True, slots=True)
+class Finished:
+    """Last event of a reply: which brain answered, which failed before it, and whether the caller's
+    words were understood (two misunderstandings in a row send the caller to a person)."""
+
+    brain: str
+    understood: bool = True
+    failed: tuple[str, ...] = ()
+
+
+BrainEvent = TextDelta | Decision | Retract | Finished
+
+
+class Brain(Protocol):
+    name: str
+
+    def stream(self, request: BrainRequest) -> AsyncIterator[BrainEvent]: ...

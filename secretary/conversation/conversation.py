@@ -1,0 +1,173 @@
+"""`Conversation`: one call's dialogue. It asks the brain, turns its decision into an `Action` that stays
+inside the domain (directory entries and the fallback destination only), and keeps the history.
+
+The same object serves a v1 turn (`respond`: the whole reply at once) and a v2 streaming turn (`stream`:
+sentences as soon as they are complete, then the finished `Reply`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from secretary.conversation.actions import Action
+from secretary.conversation.brain import (
+    Brain,
+    BrainRequest,
+    ChatMessage,
+    Decision,
+    Finished,
+    Intent,
+    KnowledgeChunk,
+    Retract,
+    TextDelta,
+)
+from secretary.conversation.front_desk import find_target, normalise
+from secretary.speech.sentences import SentenceBuffer
+from secretary.tenants.config import SecretaryConfig
+
+HISTORY_LIMIT = 24
+
+
+class KnowledgeSearch(Protocol):
+    """The domain's knowledge base, as the conversation needs it."""
+
+    async def search(self, domain_uuid: str, query: str) -> list[KnowledgeChunk]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    text: str
+    action: Action
+    brain: str
+    failed: tuple[str, ...] = ()
+    understood: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDone:
+    reply: Reply
+
+
+ReplyEvent = Sentence | ReplyDone
+
+
+class Conversation:
+    def __init__(
+        self,
+        config: SecretaryConfig,
+        brain: Brain,
+        history: list[ChatMessage] | None = None,
+        *,
+        turns: int = 0,
+        misunderstood: int = 0,
+        knowledge: KnowledgeSearch | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.config = config
+        self.history: list[ChatMessage] = history if history is not None else []
+        self.turns = turns
+        self.misunderstood = misunderstood
+        self._brain = brain
+        self._knowledge = knowledge
+        self._clock = clock
+
+    def opening(self) -> str:
+        greeting = self.config.opening_line
+        if not self.history:
+            self.history.append(ChatMessage(role="assistant", content=greeting))
+        return greeting
+
+    async def respond(self, caller_text: str) -> Reply:
+        async for event in self.stream(caller_text):
+            if isinstance(event, ReplyDone):
+                return event.reply
+        raise RuntimeError("conversation stream ended without a reply")  # pragma: no cover
+
+    async def stream(self, caller_text: str) -> AsyncIterator[ReplyEvent]:
+        self.turns += 1
+        if self.turns > self.config.max_turns:
+            reply = Reply(
+                "Let me put you through to a colleague who can help you further.",
+                Action.transfer(self.config.fallback_destination, self.config.context),
+                "turn_limit",
+            )
+            yield Sentence(reply.text)
+            self._remember(caller_text, reply)
+            yield ReplyDone(reply)
+            return
+
+        knowledge = None
+        if self._knowledge is not None and caller_text.strip():
+            knowledge = await self._knowledge.search(str(self.config.domain_uuid), caller_text)
+        request = BrainRequest(
+            config=self.config,
+            history=tuple(self.history),
+            caller_text=caller_text,
+            now=self._clock(),
+            knowledge=knowledge,
+            misunderstood_before=self.misunderstood,
+        )
+        buffer = SentenceBuffer()
+        spoken: list[str] = []
+        decision: Decision | None = None
+        finished = Finished(self._brain.name)
+        async for event in self._brain.stream(request):
+            if isinstance(event, TextDelta):
+                for sentence in buffer.feed(event.text):
+                    spoken.append(sentence)
+                    yield Sentence(sentence)
+            elif isinstance(event, Decision):
+                decision = decision or event
+            elif isinstance(event, Retract):
+                buffer, spoken, decision = SentenceBuffer(), [], None
+            else:
+                finished = event
+        for sentence in buffer.flush():
+            spoken.append(sentence)
+            yield Sentence(sentence)
+
+        action, extra = self._resolve(decision)
+        if extra and (not spoken or action.type.value == "continue"):
+            spoken.append(extra)
+            yield Sentence(extra)
+        reply = Reply(" ".join(spoken), action, finished.brain, finished.failed, finished.understood)
+        self.misunderstood = 0 if reply.understood else self.misunderstood + 1
+        self._remember(caller_text, reply)
+        yield ReplyDone(reply)
+
+    def _resolve(self, decision: Decision | None) -> tuple[Action, str]:
+        """The action a decision stands for, and a sentence to say if the brain said nothing."""
+        config = self.config
+        if decision is None:
+            return Action.continue_(), ""
+        if decision.intent is Intent.HANGUP:
+            return Action.hangup(), config.farewell
+        if decision.intent is Intent.TAKE_MESSAGE:
+            return Action.take_message(), "Please leave your message after the tone."
+        if decision.intent is Intent.OPERATOR:
+            return Action.transfer(config.fallback_destination, config.context), "Putting you through now."
+        target = config.target_by_name(decision.target or "")
+        if target is None:
+            target, tied = find_target(config, normalise(decision.target or ""))
+            target = None if tied else target
+        if target is None:
+            return Action.continue_(), f"Sorry, I couldn't find {decision.target} in our directory."
+        return Action.transfer(target.extension, config.context), f"Putting you through to {target.name}."
+
+    def _remember(self, caller_text: str, reply: Reply) -> None:
+        self.history.append(ChatMessage(role="user", content=caller_text))
+        self.history.append(ChatMessage(role="assistant", content=reply.text))
+        del self.history[:-HISTORY_LIMIT]
+
+    def note_interrupted(self, heard: str) -> None:
+        """Barge-in: the caller heard only `heard` of the last reply; the history keeps what was heard."""
+        if self.history and self.history[-1].role == "assistant":
+            self.history[-1] = ChatMessage(role="assistant", content=f"{heard} [interrupted by the caller]")

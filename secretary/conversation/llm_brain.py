@@ -1,0 +1,141 @@
+"""An LLM brain over any OpenAI-compatible chat-completions server (OpenAI, Ollama, llama.cpp, vLLM, …),
+through the official `openai` SDK, streaming text and deciding actions with tool calls."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from openai import AsyncOpenAI, AsyncStream
+
+from secretary.conversation.brain import BrainEvent, BrainRequest, Decision, Finished, Intent, TextDelta
+
+OPERATOR = "operator"
+
+
+def system_prompt(request: BrainRequest) -> str:
+    config = request.config
+    lines = [
+        f"You are {config.name}, the telephone secretary" + (f" of {config.company}." if config.company else "."),
+        "You are speaking on the phone: answer in one to three short, plain sentences. No lists, no markdown,"
+        " no emojis. Spell out what a caller should hear.",
+        "Use the tools to transfer the call, take a message or end the call; never invent extensions,"
+        " names or facts that are not given below. If you don't know, say so and offer a transfer.",
+    ]
+    if config.instructions:
+        lines.append("Instructions from the company: " + config.instructions)
+    if config.business_hours is not None:
+        now = config.business_hours.is_open(request.now)
+        lines.append(config.business_hours.describe() + (" It is open now." if now else " It is closed now."))
+    if config.directory:
+        lines.append("People and departments you can transfer to:")
+        lines.extend(
+            f"- {t.name}"
+            + (f" (also: {', '.join(t.aliases)})" if t.aliases else "")
+            + (f": {t.description}" if t.description else "")
+            for t in config.directory
+        )
+    if config.faq:
+        lines.append("Frequently asked questions:")
+        lines.extend(f"- Q: {f.question} A: {f.answer}" for f in config.faq)
+    if request.knowledge:
+        lines.append("Passages from the company's documents (cite nothing else):")
+        lines.extend(f"[{c.source}] {c.text}" for c in request.knowledge)
+    return "\n".join(lines)
+
+
+def tool_schemas(request: BrainRequest) -> list[dict[str, Any]]:
+    names = [t.name for t in request.config.directory] + [OPERATOR]
+    return [
+        {
+            "type": "function",
+            "function": {
+                "name": "transfer_call",
+                "description": "Put the caller through to a person or department of the directory, or to the"
+                " operator (a human receptionist). Say a short sentence first.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"target": {"type": "string", "enum": names}},
+                    "required": ["target"],
+                },
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "take_message",
+                "description": "The caller wants to leave a message; it is recorded after your sentence.",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        },
+        {
+            "type": "function",
+            "function": {
+                "name": "end_call",
+                "description": "The caller is done: say goodbye, then the call is ended.",
+                "parameters": {"type": "object", "properties": {}},
+            },
+        },
+    ]
+
+
+def decision_from_tool(name: str, arguments: str) -> Decision | None:
+    try:
+        args = json.loads(arguments) if arguments.strip() else {}
+    except json.JSONDecodeError:
+        args = {}
+    if not isinstance(args, dict):
+        args = {}
+    if name == "transfer_call":
+        target = str(args.get("target", "")).strip()
+        if not target or target.casefold() == OPERATOR:
+            return Decision(Intent.OPERATOR)
+        return Decision(Intent.TRANSFER, target)
+    if name == "take_message":
+        return Decision(Intent.TAKE_MESSAGE)
+    if name == "end_call":
+        return Decision(Intent.HANGUP)
+    return None
+
+
+class OpenAiCompatibleBrain:
+    """`name` says which provider it is (`openai`, `ollama`, …), for call records and logs."""
+
+    def __init__(self, name: str, client: AsyncOpenAI, model: str, temperature: float = 0.3) -> None:
+        self.name = name
+        self._client = client
+        self._model = model
+        self._temperature = temperature
+
+    async def stream(self, request: BrainRequest) -> AsyncIterator[BrainEvent]:
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(request)}]
+        messages.extend({"role": m.role, "content": m.content} for m in request.history)
+        messages.append({"role": "user", "content": request.caller_text or "(the caller said nothing)"})
+        stream = await self._client.chat.completions.create(
+            model=self._model,
+            messages=messages,  # type: ignore[arg-type]
+            tools=tool_schemas(request),  # type: ignore[arg-type]
+            temperature=self._temperature,
+            max_tokens=300,
+            stream=True,
+        )
+        calls: dict[int, list[str]] = {}
+        assert isinstance(stream, AsyncStream)
+        async for chunk in stream:
+            if not chunk.choices:
+                continue
+            delta = chunk.choices[0].delta
+            if delta.content:
+                yield TextDelta(delta.content)
+            for call in delta.tool_calls or []:
+                name_args = calls.setdefault(call.index, ["", ""])
+                if call.function is not None:
+                    name_args[0] += call.function.name or ""
+                    name_args[1] += call.function.arguments or ""
+        for name, arguments in calls.values():
+            decision = decision_from_tool(name, arguments)
+            if decision is not None:
+                yield decision
+                break
+        yield Finished(self.name)

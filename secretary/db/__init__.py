@@ -1,0 +1,1 @@
+"""PostgreSQL access (asyncpg) and our versioned migrations into the FusionPBX database."""

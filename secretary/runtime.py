@@ -1,0 +1,86 @@
+"""The composition root: builds, from `Settings`, every long-lived object a transport needs.
+
+With no DATABASE_URL the secretaries come from YAML and call records go to files; with no REDIS_URL call
+state stays in memory. Production sets both; the tests exercise both paths.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from secretary.calls.record_store import CallRecordStore, FileCallRecordStore, PostgresCallRecordStore
+from secretary.calls.state_store import CallStateStore, MemoryCallStateStore, RedisCallStateStore
+from secretary.db.database import Database
+from secretary.observability import Metrics
+from secretary.providers import ProviderFactory
+from secretary.settings import Settings
+from secretary.speech.cpu_pool import CpuPool
+from secretary.speech.local_engines import LocalModels
+from secretary.speech.tts_cache import TtsCache
+from secretary.tenants.pg_store import PostgresSecretaryStore
+from secretary.tenants.store import CachedSecretaryStore
+from secretary.tenants.yaml_store import YamlSecretaryStore
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    secretaries: CachedSecretaryStore
+    call_states: CallStateStore
+    call_records: CallRecordStore
+    providers: ProviderFactory
+    models: LocalModels
+    tts_cache: TtsCache
+    metrics: Metrics
+    pool: CpuPool
+    database: Database | None
+
+    @classmethod
+    def create(cls, settings: Settings, models: LocalModels | None = None) -> Runtime:
+        """`models` lets several runtimes in one process (tests) share the loaded engines."""
+        database = Database(settings.database_url, settings.dependency_timeout_s) if settings.database_url else None
+        if database is not None:
+            secretaries = CachedSecretaryStore(PostgresSecretaryStore(database), settings.config_cache_s)
+            records: CallRecordStore = PostgresCallRecordStore(database)
+        else:
+            yaml_store = YamlSecretaryStore(settings.secretaries_file)
+            yaml_store.load()
+            secretaries = CachedSecretaryStore(yaml_store, settings.config_cache_s)
+            records = FileCallRecordStore(settings.data_dir / "calls")
+        states: CallStateStore = (
+            RedisCallStateStore(settings.redis_url, settings.call_state_ttl_s, settings.dependency_timeout_s)
+            if settings.redis_url
+            else MemoryCallStateStore(settings.call_state_ttl_s)
+        )
+        pool = CpuPool(settings.engines.workers)
+        models = models or LocalModels(settings.engines)
+        return cls(
+            settings=settings,
+            secretaries=secretaries,
+            call_states=states,
+            call_records=records,
+            providers=ProviderFactory(settings, models, pool),
+            models=models,
+            tts_cache=TtsCache(settings.spool.dir / "cache", settings.spool.reply_sample_rate),
+            metrics=Metrics(),
+            pool=pool,
+            database=database,
+        )
+
+    async def warm_up(self) -> None:
+        """Load the local models before the first call instead of during it."""
+        await self.pool.run(self.models.whisper)
+        await self.pool.run(self.models.piper)
+
+    async def health(self) -> dict[str, str]:
+        checks = {
+            "postgresql": "disabled" if self.database is None else ("ok" if await self.database.ping() else "down"),
+            "redis": "disabled" if not self.settings.redis_url else ("ok" if await self.call_states.ping() else "down"),
+        }
+        return checks
+
+    async def close(self) -> None:
+        await self.providers.close()
+        await self.call_states.close()
+        await self.secretaries.close()
+        self.pool.close()

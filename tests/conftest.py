@@ -1,0 +1,111 @@
+"""Shared fixtures: real PostgreSQL (FusionPBX 5.4 and 5.5 schemas), real Redis, real speech engines."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from secretary.db.database import Database
+from secretary.db.migrations import migrate
+from secretary.settings import EngineSettings, Settings
+from secretary.speech.local_engines import LocalModels
+from secretary.tenants.config import SecretaryConfig
+from secretary.tenants.pg_store import PostgresSecretaryStore
+from tests.support import databases
+from tests.support.speech import Speech
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_SECRETARIES = ROOT / "config" / "secretaries.example.yaml"
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def acme_config() -> SecretaryConfig:
+    document = yaml.safe_load(EXAMPLE_SECRETARIES.read_text())
+    return SecretaryConfig.model_validate(document["secretaries"][0])
+
+
+def globex_config() -> SecretaryConfig:
+    """Same extensions as acme (as in the FusionPBX seed), different company and facts."""
+    return SecretaryConfig.model_validate(
+        acme_config().model_dump()
+        | {
+            "domain_uuid": databases.GLOBEX,
+            "domain_name": "globex.example.com",
+            "company": "Globex",
+            "greeting": "Globex, good day. How may I help?",
+            "faq": [
+                {
+                    "question": "Do you sell hovercraft?",
+                    "answer": "Yes, Globex sells hovercraft in three colours.",
+                    "keywords": ["hovercraft"],
+                }
+            ],
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def models() -> LocalModels:
+    return LocalModels(EngineSettings())
+
+
+@pytest.fixture(scope="session")
+def speech(models: LocalModels) -> Speech:
+    return Speech(models)
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for one test: its own spool and data folders, the example secretaries, no DB/Redis unless
+    asked for (explicit values win over the environment and config/voice-ai.yaml)."""
+
+    def build(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": None,
+            "redis_url": None,
+            "secretaries_file": EXAMPLE_SECRETARIES,
+            "data_dir": tmp_path / "data",
+            "spool": {"dir": tmp_path / "spool"},
+            "config_cache_s": 0,
+            "dependency_timeout_s": 2.0,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return build
+
+
+async def _prepare_fusionpbx(schema: str) -> tuple[str, str]:
+    name, url = await databases.create_database(schema)
+    database = Database(url)
+    try:
+        await migrate(database)
+        store = PostgresSecretaryStore(database)
+        await store.save(acme_config())
+        await store.save(globex_config())
+        initech = SecretaryConfig.model_validate(
+            acme_config().model_dump() | {"domain_uuid": databases.INITECH, "domain_name": "initech.example.com"}
+        )
+        await store.save(initech)  # its domain is disabled in v_domains
+    finally:
+        await database.close()
+    return name, url
+
+
+@pytest.fixture(scope="session", params=["5.4", "5.5"])
+def fusionpbx_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A migrated FusionPBX database of each schema version, with secretaries for the seeded domains."""
+    name, url = asyncio.run(_prepare_fusionpbx(request.param))
+    yield url
+    asyncio.run(databases.drop_database(name))
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL

@@ -1,0 +1,1 @@
+"""The `voiceai` command: the composition root that starts the transports and runs admin tasks."""
