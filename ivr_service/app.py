@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -65,33 +66,36 @@ def status_for(exc: SecretaryError) -> int:
 
 @web.middleware
 async def errors_and_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every failure leaves as `{"error": {"code", "message"[, "field"]}}` and is counted by its code."""
     runtime = request.app[RUNTIME]
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     structlog.contextvars.clear_contextvars()
     started = time.perf_counter()
+    code: str | None = None
     try:
         response = await handler(request)
     except web.HTTPRequestEntityTooLarge:
-        response = error_response(413, "too_large", "request body is too large", "body")
+        code = "too_large"
+        response = error_response(413, code, "request body is too large", "body")
     except web.HTTPException as exc:
-        response = error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason)
+        code = exc.reason.lower().replace(" ", "_")
+        response = error_response(exc.status, code, exc.text or exc.reason)
     except SecretaryError as exc:
-        status = status_for(exc)
-        response = error_response(status, exc.code, exc.message, getattr(exc, "field", None))
+        code, status = exc.code, status_for(exc)
+        response = error_response(status, code, exc.message, getattr(exc, "field", None))
         log.log(
-            40 if status >= 500 else 20,
+            logging.ERROR if status >= 500 else logging.INFO,
             "request_refused",
             route=route,
             status=status,
-            code=exc.code,
+            code=code,
             reason=exc.message,
         )
     except Exception:
         log.exception("request_failed", route=route)
-        response = error_response(500, "internal_error", "the service failed to handle this request")
-    if response.status >= 400:
-        body = getattr(response, "body", b"")
-        code = json.loads(body)["error"]["code"] if isinstance(body, bytes) and body.startswith(b"{") else "http"
+        code = "internal_error"
+        response = error_response(500, code, "the service failed to handle this request")
+    if code is not None:
         runtime.metrics.errors.labels(code).inc()
     runtime.metrics.requests.labels(route, str(response.status)).inc()
     runtime.metrics.stage_seconds.labels("http").observe(time.perf_counter() - started)

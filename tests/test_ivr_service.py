@@ -1,0 +1,266 @@
+"""The v1 HTTP contract over real HTTP, real engines, and both storage paths; every bad input of issue 2."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from ivr_service.app import RUNTIME, create_app
+from secretary.runtime import Runtime
+from secretary.settings import Settings
+from secretary.speech.audio import Pcm, parse_wav, silence, wav_bytes
+from secretary.speech.local_engines import LocalModels
+from tests.support import databases
+from tests.support.speech import Speech
+
+ACME = databases.ACME
+GLOBEX = databases.GLOBEX
+
+
+@pytest.fixture
+async def client_for(models: LocalModels) -> AsyncIterator[Callable[[Settings], Any]]:
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(settings: Settings) -> TestClient[Any, Any]:
+        runtime = Runtime.create(settings, models=models)
+        client: TestClient[Any, Any] = TestClient(TestServer(create_app(runtime, own_runtime=True)))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def start(client: TestClient[Any, Any], domain: str = "acme.example.com", **extra: str) -> dict[str, Any]:
+    call_uuid = str(uuid.uuid4())
+    body = {"domain_name": domain, "call_uuid": call_uuid, "caller_id_number": "5551234"} | extra
+    response = await client.post("/api/v1/calls", json=body)
+    assert response.status == 200, await response.text()
+    return dict(await response.json())
+
+
+async def error_of(response: Any, status: int) -> dict[str, Any]:
+    assert response.status == status, await response.text()
+    payload = await response.json()
+    assert set(payload) == {"error"} and payload["error"]["message"]
+    return dict(payload["error"])
+
+
+async def test_a_call_with_recordings_from_the_spool(client_for: Any, make_settings: Any, speech: Speech) -> None:
+    settings = make_settings()
+    client = await client_for(settings)
+    started = await start(client)
+    assert started["say"]["text"].startswith("Hello, you have reached Acme")
+    assert started["action"] == {"type": "continue"}
+    greeting = Path(started["say"]["audio_file"])
+    assert greeting.is_relative_to((settings.spool.dir / "cache").resolve())
+    assert "you have reached" in speech.transcribe(parse_wav(greeting.read_bytes())).lower()
+    record = started["record"]
+    assert record == {"file": record["file"], "max_seconds": 15, "silence_threshold": 300, "silence_seconds": 2}
+    assert f"/in/{ACME}/{started['call_uuid']}/" in record["file"]
+
+    # FreeSWITCH records the caller into record.file, then the script posts it.
+    Path(record["file"]).write_bytes(wav_bytes(speech.say("What are your opening hours?")))
+    turn = await client.post(
+        f"/api/v1/calls/{started['call_uuid']}/turns", json={"recording_file": record["file"], "domain_uuid": ACME}
+    )
+    result = await turn.json()
+    assert turn.status == 200, result
+    assert "opening hours" in result["heard"].lower()
+    assert "Monday to Friday" in result["say"]["text"]
+    assert set(result["timings"]) == {"stt_ms", "brain_ms", "tts_ms", "total_ms"}
+    assert result["record"]["file"].endswith("turn-002.wav")
+
+    # The same greeting for the next call comes from the TTS cache: same file, nothing synthesised.
+    again = await start(client)
+    assert again["say"]["audio_file"] == started["say"]["audio_file"]
+
+    ended = await client.post(f"/api/v1/calls/{started['call_uuid']}/end", json={"hangup_cause": "NORMAL_CLEARING"})
+    summary = await ended.json()
+    assert summary["turns"] == 1 and summary["call_uuid"] == started["call_uuid"]
+    saved = settings.data_dir / "calls" / ACME / f"{started['call_uuid']}.json"
+    assert "opening hours" in saved.read_text().lower()
+    # The call is over: its state is gone.
+    await error_of(await client.post(f"/api/v1/calls/{started['call_uuid']}/end", json={}), 404)
+
+
+async def test_wav_body_dtmf_and_message_taking(client_for: Any, make_settings: Any, speech: Speech) -> None:
+    client = await client_for(make_settings())
+    call = (await start(client))["call_uuid"]
+    dtmf = await (await client.post(f"/api/v1/calls/{call}/dtmf", json={"digits": "1003"})).json()
+    assert dtmf["action"] == {"type": "transfer", "destination": "1003", "context": "acme.example.com"}
+
+    call = (await start(client))["call_uuid"]
+    wav = wav_bytes(speech.say("I would like to leave a message."))
+    asked = await client.post(f"/api/v1/calls/{call}/turns", data=wav, headers={"Content-Type": "audio/wav"})
+    asked_json = await asked.json()
+    assert asked_json["action"]["type"] == "take_message", asked_json
+    assert asked_json["record"]["file"].endswith("message.wav") and asked_json["record"]["max_seconds"] == 120
+    Path(asked_json["record"]["file"]).write_bytes(wav_bytes(speech.say("Please call me back about my invoice.")))
+    taken = await (
+        await client.post(f"/api/v1/calls/{call}/turns", json={"recording_file": asked_json["record"]["file"]})
+    ).json()
+    assert taken["action"]["type"] == "hangup" and "invoice" in taken["heard"].lower()
+
+
+async def test_silence_is_not_sent_to_stt(client_for: Any, make_settings: Any) -> None:
+    client = await client_for(make_settings())
+    call = (await start(client))["call_uuid"]
+    silent = wav_bytes(silence(1.0, 8000))
+    result = await (
+        await client.post(f"/api/v1/calls/{call}/turns", data=silent, headers={"Content-Type": "audio/wav"})
+    ).json()
+    assert result["heard"] == "" and result["timings"]["stt_ms"] == 0 and "didn't catch" in result["say"]["text"]
+
+
+async def test_bad_requests_get_clear_json_errors(
+    client_for: Any, make_settings: Any, speech: Speech, tmp_path: Path
+) -> None:
+    settings = make_settings()
+    client = await client_for(settings)
+    assert (await error_of(await client.post("/api/v1/calls", data=b"{nope"), 400))["code"] == "invalid_json"
+    missing = await error_of(await client.post("/api/v1/calls", json={"domain_name": "acme.example.com"}), 400)
+    assert missing["field"] == "call_uuid" and missing["code"] == "missing_field"
+    bad_uuid = await error_of(await client.post("/api/v1/calls", json={"domain_name": "x", "call_uuid": "1"}), 400)
+    assert bad_uuid["field"] == "call_uuid"
+    no_domain = await error_of(await client.post("/api/v1/calls", json={"call_uuid": str(uuid.uuid4())}), 400)
+    assert no_domain["field"] == "domain_uuid"
+    unknown = await client.post("/api/v1/calls", json={"domain_name": "nope.example", "call_uuid": str(uuid.uuid4())})
+    assert (await error_of(unknown, 404))["code"] == "unknown_domain"
+    assert (await error_of(await client.post("/api/v1/calls", json=[1, 2]), 400))["code"] == "invalid_json"
+
+    ghost = str(uuid.uuid4())
+    unknown_call = await client.post(f"/api/v1/calls/{ghost}/turns", json={"recording_file": "/tmp/x.wav"})
+    assert (await error_of(unknown_call, 404))["code"] == "unknown_call"
+    await error_of(await client.post("/api/v1/calls/not-a-uuid/turns", json={"recording_file": "x"}), 400)
+    await error_of(await client.post(f"/api/v1/calls/{ghost}/dtmf", json={"digits": "1; rm"}), 400)
+
+    started = await start(client)
+    call, inbox = started["call_uuid"], Path(started["record"]["file"]).parent
+    turns = f"/api/v1/calls/{call}/turns"
+    outside = tmp_path / "secret.wav"
+    outside.write_bytes(wav_bytes(speech.say("hello")))
+    for path in (str(outside), f"{inbox}/../../../../etc/passwd", "/etc/passwd", "relative/../../x.wav"):
+        err = await error_of(await client.post(turns, json={"recording_file": path}), 400)
+        assert err["code"] == "path_outside_spool" and err["field"] == "recording_file"
+    # another call's folder of the same domain is outside this call's folder too
+    other = await start(client)
+    other_file = Path(other["record"]["file"])
+    other_file.write_bytes(wav_bytes(speech.say("hello")))
+    assert (await error_of(await client.post(turns, json={"recording_file": str(other_file)}), 400))[
+        "code"
+    ] == "path_outside_spool"
+    link = inbox / "turn-001.wav"
+    os.symlink(outside, link)
+    assert (await error_of(await client.post(turns, json={"recording_file": str(link)}), 400))[
+        "code"
+    ] == "path_outside_spool"
+    link.unlink()
+    link.write_bytes(b"ID3 this is an mp3")
+    assert (await error_of(await client.post(turns, json={"recording_file": str(link)}), 422))["code"] == "bad_audio"
+    link.write_bytes(wav_bytes(speech.say("hello"))[:500])
+    assert "truncated" in (await error_of(await client.post(turns, json={"recording_file": str(link)}), 422))["message"]
+    link.write_bytes(wav_bytes(Pcm(b"", 8000)))  # the caller hung up before saying anything
+    assert "empty" in (await error_of(await client.post(turns, json={"recording_file": str(link)}), 422))["message"]
+    missing_file = await client.post(turns, json={"recording_file": str(inbox / "nope.wav")})
+    assert (await error_of(missing_file, 400))["code"] == "not_found"
+    await error_of(await client.post(turns, data=b"RIFF", headers={"Content-Type": "audio/wav"}), 422)
+
+    # 50 MB: refused from its Content-Length, and nothing lands in the spool.
+    before = {p for p in settings.spool.dir.rglob("*")}
+    huge = await client.post(turns, data=b"\0" * (50 * 1024 * 1024), headers={"Content-Type": "audio/wav"})
+    assert (await error_of(huge, 413))["code"] == "too_large"
+    big_json = await client.post("/api/v1/calls", data=b"[" + b"1," * (6 * 1024 * 1024) + b"1]")
+    assert (await error_of(big_json, 413))["code"] == "too_large"
+    assert {p for p in settings.spool.dir.rglob("*")} == before
+    assert not (tmp_path / "data").exists() or not list((tmp_path / "data").rglob("*.wav"))
+
+    # The call still works after all that.
+    good = await client.post(
+        turns, data=wav_bytes(speech.say("Where are you located?")), headers={"Content-Type": "audio/wav"}
+    )
+    assert "Main Street" in (await good.json())["say"]["text"]
+
+
+async def test_metrics_and_health(client_for: Any, make_settings: Any) -> None:
+    client = await client_for(make_settings())
+    await start(client)
+    await client.post("/api/v1/calls", json={"domain_name": "nope.example", "call_uuid": str(uuid.uuid4())})
+    health = await client.get("/health")
+    assert health.status == 200 and (await health.json()) == {
+        "status": "ok",
+        "checks": {"postgresql": "disabled", "redis": "disabled"},
+    }
+    text = await (await client.get("/metrics")).text()
+    assert 'voiceai_calls_started_total{transport="turn"} 1.0' in text
+    assert 'voiceai_errors_total{code="unknown_domain"} 1.0' in text
+
+
+async def test_postgres_and_redis_with_tenant_walls(
+    client_for: Any, make_settings: Any, speech: Speech, fusionpbx_url: str, redis_url: str
+) -> None:
+    settings = make_settings(database_url=fusionpbx_url, redis_url=redis_url)
+    client = await client_for(settings)
+    acme_call = (await start(client))["call_uuid"]
+    globex = await start(client, domain="globex.example.com")
+    assert globex["say"]["text"] == "Globex, good day. How may I help?"
+
+    # acme can't act on globex's call: it reads as unknown.
+    for route, body in (("turns", {"recording_file": "x.wav"}), ("dtmf", {"digits": "1"}), ("end", {})):
+        response = await client.post(f"/api/v1/calls/{globex['call_uuid']}/{route}", json=body | {"domain_uuid": ACME})
+        assert (await error_of(response, 404))["code"] == "unknown_call"
+    reuse = await client.post("/api/v1/calls", json={"domain_uuid": ACME, "call_uuid": globex["call_uuid"]})
+    await error_of(reuse, 404)
+
+    # disabled domain
+    refused = await client.post(
+        "/api/v1/calls", json={"domain_uuid": databases.INITECH, "call_uuid": str(uuid.uuid4())}
+    )
+    assert (await error_of(refused, 403))["code"] == "domain_disabled"
+
+    # State lives in Redis: a new service process continues the call.
+    second = await client_for(settings)
+    wav = wav_bytes(speech.say("Please put me through to sales."))
+    moved = await (
+        await second.post(f"/api/v1/calls/{acme_call}/turns", data=wav, headers={"Content-Type": "audio/wav"})
+    ).json()
+    assert moved["action"] == {"type": "transfer", "destination": "1002", "context": "acme.example.com"}
+    await second.post(f"/api/v1/calls/{acme_call}/end", json={"hangup_cause": "NORMAL_CLEARING"})
+    record = await second.app[RUNTIME].call_records.get(uuid.UUID(ACME), uuid.UUID(acme_call))
+    assert record is not None and record.outcome == "transfer" and record.outcome_destination == "1002"
+    assert record.turns[0].stt_ms and "sales" in record.turns[0].caller_text.lower()
+    assert record.hangup_cause == "NORMAL_CLEARING"
+    health = await (await second.get("/health")).json()
+    assert health["checks"] == {"postgresql": "ok", "redis": "ok"}
+
+
+async def test_dependencies_down_mean_503(client_for: Any, make_settings: Any) -> None:
+    dead_pg = await client_for(make_settings(database_url="postgresql://postgres@127.0.0.1:9/x"))
+    response = await dead_pg.post("/api/v1/calls", json={"domain_uuid": ACME, "call_uuid": str(uuid.uuid4())})
+    assert (await error_of(response, 503))["code"] == "dependency_unavailable"
+    assert (await dead_pg.get("/health")).status == 503
+
+    dead_redis = await client_for(make_settings(redis_url="redis://127.0.0.1:9/0"))
+    response = await dead_redis.post("/api/v1/calls", json={"domain_uuid": ACME, "call_uuid": str(uuid.uuid4())})
+    assert (await error_of(response, 503))["code"] == "dependency_unavailable"
+    health = await dead_redis.get("/health")
+    assert health.status == 503 and (await health.json())["checks"]["redis"] == "down"
+
+
+async def test_record_kept_while_postgres_is_down(client_for: Any, make_settings: Any, redis_url: str) -> None:
+    """/end while PostgreSQL is down answers 503 and keeps the call state, so the record can be saved later."""
+    settings = make_settings(redis_url=redis_url)
+    client = await client_for(settings)
+    call = (await start(client))["call_uuid"]
+    broken = await client_for(settings.model_copy(update={"database_url": "postgresql://postgres@127.0.0.1:9/x"}))
+    await error_of(await broken.post(f"/api/v1/calls/{call}/end", json={}), 503)
+    ended = await client.post(f"/api/v1/calls/{call}/end", json={})
+    assert ended.status == 200
