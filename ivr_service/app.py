@@ -178,6 +178,15 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Applicatio
     app.router.add_post("/api/v1/calls/{call_uuid}/end", end_call)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+
+    async def start_courier(_app: web.Application) -> None:
+        runtime.courier.start()
+
+    async def stop_courier(_app: web.Application) -> None:
+        await runtime.courier.close()
+
+    app.on_startup.append(start_courier)
+    app.on_cleanup.append(stop_courier)
     if own_runtime:
 
         async def close_runtime(_app: web.Application) -> None:

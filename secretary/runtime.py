@@ -10,7 +10,11 @@ from dataclasses import dataclass
 
 from secretary.calls.record_store import CallRecordStore, FileCallRecordStore, PostgresCallRecordStore
 from secretary.calls.state_store import CallStateStore, MemoryCallStateStore, RedisCallStateStore
+from secretary.credentials.secret_box import SecretBox
+from secretary.credentials.store import CredentialStore
 from secretary.db.database import Database
+from secretary.messages.courier import MessageCourier
+from secretary.messages.store import FileMessageStore, MessageStore, PostgresMessageStore
 from secretary.observability import Metrics
 from secretary.providers import ProviderFactory
 from secretary.settings import Settings
@@ -34,19 +38,29 @@ class Runtime:
     metrics: Metrics
     pool: CpuPool
     database: Database | None
+    messages: MessageStore
+    courier: MessageCourier
+    credentials: CredentialStore | None
 
     @classmethod
     def create(cls, settings: Settings, models: LocalModels | None = None) -> Runtime:
         """`models` lets several runtimes in one process (tests) share the loaded engines."""
         database = Database(settings.database_url, settings.dependency_timeout_s) if settings.database_url else None
+        box = SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
+        credentials: CredentialStore | None = None
+        spill: FileMessageStore | None = None
         if database is not None:
-            secretaries = CachedSecretaryStore(PostgresSecretaryStore(database), settings.config_cache_s)
+            credentials = CredentialStore(database, box)
+            secretaries = CachedSecretaryStore(PostgresSecretaryStore(database, credentials), settings.config_cache_s)
             records: CallRecordStore = PostgresCallRecordStore(database)
+            messages: MessageStore = PostgresMessageStore(database)
+            spill = FileMessageStore(settings.data_dir / "messages-spill")
         else:
             yaml_store = YamlSecretaryStore(settings.secretaries_file)
             yaml_store.load()
             secretaries = CachedSecretaryStore(yaml_store, settings.config_cache_s)
             records = FileCallRecordStore(settings.data_dir / "calls")
+            messages = FileMessageStore(settings.data_dir / "messages")
         states: CallStateStore = (
             RedisCallStateStore(settings.redis_url, settings.call_state_ttl_s, settings.dependency_timeout_s)
             if settings.redis_url
@@ -65,6 +79,9 @@ class Runtime:
             metrics=Metrics(),
             pool=pool,
             database=database,
+            messages=messages,
+            courier=MessageCourier(messages, secretaries, settings, spill),
+            credentials=credentials,
         )
 
     async def warm_up(self) -> None:
@@ -80,6 +97,7 @@ class Runtime:
         return checks
 
     async def close(self) -> None:
+        await self.courier.close()
         await self.providers.close()
         await self.call_states.close()
         await self.secretaries.close()

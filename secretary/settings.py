@@ -70,6 +70,39 @@ class LlmSettings(BaseModel):
     total_deadline_s: float = Field(default=12.0, gt=0)
 
 
+class SmtpSettings(BaseModel):
+    """The default SMTP server for e-mailing taken messages; a domain's `messages.smtp` overrides it."""
+
+    host: str | None = None
+    port: int = Field(default=587, gt=0, lt=65536)
+    username: str | None = None
+    password: SecretStr | None = None
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    from_address: str = "voiceai@localhost"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class MessageDeliverySettings(BaseModel):
+    """The courier that e-mails and POSTs taken messages in the background, retrying with backoff."""
+
+    enabled: bool = True
+    poll_s: float = Field(default=15.0, gt=0, description="how often pending deliveries are looked for")
+    backoff_base_s: float = Field(default=30.0, gt=0, description="wait after the first failed attempt")
+    backoff_max_s: float = Field(default=3600.0, gt=0)
+    max_attempts: int = Field(default=15, ge=1, description="attempts before a delivery is marked failed")
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=4, ge=1)
+
+
+class AdminSettings(BaseModel):
+    """The admin API under /api/v1/admin."""
+
+    enabled: bool = True
+    max_json_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON body accepted")
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest knowledge document")
+    max_page_size: int = Field(default=200, ge=1)
+
+
 class Settings(BaseSettings):
     """Everything the processes need to start; per-domain behaviour lives in `SecretaryConfig`."""
 
@@ -95,6 +128,13 @@ class Settings(BaseSettings):
     spool: SpoolSettings = SpoolSettings()
     engines: EngineSettings = EngineSettings()
     llm: LlmSettings = LlmSettings()
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) that encrypt stored provider credentials; comma-separated, newest first",
+    )
+    smtp: SmtpSettings = SmtpSettings()
+    messages: MessageDeliverySettings = MessageDeliverySettings()
+    admin: AdminSettings = AdminSettings()
 
     @classmethod
     def settings_customise_sources(
