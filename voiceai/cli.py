@@ -145,9 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check settings, engines, database, Redis and the spool")
     doctor.set_defaults(func=cmd_doctor)
+
+    from voiceai.admin_commands import add_parsers as add_admin_parsers
+
+    add_admin_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.func.__module__ == "voiceai.admin_commands":
+        return int(args.func(args, _settings()))
     return int(args.func(args))

@@ -104,7 +104,9 @@ class AdminRequest:
         parsed = parse_model(model, dict(self.request.query))
         limit = getattr(parsed, "limit", None)
         if isinstance(limit, int) and limit > self.settings.max_page_size:
-            raise BadInput(f"limit: at most {self.settings.max_page_size}", field="limit", code="invalid_field")
+            if "limit" in self.request.query:
+                raise BadInput(f"limit: at most {self.settings.max_page_size}", field="limit", code="invalid_field")
+            parsed = parsed.model_copy(update={"limit": self.settings.max_page_size})
         return parsed
 
     async def body(self, model: type[M]) -> M:
