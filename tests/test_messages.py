@@ -291,5 +291,6 @@ async def test_a_spoken_message_is_recorded_and_delivered_from_the_v1_call_flow(
     assert message["caller_id_name"] == "Robin" and message["call_uuid"] == call_uuid
     assert "tomorrow" in message["transcript"].lower()
     stored = await runtime.messages.get(ACME, UUID(message["message_uuid"]))
-    assert stored is not None and stored.audio_file and Path(stored.audio_file).is_file()
+    assert stored is not None and stored.audio_file
+    assert await asyncio.to_thread(Path(stored.audio_file).is_file)
     assert stored.audio_file.startswith(str(runtime.settings.spool.dir.resolve() / "in" / str(ACME) / call_uuid))
