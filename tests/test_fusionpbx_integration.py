@@ -99,7 +99,8 @@ async def test_a_failing_migration_leaves_nothing_half_applied(fresh_fusionpbx: 
         assert 3 not in versions and 1 in versions
         assert "v_ai_api_keys" not in await _tables(fresh_fusionpbx)  # created earlier in 0003, rolled back
         column = await conn.fetchval(
-            "SELECT 1 FROM information_schema.columns WHERE table_name = 'v_ai_secretaries' AND column_name = 'messages'"
+            "SELECT 1 FROM information_schema.columns "
+            "WHERE table_name = 'v_ai_secretaries' AND column_name = 'messages'"
         )
         assert column is None
         await conn.execute("DROP TABLE v_ai_messages")
