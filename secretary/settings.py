@@ -82,8 +82,8 @@ class KnowledgeSettings(BaseModel):
     )
     chroma_token: SecretStr | None = Field(default=None, description="sent as 'Authorization: Bearer …'")
     max_document_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest document accepted")
-    chunk_chars: int = Field(default=600, ge=100, description="largest passage indexed, in characters")
-    chunk_overlap_chars: int = Field(default=150, ge=0, description="text consecutive passages share")
+    chunk_chars: int = Field(default=400, ge=100, description="largest passage indexed, in characters")
+    chunk_overlap_chars: int = Field(default=100, ge=0, description="text consecutive passages share")
     search_timeout_s: float = Field(default=2.0, gt=0, description="a turn goes on without knowledge after this")
 
     @model_validator(mode="after")

@@ -26,6 +26,7 @@ HTML = "text/html"
 PDF = "application/pdf"
 SUPPORTED = (TEXT, MARKDOWN, HTML, PDF)
 PAGE_BREAK = "\f"
+HEADING_MARK = "# "  # starts a paragraph that is a heading (of HTML or Markdown): the chunker keeps it apart
 
 _BY_EXTENSION = {
     ".txt": TEXT,
@@ -45,12 +46,13 @@ _HIDDEN = ("script", "style", "noscript", "template", "iframe", "object", "embed
 _BLOCKS = frozenset(
     {
         *("address", "article", "aside", "blockquote", "caption", "dd", "details", "div", "dl", "dt", "fieldset"),
-        *("figcaption", "figure", "footer", "form", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li"),
+        *("figcaption", "figure", "footer", "form", "header", "hr", "li"),
         *("main", "nav", "ol", "p", "pre", "section", "summary", "table", "tbody", "thead", "tfoot", "tr", "ul"),
         *("body", "html"),
     }
 )
 _CELLS = frozenset({"td", "th"})
+_HEADINGS = frozenset({"h1", "h2", "h3", "h4", "h5", "h6"})
 _SPACES = re.compile(r"[ \t\f\v\u00a0\u200b]+")
 _CONTROL = re.compile(r"[\x00-\x08\x0e-\x1f\x7f]")  # PostgreSQL text can't hold NUL; none is readable
 _MAX_PDF_PAGES = 2000
@@ -61,7 +63,7 @@ logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns on every sligh
 @dataclass(frozen=True, slots=True)
 class Section:
     """A run of text; `page` is the 1-based PDF page it came from (None for other formats).
-    Paragraphs inside `text` are separated by blank lines."""
+    Paragraphs inside `text` are separated by blank lines; a heading's paragraph starts with `HEADING_MARK`."""
 
     text: str
     page: int | None = None
@@ -200,9 +202,11 @@ def _decode_html(content: bytes) -> str:
 
 def _walk(element: lxml.html.HtmlElement, parts: list[str]) -> None:
     tag = element.tag if isinstance(element.tag, str) else ""
-    block = tag in _BLOCKS
+    block = tag in _BLOCKS or tag in _HEADINGS
     if block:
         parts.append("\n\n")
+    if tag in _HEADINGS:
+        parts.append(HEADING_MARK)
     if tag == "br":
         parts.append("\n")
     if element.text and tag:
