@@ -28,10 +28,11 @@ from secretary.tenants.config import SecretaryConfig, TransferTarget
 NAME_MATCH_MIN = 82
 SOUNDS_ALIKE_SCORE = 90  # same metaphone key: "sails" for "sales", "Mueller" for "Miller"
 FAQ_MATCH_MIN = 72
-# Cosine similarity of the question and the best passage (all-MiniLM-L6-v2). Measured by
-# bench/knowledge_threshold.py on the demo documents: questions the documents answer score 0.23–0.74
-# (median ≈ 0.57), questions they don't answer (small talk, another company's facts) at most 0.33.
-# Below this the front desk says it doesn't know rather than read out an unrelated passage.
+# The knowledge base's score: cosine similarity (all-MiniLM-L6-v2) of the question and the best passage or
+# sentence of it. Measured by bench/knowledge_threshold.py on the demo documents: questions they answer score
+# 0.39–0.90 (median 0.68; one vague "what do you sell" 0.23), questions they don't answer (small talk,
+# another company's facts) 0.01–0.33 (median 0.17). Below the threshold the front desk says it doesn't know
+# rather than read out an unrelated passage.
 KNOWLEDGE_SCORE_MIN = 0.40
 
 _WORD = re.compile(r"[a-z0-9']+")

@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
+import numpy as np
 import structlog
 
 from secretary.conversation.brain import KnowledgeChunk
@@ -34,6 +35,7 @@ log = structlog.get_logger(__name__)
 INDEX_BATCH = 64  # passages embedded and stored per step (one progress tick)
 MAX_QUERY_CHARS = 1000
 ANSWER_MIN_WORDS = 8  # a shorter best sentence is read with the one after it
+RESCORED_HITS = 2  # passages whose sentences are compared with the question (~10 ms each)
 
 Progress = Callable[[int, int], None]  # (passages indexed so far, passages in the document)
 
@@ -46,7 +48,7 @@ def _domain(value: UUID | str, field: str = "domain_uuid") -> UUID:
 
 
 def _source(hit: Hit) -> str:
-    """"prices.pdf, page 3" or "guide.md: Shipping": the document, and where in it."""
+    """ "prices.pdf, page 3" or "guide.md: Shipping": the document, and where in it."""
     source = str(hit.metadata.get("source", "document"))
     if hit.metadata.get("page"):
         source += f", page {hit.metadata['page']}"
@@ -200,27 +202,31 @@ class KnowledgeBase:
                     return None
                 vector = (await self.embedder.embed([query]))[0]
                 hits = await self.index.query(domain, vector, limit)
-            if hits is None:
-                return None
-            answer = await self._answer(hits[0].text, vector) if hits else None
+                if hits is None:
+                    return None
+                return await self._rescored(hits, vector)
         except TimeoutError:
             raise DependencyUnavailable("knowledge index", "search timed out") from None
-        return [
-            KnowledgeChunk(text=h.text, source=_source(h), score=round(h.score, 4), answer=answer if i == 0 else None)
-            for i, h in enumerate(hits)
-        ]
 
-    async def _answer(self, passage: str, question: Sequence[float]) -> str | None:
-        """The best passage's sentence nearest to the question (embedded: a caller's words rarely match the
-        document's), plus the next one when it is too short to stand alone. ~10 ms for a 400-character passage."""
-        sentences = reading_sentences(passage)
-        if len(sentences) < 2:
-            return None
-        vectors = await self.embedder.embed(sentences)
-        closeness = [sum(a * b for a, b in zip(v, question, strict=True)) for v in vectors]
-        best = max(range(len(sentences)), key=closeness.__getitem__)
-        picked = sentences[best : best + (2 if len(sentences[best].split()) < ANSWER_MIN_WORDS else 1)]
-        return " ".join(picked)
+    async def _rescored(self, hits: list[Hit], question: Sequence[float]) -> list[KnowledgeChunk]:
+        """The best passages are scored again by their sentences: a caller's question is short, and it is
+        closer to the one sentence that answers it than to a passage that also says other things (measured
+        on the demo documents: answerable questions gain ~0.1, the others almost nothing). The nearest
+        sentence becomes the passage's `answer`, the part the front desk reads out."""
+        groups = [reading_sentences(h.text) if rank < RESCORED_HITS else [] for rank, h in enumerate(hits)]
+        flat = [s for group in groups if len(group) > 1 for s in group]
+        vectors = await self.embedder.embed(flat) if flat else []
+        closeness = iter(float(np.dot(v, question)) for v in vectors)
+        chunks = []
+        for hit, group in zip(hits, groups, strict=True):
+            score, answer = hit.score, None
+            if len(group) > 1:
+                scored = [next(closeness) for _ in group]
+                best = max(range(len(group)), key=scored.__getitem__)
+                span = 2 if len(group[best].split()) < ANSWER_MIN_WORDS else 1
+                score, answer = max(score, scored[best]), " ".join(group[best : best + span])
+            chunks.append(KnowledgeChunk(hit.text, _source(hit), round(score, 4), answer))
+        return sorted(chunks, key=lambda c: c.score, reverse=True)
 
     # -- internals -----------------------------------------------------------------------------------------
 
