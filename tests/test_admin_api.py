@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiohttp import FormData
 from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
@@ -28,6 +29,7 @@ from secretary.speech.audio import Pcm, wav_bytes
 from secretary.speech.local_engines import LocalModels
 from tests.support import admin_env
 from tests.support.admin_env import ACME, GLOBEX
+from tests.support.speech import Speech
 
 WAV = wav_bytes(Pcm(b"\x01\x00" * 8000, 8000))
 
@@ -48,6 +50,7 @@ class Admin:
 
     async def call(self, method: str, path: str, key: str | None = "super", **kwargs: Any) -> tuple[int, Any]:
         headers = {"Authorization": f"Bearer {self.keys.get(key, key)}"} if key else {}
+        headers |= kwargs.pop("headers", {})
         async with self.client.request(method, path, headers=headers, **kwargs) as response:
             if response.content_type == "application/json":
                 return response.status, await response.json()
@@ -482,3 +485,151 @@ async def test_without_a_database_the_admin_api_says_what_is_missing(
     ):
         assert response.status == 409
         assert (await response.json())["error"]["code"] == "database_required"
+
+
+# -- knowledge documents (against secretary.knowledge) ----------------------------------------------------------
+
+GUIDE = b"""# Acme repairs
+
+Acme repairs broken hovercraft fans within three working days at the Elm Street workshop.
+Warranty claims need the original receipt and the serial number printed under the seat.
+"""
+
+
+async def test_documents_upload_list_reindex_delete(admin: Admin) -> None:
+    base = f"/api/v1/admin/domains/{ACME}/documents"
+    form = FormData()
+    form.add_field("file", GUIDE, filename="repairs.md", content_type="text/markdown")
+    status, document = await admin.call("POST", base, "acme", data=form)
+    assert status == 201, document
+    assert document["status"] == "indexed" and document["chunk_count"] >= 1 and document["filename"] == "repairs.md"
+    status, raw = await admin.call(
+        "POST",
+        base + "?filename=hours-note.txt",
+        "acme",
+        data=b"The Elm Street workshop closes early on Fridays, at 3 PM.",
+        headers={"Content-Type": "text/plain"},
+    )
+    assert status == 201 and raw["content_type"].startswith("text/plain")
+
+    status, page = await admin.call("GET", base + "?limit=1", "acme")
+    assert status == 200 and len(page["items"]) == 1 and page["has_more"] is True
+    one = f"{base}/{document['document_uuid']}"
+    status, fetched = await admin.call("GET", one, "acme")
+    assert status == 200 and fetched["document_uuid"] == document["document_uuid"]
+    assert (await admin.call("GET", one, "globex"))[0] == 404
+
+    chunks = await admin.runtime.knowledge.search(str(ACME), "How long does a hovercraft fan repair take?")
+    assert chunks and "three working days" in chunks[0].text and chunks[0].source.startswith("repairs.md")
+    assert not [
+        c for c in await admin.runtime.knowledge.search(str(GLOBEX), "hovercraft fan repair") if "Elm Street" in c.text
+    ]
+
+    status, reindexed = await admin.call("POST", one + "/reindex", "acme")
+    assert status == 200 and reindexed["chunks_indexed"] == document["chunk_count"]
+    status, everything = await admin.call("POST", base + "/reindex", "acme")
+    assert status == 200 and everything["chunks_indexed"] >= document["chunk_count"] + 1
+    assert (await admin.call("DELETE", one, "acme"))[0] == 200
+    assert (await admin.call("GET", one, "acme"))[0] == 404
+    assert (await admin.call("POST", one + "/reindex", "acme"))[0] == 404
+    assert not [
+        c
+        for c in await admin.runtime.knowledge.search(str(ACME), "hovercraft fan repair days")
+        if "three working days" in c.text
+    ]
+
+
+async def test_bad_documents_get_clear_errors(admin: Admin) -> None:
+    base = f"/api/v1/admin/domains/{ACME}/documents"
+
+    async def upload(filename: str, content: bytes, content_type: str) -> tuple[int, Any]:
+        form = FormData()
+        form.add_field("file", content, filename=filename, content_type=content_type)
+        return await admin.call("POST", base, "acme", data=form)
+
+    status, error = await upload("brochure.pdf", b"this is not a PDF at all", "application/pdf")
+    assert status == 422 and error["error"]["code"] == "bad_document"
+    status, error = await upload("tool.exe", b"MZ\x90\x00binary", "application/octet-stream")
+    assert status == 415 and error["error"]["code"] == "unsupported_document"
+    status, error = await upload("empty.txt", b"", "text/plain")
+    assert status == 422 and error["error"]["field"] == "file"
+    status, error = await admin.call("POST", base, "acme", data=b"text", headers={"Content-Type": "text/plain"})
+    assert status == 400 and error["error"]["field"] == "filename"
+    form = FormData()
+    form.add_field("other", b"x", filename="x.txt")
+    status, error = await admin.call("POST", base, "acme", data=form)
+    assert status == 400 and error["error"]["field"] == "file"
+
+    # scripts and styles of an HTML page never reach the index
+    page = (
+        b"<html><head><style>.secretword{color:red}</style><script>alert('scriptsecret')</script></head>"
+        b"<body><h1>Parking</h1><p>Visitors park free of charge in the north garage.</p></body></html>"
+    )
+    status, document = await upload("parking.html", page, "text/html")
+    assert status == 201 and document["status"] == "indexed"
+    found = await admin.runtime.knowledge.search(str(ACME), "scriptsecret alert secretword parking garage")
+    assert found and all("scriptsecret" not in c.text and "secretword" not in c.text for c in found)
+
+    # a domain that exists in FusionPBX but has no secretary
+    hooli = uuid.uuid4()
+    assert admin.runtime.database is not None
+    await admin.runtime.database.execute(
+        "INSERT INTO v_domains (domain_uuid, domain_name, domain_enabled) VALUES ($1, $2, true)",
+        hooli,
+        f"hooli-{hooli.hex[:6]}.example.com",
+    )
+    form = FormData()
+    form.add_field("file", GUIDE, filename="guide.md", content_type="text/markdown")
+    status, error = await admin.call("POST", f"/api/v1/admin/domains/{hooli}/documents", "super", data=form)
+    assert status == 404 and error["error"]["code"] == "no_secretary"
+
+
+async def test_isolation_end_to_end_a_caller_never_hears_another_domains_knowledge(
+    admin: Admin, speech: Speech
+) -> None:
+    """Globex's admin uploads a fact; Globex's caller hears it; Acme's caller, asking the same, hears that the
+    secretary doesn't know; and Acme's key can't see Globex's call."""
+    form = FormData()
+    form.add_field(
+        "file",
+        b"Globex hovercraft come with a lifetime warranty on the engine.",
+        filename="warranty.txt",
+        content_type="text/plain",
+    )
+    status, _ = await admin.call("POST", f"/api/v1/admin/domains/{GLOBEX}/documents", "globex", data=form)
+    assert status == 201
+    form = FormData()  # Acme has knowledge of its own, just not this
+    form.add_field(
+        "file",
+        b"Acme delivers office chairs within five working days.",
+        filename="delivery.txt",
+        content_type="text/plain",
+    )
+    status, _ = await admin.call("POST", f"/api/v1/admin/domains/{ACME}/documents", "acme", data=form)
+    assert status == 201
+
+    async def ask(domain: uuid.UUID) -> tuple[str, str]:
+        call_uuid = str(uuid.uuid4())
+        async with admin.client.post(
+            "/api/v1/calls", json={"domain_uuid": str(domain), "call_uuid": call_uuid, "caller_id_number": "5550000"}
+        ) as response:
+            assert response.status == 200
+        body = wav_bytes(speech.say("What is the warranty on the hovercraft engine?"))
+        async with admin.client.post(
+            f"/api/v1/calls/{call_uuid}/turns", data=body, headers={"Content-Type": "audio/wav"}
+        ) as response:
+            assert response.status == 200, await response.text()
+            said = (await response.json())["say"]["text"]
+        async with admin.client.post(f"/api/v1/calls/{call_uuid}/end", json={}) as response:
+            assert response.status == 200
+        return call_uuid, said
+
+    globex_call, globex_said = await ask(GLOBEX)
+    assert "lifetime warranty" in globex_said.lower()
+    _, acme_said = await ask(ACME)
+    assert "don't know" in acme_said.lower() and "lifetime" not in acme_said.lower()
+    status, error = await admin.call("GET", f"/api/v1/admin/domains/{GLOBEX}/calls/{globex_call}", "acme")
+    assert status == 404 and error["error"]["code"] == "unknown_domain"
+    status, error = await admin.call("GET", f"/api/v1/admin/domains/{ACME}/calls/{globex_call}", "acme")
+    assert status == 404 and error["error"]["code"] == "unknown_call"
+    assert (await admin.call("GET", f"/api/v1/admin/domains/{GLOBEX}/calls/{globex_call}", "globex"))[0] == 200

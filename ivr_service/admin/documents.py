@@ -4,8 +4,6 @@ after at most the limit is read, never buffered whole."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Protocol
 from uuid import UUID
 
 from aiohttp import BodyPartReader, web
@@ -13,42 +11,12 @@ from aiohttp import BodyPartReader, web
 from ivr_service.admin.context import AdminRequest, PayloadTooLarge, model_response, read_limited
 from ivr_service.admin.models import Deleted, DocumentOut, Page, Paging, ReindexOut, UploadQuery
 from ivr_service.admin.registry import Operation
-from secretary.errors import BadInput, DependencyUnavailable, NotFound
+from secretary.errors import BadInput, NotFound
+from secretary.knowledge.base import KnowledgeBase
 
 
-class DocumentInfoLike(Protocol):
-    document_uuid: UUID
-    domain_uuid: UUID
-    filename: str
-    content_type: str
-    size_bytes: int
-    chunk_count: int
-    status: str
-    error: str | None
-    created_at: datetime
-
-
-class KnowledgeBaseApi(Protocol):
-    """The part of `secretary.knowledge.base.KnowledgeBase` the admin API uses."""
-
-    async def add_document(
-        self, domain_uuid: UUID, filename: str, content: bytes, content_type: str | None = None
-    ) -> Any: ...
-
-    async def list_documents(self, domain_uuid: UUID, offset: int = 0, limit: int = 50) -> list[Any]: ...
-
-    async def get_document(self, domain_uuid: UUID, document_uuid: UUID) -> Any | None: ...
-
-    async def delete_document(self, domain_uuid: UUID, document_uuid: UUID) -> bool: ...
-
-    async def reindex(self, domain_uuid: UUID, document_uuid: UUID | None = None) -> int: ...
-
-
-def _knowledge(admin: AdminRequest) -> KnowledgeBaseApi:
-    knowledge: KnowledgeBaseApi | None = getattr(admin.services.runtime, "knowledge", None)
-    if knowledge is None:
-        raise DependencyUnavailable("knowledge base", "this build has no knowledge base")
-    return knowledge
+def _knowledge(admin: AdminRequest) -> KnowledgeBase:
+    return admin.services.runtime.knowledge
 
 
 def _document_uuid(raw: str) -> UUID:
