@@ -16,7 +16,7 @@ from lxml import etree
 
 from secretary.access.api_keys import ApiKeyStore
 from secretary.db.database import Database
-from secretary.db.migrations import MigrationError, available_migrations, migrate
+from secretary.db.migrations import MigrationError, available_migrations, migrate, pending_migrations
 from secretary.errors import BadInput
 from secretary.fusionpbx.destinations import PbxDestinations
 from secretary.fusionpbx.dialplan import APP_UUID, DialplanInstaller, DialplanRequest, build_xml, dialplan_uuid
@@ -97,6 +97,7 @@ async def test_a_failing_migration_leaves_nothing_half_applied(fresh_fusionpbx: 
             await migrate(database)
         versions = [r[0] for r in await conn.fetch("SELECT version FROM v_ai_schema_migrations ORDER BY 1")]
         assert 3 not in versions and 1 in versions
+        assert [m.version for m in await pending_migrations(database)] == [3]  # what `voiceai doctor` reports
         assert "v_ai_api_keys" not in await _tables(fresh_fusionpbx)  # created earlier in 0003, rolled back
         column = await conn.fetchval(
             "SELECT 1 FROM information_schema.columns "
