@@ -80,6 +80,8 @@ async def setup(
             "UPDATE v_ai_message_deliveries SET delivery_state = 'failed' WHERE delivery_state = 'pending'"
         )
     else:
+        if "_55_" in writable_fusionpbx_url:
+            pytest.skip("the file store does not depend on the FusionPBX schema: run once, with 5.4")
         monkeypatch.setenv("ACME_WEBHOOK_SECRET", WEBHOOK_SECRET)
         document = {
             "secretaries": [
