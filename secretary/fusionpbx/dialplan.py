@@ -136,10 +136,10 @@ def validate_xml(element: etree._Element) -> None:
 def flush_instructions(context: str) -> str:
     return (
         f"Clear FusionPBX's dialplan cache for {context} so FreeSWITCH reads the change:\n"
-        f"  memcache (FusionPBX's default before 5.x): fs_cli -x 'memcache delete dialplan:{context}'\n"
-        f"  file cache (cache.method = file in /etc/fusionpbx/config.conf): "
+        f"  cache.method = file (FusionPBX's default, /etc/fusionpbx/config.conf): "
         f"rm -f /var/cache/fusionpbx/dialplan.{context}\n"
-        f"  or in the web UI: Status > SIP Status > Flush Cache"
+        f"  cache.method = memcache: fs_cli -x 'memcache delete dialplan:{context}'\n"
+        f"  or in the web UI: Status > SIP Status > Flush Cache (Flush Memcache in older versions)"
     )
 
 
