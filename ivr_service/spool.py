@@ -54,6 +54,17 @@ class AudioSpool:
         """The path as FreeSWITCH sees it."""
         return str(self.freeswitch_root / path.resolve().relative_to(self.root))
 
+    def to_local(self, raw: str) -> Path | None:
+        """Our path for a path as FreeSWITCH sees it (None if it is outside the spool)."""
+        given = PurePosixPath(raw)
+        if ".." in given.parts or "\x00" in raw:
+            return None
+        try:
+            return self.root / given.relative_to(self.freeswitch_root)
+        except ValueError:
+            local = Path(raw)
+            return local if local.is_relative_to(self.root) else None
+
     def recording_path(self, domain_uuid: UUID, call_uuid: UUID, turn: int) -> str:
         return self.for_freeswitch(self.inbox(domain_uuid, call_uuid) / f"turn-{turn:03d}.wav")
 

@@ -6,7 +6,6 @@ did not list it, so a domain with only cloud providers still answers when they a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -102,7 +101,7 @@ class ProviderFactory:
         if spec.name in OPENAI_COMPATIBLE:
             llm = self._settings.llm
             base_url = spec.base_url or _DEFAULT_BASE_URLS.get(spec.name) or llm.base_url
-            key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
+            key = spec.api_key_value() or ""
             if not key and llm.api_key is not None:
                 key = llm.api_key.get_secret_value()
             client_key = (base_url or "", key)

@@ -1,7 +1,8 @@
 """The composition root: builds, from `Settings`, every long-lived object a transport needs.
 
-With no DATABASE_URL the secretaries come from YAML and call records go to files; with no REDIS_URL call
-state stays in memory. Production sets both; the tests exercise both paths.
+With no DATABASE_URL the secretaries come from YAML and call records and knowledge documents go to files;
+with no REDIS_URL call state stays in memory; with no Chroma URL the knowledge index is embedded.
+Production sets them; the tests exercise both paths.
 """
 
 from __future__ import annotations
@@ -10,7 +11,17 @@ from dataclasses import dataclass
 
 from secretary.calls.record_store import CallRecordStore, FileCallRecordStore, PostgresCallRecordStore
 from secretary.calls.state_store import CallStateStore, MemoryCallStateStore, RedisCallStateStore
+from secretary.credentials.secret_box import SecretBox
+from secretary.credentials.store import CredentialStore
 from secretary.db.database import Database
+from secretary.knowledge.base import KnowledgeBase
+from secretary.knowledge.chroma_index import ChromaIndex
+from secretary.knowledge.documents import DocumentStore
+from secretary.knowledge.embedders import MiniLmEmbedder
+from secretary.knowledge.file_documents import FileDocumentStore
+from secretary.knowledge.pg_documents import PostgresDocumentStore
+from secretary.messages.courier import MessageCourier
+from secretary.messages.store import FileMessageStore, MessageStore, PostgresMessageStore
 from secretary.observability import Metrics
 from secretary.providers import ProviderFactory
 from secretary.settings import Settings
@@ -34,19 +45,32 @@ class Runtime:
     metrics: Metrics
     pool: CpuPool
     database: Database | None
+    messages: MessageStore
+    courier: MessageCourier
+    credentials: CredentialStore | None
+    knowledge: KnowledgeBase
 
     @classmethod
     def create(cls, settings: Settings, models: LocalModels | None = None) -> Runtime:
         """`models` lets several runtimes in one process (tests) share the loaded engines."""
         database = Database(settings.database_url, settings.dependency_timeout_s) if settings.database_url else None
+        box = SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
+        credentials: CredentialStore | None = None
+        spill: FileMessageStore | None = None
         if database is not None:
-            secretaries = CachedSecretaryStore(PostgresSecretaryStore(database), settings.config_cache_s)
+            credentials = CredentialStore(database, box)
+            secretaries = CachedSecretaryStore(PostgresSecretaryStore(database, credentials), settings.config_cache_s)
             records: CallRecordStore = PostgresCallRecordStore(database)
+            messages: MessageStore = PostgresMessageStore(database)
+            spill = FileMessageStore(settings.data_dir / "messages-spill")
+            documents: DocumentStore = PostgresDocumentStore(database)
         else:
             yaml_store = YamlSecretaryStore(settings.secretaries_file)
             yaml_store.load()
             secretaries = CachedSecretaryStore(yaml_store, settings.config_cache_s)
             records = FileCallRecordStore(settings.data_dir / "calls")
+            messages = FileMessageStore(settings.data_dir / "messages")
+            documents = FileDocumentStore(settings.data_dir / "knowledge")
         states: CallStateStore = (
             RedisCallStateStore(settings.redis_url, settings.call_state_ttl_s, settings.dependency_timeout_s)
             if settings.redis_url
@@ -65,22 +89,37 @@ class Runtime:
             metrics=Metrics(),
             pool=pool,
             database=database,
+            messages=messages,
+            courier=MessageCourier(messages, secretaries, settings, spill),
+            credentials=credentials,
+            knowledge=KnowledgeBase(
+                documents=documents,
+                index=ChromaIndex(settings.knowledge, settings.data_dir / "chroma"),
+                embedder=MiniLmEmbedder(models, pool),
+                secretaries=secretaries,
+                settings=settings.knowledge,
+                pool=pool,
+            ),
         )
 
     async def warm_up(self) -> None:
         """Load the local models before the first call instead of during it."""
         await self.pool.run(self.models.whisper)
         await self.pool.run(self.models.piper)
+        await self.pool.run(self.models.minilm)
 
     async def health(self) -> dict[str, str]:
         checks = {
             "postgresql": "disabled" if self.database is None else ("ok" if await self.database.ping() else "down"),
             "redis": "disabled" if not self.settings.redis_url else ("ok" if await self.call_states.ping() else "down"),
+            "chromadb": "ok" if await self.knowledge.ping() else "down",
         }
         return checks
 
     async def close(self) -> None:
+        await self.courier.close()
         await self.providers.close()
         await self.call_states.close()
         await self.secretaries.close()
+        await self.knowledge.close()
         self.pool.close()

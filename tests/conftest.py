@@ -109,3 +109,14 @@ def fusionpbx_url(request: pytest.FixtureRequest) -> Iterator[str]:
 @pytest.fixture
 def redis_url() -> str:
     return REDIS_URL
+
+
+@pytest.fixture(scope="module", params=["5.4", "5.5"])
+def writable_fusionpbx_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Like `fusionpbx_url`, but one database per test module: for tests that change secretaries or
+    FusionPBX rows and must not disturb other modules."""
+    from tests.support import admin_env
+
+    name, url = asyncio.run(admin_env.prepare(request.param))
+    yield url
+    asyncio.run(databases.drop_database(name))

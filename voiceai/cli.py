@@ -102,7 +102,7 @@ def cmd_secretary(args: argparse.Namespace) -> int:
 def cmd_call(args: argparse.Namespace) -> int:
     from voiceai.call import run_call
 
-    return asyncio.run(run_call(_settings(), args))
+    return int(asyncio.run(run_call(_settings(), args)))
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:
@@ -145,9 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check settings, engines, database, Redis and the spool")
     doctor.set_defaults(func=cmd_doctor)
+
+    from voiceai.admin_commands import add_parsers as add_admin_parsers
+
+    add_admin_parsers(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.func.__module__ == "voiceai.admin_commands":
+        return int(args.func(args, _settings()))
     return int(args.func(args))

@@ -29,12 +29,16 @@ async def run_doctor(settings: Settings) -> int:
         for name, state in (await runtime.health()).items():
             report(state in ("ok", "disabled"), name, state)
         if runtime.database is not None:
-            from secretary.db.migrations import available_migrations, current_version
+            from secretary.db.migrations import available_migrations, current_version, pending_migrations
 
             try:
                 version = await current_version(runtime.database)
                 latest = available_migrations()[-1].version
-                report(version == latest, "schema", f"version {version} of {latest} (run `voiceai migrate`)")
+                pending = [m.version for m in await pending_migrations(runtime.database)]
+                detail = f"version {version} of {latest}" + (
+                    f", missing {pending} (run `voiceai migrate`)" if pending else ""
+                )
+                report(not pending, "schema", detail)
             except SecretaryError as exc:
                 report(False, "schema", str(exc))
         spool = settings.spool.dir

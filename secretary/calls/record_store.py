@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 from uuid import UUID
@@ -105,6 +106,63 @@ class PostgresCallRecordStore:
                 )
         except asyncpg.ForeignKeyViolationError as exc:
             raise UnknownDomain(f"unknown domain {record.domain_uuid}") from exc
+
+    async def list_calls(
+        self,
+        domain_uuid: UUID,
+        *,
+        started_from: datetime | None = None,
+        started_to: datetime | None = None,
+        outcome: str | None = None,
+        caller: str | None = None,
+        offset: int = 0,
+        limit: int = 50,
+    ) -> list[tuple[CallRecord, int]]:
+        """Newest first, each without its turns (`turns` is empty) but with its turn count."""
+        pattern = None
+        if caller:
+            pattern = "%" + caller.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = await self._db.fetch(
+            """SELECT call_uuid, domain_uuid, transport, caller_id_number, caller_id_name, destination_number,
+                      start_stamp, end_stamp, duration_ms, turn_count, outcome, outcome_destination,
+                      hangup_cause, usage
+               FROM v_ai_calls
+               WHERE domain_uuid = $1
+                 AND ($2::timestamptz IS NULL OR start_stamp >= $2)
+                 AND ($3::timestamptz IS NULL OR start_stamp < $3)
+                 AND ($4::text IS NULL OR outcome = $4)
+                 AND ($5::text IS NULL OR caller_id_number ILIKE $5 OR caller_id_name ILIKE $5)
+               ORDER BY start_stamp DESC, call_uuid OFFSET $6 LIMIT $7""",
+            domain_uuid,
+            started_from,
+            started_to,
+            outcome,
+            pattern,
+            offset,
+            limit,
+        )
+        return [
+            (
+                CallRecord(
+                    call_uuid=r["call_uuid"],
+                    domain_uuid=r["domain_uuid"],
+                    transport=r["transport"],
+                    caller_id_number=r["caller_id_number"],
+                    caller_id_name=r["caller_id_name"],
+                    destination_number=r["destination_number"],
+                    started_at=r["start_stamp"],
+                    ended_at=r["end_stamp"],
+                    duration_ms=r["duration_ms"],
+                    outcome=r["outcome"],
+                    outcome_destination=r["outcome_destination"],
+                    hangup_cause=r["hangup_cause"],
+                    usage=json.loads(r["usage"]) if isinstance(r["usage"], str) else r["usage"],
+                    turns=[],
+                ),
+                r["turn_count"],
+            )
+            for r in rows
+        ]
 
     async def get(self, domain_uuid: UUID, call_uuid: UUID) -> CallRecord | None:
         call = await self._db.fetchrow(

@@ -25,11 +25,14 @@ class ChatMessage(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class KnowledgeChunk:
-    """A passage from the domain's knowledge base with the document it came from."""
+    """A passage from the domain's knowledge base with the document it came from. `score` is how close it
+    is to the question (cosine similarity); `answer`, when the knowledge base picked one, is the passage's
+    sentence nearest to the question, for a brain that reads out rather than writes its reply."""
 
     text: str
     source: str
     score: float
+    answer: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

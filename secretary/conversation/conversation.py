@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
+import structlog
+
 from secretary.conversation.actions import Action
 from secretary.conversation.brain import (
     Brain,
@@ -25,14 +27,20 @@ from secretary.conversation.brain import (
     TextDelta,
 )
 from secretary.conversation.front_desk import find_target, normalise
+from secretary.errors import SecretaryError
 from secretary.speech.sentences import SentenceBuffer
 from secretary.tenants.config import SecretaryConfig
+
+log = structlog.get_logger(__name__)
 
 HISTORY_LIMIT = 24
 
 
 class KnowledgeSearch(Protocol):
-    """The domain's knowledge base, as the conversation needs it."""
+    """The domain's knowledge base, as the conversation needs it. Either may raise `SecretaryError`
+    (the index is down or slow): the turn then goes on without knowledge."""
+
+    async def has_documents(self, domain_uuid: str) -> bool: ...
 
     async def search(self, domain_uuid: str, query: str) -> list[KnowledgeChunk]: ...
 
@@ -104,9 +112,7 @@ class Conversation:
             yield ReplyDone(reply)
             return
 
-        knowledge = None
-        if self._knowledge is not None and caller_text.strip():
-            knowledge = await self._knowledge.search(str(self.config.domain_uuid), caller_text)
+        knowledge = await self._knowledge_for(caller_text)
         request = BrainRequest(
             config=self.config,
             history=tuple(self.history),
@@ -142,6 +148,19 @@ class Conversation:
         self.misunderstood = 0 if reply.understood else self.misunderstood + 1
         self._remember(caller_text, reply)
         yield ReplyDone(reply)
+
+    async def _knowledge_for(self, caller_text: str) -> list[KnowledgeChunk] | None:
+        """None when the domain has no documents (or they can't be searched now); else the passages."""
+        if self._knowledge is None or not caller_text.strip():
+            return None
+        domain = str(self.config.domain_uuid)
+        try:
+            if not await self._knowledge.has_documents(domain):
+                return None
+            return await self._knowledge.search(domain, caller_text)
+        except SecretaryError as exc:
+            log.warning("knowledge_unavailable", error=exc.message)
+            return None
 
     def _resolve(self, decision: Decision | None) -> tuple[Action, str]:
         """The action a decision stands for, and a sentence to say if the brain said nothing."""

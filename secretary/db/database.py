@@ -75,6 +75,10 @@ class Database:
             row: asyncpg.Record | None = await conn.fetchrow(query, *args)
             return row
 
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        async with self.connection() as conn:
+            return await conn.fetchval(query, *args)
+
     async def execute(self, query: str, *args: Any) -> str:
         async with self.connection() as conn:
             status: str = await conn.execute(query, *args)

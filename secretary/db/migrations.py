@@ -73,3 +73,12 @@ async def current_version(database: Database) -> int:
         if await conn.fetchval("SELECT to_regclass('v_ai_schema_migrations')") is None:
             return 0
         return int(await conn.fetchval("SELECT coalesce(max(version), 0) FROM v_ai_schema_migrations"))
+
+
+async def pending_migrations(database: Database) -> list[Migration]:
+    """Migrations not applied yet, including ones numbered below the newest applied (a branch merged late)."""
+    async with database.connection() as conn:
+        if await conn.fetchval("SELECT to_regclass('v_ai_schema_migrations')") is None:
+            return available_migrations()
+        done = {r[0] for r in await conn.fetch("SELECT version FROM v_ai_schema_migrations")}
+    return [m for m in available_migrations() if m.version not in done]

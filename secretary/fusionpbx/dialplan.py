@@ -1,0 +1,209 @@
+"""`voiceai dialplan install|uninstall`: the `v_dialplans` row that routes an extension to the secretary.
+
+FusionPBX's XML handler serves each context's dialplan from `v_dialplans.dialplan_xml` (ordered by
+`dialplan_order`) and caches it under `dialplan:<context>`; FusionPBX's own apps (ring groups, queues) write
+rows without `v_dialplan_details`, and so do we. The row is recognised by our fixed `app_uuid`, and its
+`dialplan_uuid` is derived from the domain and extension, so installing again updates it in place.
+
+Turn mode runs the Lua script (`secretary_ai.lua`, which answers and talks to ivr_service over mod_curl).
+Realtime mode answers, starts `mod_audio_stream` towards the bridge, and parks the call (the park loop keeps
+reading media, so the stream flows and `uuid_transfer`/`uuid_broadcast` from the bridge work); if the stream
+can't start (`-ERR`), the call goes to the fallback destination instead of sitting in silence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+from uuid import UUID
+
+from lxml import etree
+
+from secretary.db.database import Database
+from secretary.errors import BadInput
+
+APP_UUID = UUID("5ec2e7a1-a1d0-4c2e-9b6f-7f3c0a1e5e01")  # "voiceai secretary", ours, fixed forever
+DIALPLAN_NAME = "voiceai_secretary"
+PARK_DESTINATION = "voiceai-parked"
+Mode = Literal["turn", "realtime"]
+_EXTENSION = re.compile(r"^[0-9*#+]{1,20}$")
+_TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{1,512}$")
+
+
+@dataclass(frozen=True)
+class DialplanRequest:
+    domain_uuid: UUID
+    domain_name: str
+    extension: str
+    mode: Mode
+    fallback: str
+    ivr_url: str = "http://127.0.0.1:8086"
+    bridge_url: str = "ws://127.0.0.1:8085"
+    bridge_token: str | None = None
+    sample_rate: int = 16000
+    playback_module: bool = True
+    order: int = 101
+
+    def validate(self) -> None:
+        if not _EXTENSION.match(self.extension):
+            raise BadInput("the extension must be digits (with *, # or +)", field="extension")
+        if not _EXTENSION.match(self.fallback):
+            raise BadInput("the fallback must be an extension number", field="fallback")
+        if not re.match(r"^https?://[A-Za-z0-9.:\[\]_-]+(/[^\s]*)?$", self.ivr_url):
+            raise BadInput("ivr_url must be an http(s) URL without blanks", field="ivr_url")
+        if not re.match(r"^wss?://[A-Za-z0-9.:\[\]_-]+/?$", self.bridge_url):
+            raise BadInput("bridge_url must be ws(s)://host:port", field="bridge_url")
+        if self.bridge_token is not None and not _TOKEN.match(self.bridge_token):
+            raise BadInput("the bridge token has characters a dialplan can't carry", field="bridge_token")
+        if self.sample_rate not in (8000, 16000):
+            raise BadInput("sample_rate must be 8000 or 16000", field="sample_rate")
+        if not 0 <= self.order <= 999:
+            raise BadInput("order must be 0..999", field="order")
+
+
+def dialplan_uuid(domain_uuid: UUID, extension: str) -> UUID:
+    return uuid.uuid5(APP_UUID, f"{domain_uuid}/{extension}")
+
+
+def _action(parent: etree._Element, application: str, data: str = "") -> None:
+    etree.SubElement(parent, "action", application=application, data=data)
+
+
+def build_xml(request: DialplanRequest) -> str:
+    """The `<extension>` for this row, built with lxml (so every value is escaped) and validated."""
+    request.validate()
+    root = etree.Element(
+        "extension", name=DIALPLAN_NAME, uuid=str(dialplan_uuid(request.domain_uuid, request.extension))
+    )
+    root.set("continue", "false")
+    condition = etree.SubElement(
+        root, "condition", field="destination_number", expression=f"^{re.escape(request.extension)}$"
+    )
+    _action(condition, "set", f"domain_uuid={request.domain_uuid}")
+    _action(condition, "set", f"domain_name={request.domain_name}")
+    _action(condition, "set", f"voiceai_fallback={request.fallback}")
+    if request.mode == "turn":
+        _action(condition, "set", f"voiceai_url={request.ivr_url}")
+        _action(condition, "lua", "secretary_ai.lua")
+    else:
+        condition.set("break", "on-true")
+        rate = "16k" if request.sample_rate == 16000 else "8k"
+        metadata = json.dumps(
+            {
+                "caller_id_number": "${caller_id_number}",
+                "destination_number": "${destination_number}",
+                "sample_rate": request.sample_rate,
+            },
+            separators=(",", ":"),
+        )
+        url = f"{request.bridge_url.rstrip('/')}/stream/{request.domain_uuid}/${{uuid}}"
+        _action(condition, "answer")
+        if request.bridge_token:
+            headers = json.dumps({"Authorization": f"Bearer {request.bridge_token}"}, separators=(",", ":"))
+            _action(condition, "set", f"STREAM_EXTRA_HEADERS={headers}")
+        if request.playback_module:
+            _action(condition, "set", "STREAM_PLAYBACK=true")
+            _action(condition, "set", f"STREAM_SAMPLE_RATE={request.sample_rate}")
+        _action(condition, "set", "STREAM_HEART_BEAT=15")
+        _action(
+            condition, "set", f"voiceai_stream=${{uuid_audio_stream(${{uuid}} start {url} mono {rate} {metadata})}}"
+        )
+        context = request.domain_name
+        _action(
+            condition,
+            "transfer",
+            f"${{cond(${{voiceai_stream:0:3}} == +OK ? {PARK_DESTINATION} XML {context} : "
+            f"{request.fallback} XML {context})}}",
+        )
+        parked = etree.SubElement(root, "condition", field="destination_number", expression=f"^{PARK_DESTINATION}$")
+        _action(parked, "park")
+    validate_xml(root)
+    return str(etree.tostring(root, pretty_print=True, encoding="unicode"))
+
+
+def validate_xml(element: etree._Element) -> None:
+    schema = etree.RelaxNG(
+        etree.fromstring(resources.files("secretary.fusionpbx").joinpath("dialplan.rng").read_bytes())
+    )
+    if not schema.validate(element):
+        raise BadInput(f"generated dialplan XML is invalid: {schema.error_log.last_error}", field="dialplan_xml")
+
+
+def flush_instructions(context: str) -> str:
+    return (
+        f"Clear FusionPBX's dialplan cache for {context} so FreeSWITCH reads the change:\n"
+        f"  cache.method = file (FusionPBX's default, /etc/fusionpbx/config.conf): "
+        f"rm -f /var/cache/fusionpbx/dialplan.{context}\n"
+        f"  cache.method = memcache: fs_cli -x 'memcache delete dialplan:{context}'\n"
+        f"  or in the web UI: Status > SIP Status > Flush Cache (Flush Memcache in older versions)"
+    )
+
+
+class DialplanInstaller:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    async def install(self, request: DialplanRequest) -> tuple[UUID, bool]:
+        """Insert or update the row; returns (dialplan_uuid, created)."""
+        xml = build_xml(request)
+        row_uuid = dialplan_uuid(request.domain_uuid, request.extension)
+        description = f"AI secretary ({request.mode} mode), installed by voiceai"
+        async with self._db.connection() as conn, conn.transaction():
+            exists = await conn.fetchval("SELECT 1 FROM v_dialplans WHERE dialplan_uuid = $1", row_uuid)
+            if exists:
+                await conn.execute(
+                    """UPDATE v_dialplans SET dialplan_xml = $2, dialplan_order = $3, dialplan_description = $4,
+                           dialplan_context = $5, dialplan_enabled = 'true', dialplan_continue = 'false',
+                           update_date = now()
+                       WHERE dialplan_uuid = $1""",
+                    row_uuid,
+                    xml,
+                    request.order,
+                    description,
+                    request.domain_name,
+                )
+            else:
+                await conn.execute(
+                    """INSERT INTO v_dialplans (domain_uuid, dialplan_uuid, app_uuid, dialplan_context,
+                           dialplan_name, dialplan_number, dialplan_continue, dialplan_xml, dialplan_order,
+                           dialplan_enabled, dialplan_description, insert_date)
+                       VALUES ($1, $2, $3, $4, $5, $6, 'false', $7, $8, 'true', $9, now())""",
+                    request.domain_uuid,
+                    row_uuid,
+                    APP_UUID,
+                    request.domain_name,
+                    DIALPLAN_NAME,
+                    request.extension,
+                    xml,
+                    request.order,
+                    description,
+                )
+        return row_uuid, not exists
+
+    async def uninstall(self, domain_uuid: UUID, extension: str) -> bool:
+        status = await self._db.execute(
+            "DELETE FROM v_dialplans WHERE app_uuid = $1 AND domain_uuid = $2 AND dialplan_number = $3",
+            APP_UUID,
+            domain_uuid,
+            extension,
+        )
+        return not status.endswith(" 0")
+
+    async def conflicts(self, domain_uuid: UUID, extension: str) -> list[str]:
+        """Other enabled things in the domain that already answer this number (warnings for the admin)."""
+        rows = await self._db.fetch(
+            """SELECT 'dialplan ' || coalesce(dialplan_name, '?') FROM v_dialplans
+               WHERE domain_uuid = $1 AND dialplan_number = $2 AND app_uuid IS DISTINCT FROM $3
+                 AND dialplan_enabled::text = 'true'
+               UNION ALL
+               SELECT 'extension ' || extension FROM v_extensions
+               WHERE domain_uuid = $1 AND (extension = $2 OR number_alias = $2) AND enabled::text = 'true'""",
+            domain_uuid,
+            extension,
+            APP_UUID,
+        )
+        return [r[0] for r in rows]

@@ -1,0 +1,196 @@
+"""The courier: takes each message in (saved before anything else) and delivers it in the background.
+
+A call never waits for delivery: `take` stores the message and wakes the courier. Each pass claims the
+deliveries that are due, attempts them concurrently, and on failure schedules the next attempt with
+exponential backoff (base · 2^(attempts-1), capped) until `max_attempts`, when the delivery is marked
+failed (the message stays, and an admin can redeliver it). State lives in the store, so a restart resumes
+where the last process stopped. If PostgreSQL is down when a message is taken, it is spilled to files and
+moved into PostgreSQL on a later pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import structlog
+
+from secretary.errors import DependencyUnavailable, SecretaryError
+from secretary.messages.email import EmailSender, smtp_target
+from secretary.messages.models import (
+    Delivery,
+    DeliveryChannel,
+    DeliveryState,
+    TakenMessage,
+    message_summary,
+    planned_deliveries,
+)
+from secretary.messages.store import FileMessageStore, MessageStore
+from secretary.messages.webhook import DeliveryFailed, WebhookSender
+from secretary.settings import Settings
+from secretary.tenants.config import SecretaryConfig
+from secretary.tenants.store import SecretaryStore
+
+log = structlog.get_logger(__name__)
+
+LEASE_S = 120.0  # a claimed delivery comes due again after this if its attempt never finished
+
+
+class MessageCourier:
+    def __init__(
+        self,
+        store: MessageStore,
+        secretaries: SecretaryStore,
+        settings: Settings,
+        spill: FileMessageStore | None = None,
+    ) -> None:
+        self.store = store
+        self._secretaries = secretaries
+        self._settings = settings
+        self._config = settings.messages
+        self._spill = spill
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._email = EmailSender()
+
+    # -- intake (on the call's path: one write, never a network call to SMTP or the webhook) ---------------
+
+    async def take(self, message: TakenMessage, config: SecretaryConfig) -> TakenMessage:
+        message.deliveries = planned_deliveries(config)
+        try:
+            await self.store.add(message)
+        except DependencyUnavailable:
+            if self._spill is None:
+                raise
+            await self._spill.add(message)
+            log.warning("message_spilled", message_uuid=str(message.message_uuid), reason="storage unavailable")
+        log.info(
+            "message_taken",
+            message_uuid=str(message.message_uuid),
+            channels=[d.channel.value for d in message.deliveries],
+        )
+        self._wake.set()
+        return message
+
+    # -- the background loop -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None and self._config.enabled:
+            self._task = asyncio.create_task(self._run(), name="message-courier")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.deliver_due()
+            except DependencyUnavailable as exc:
+                log.warning("courier_waiting", reason=exc.message)
+            except Exception:
+                log.exception("courier_pass_failed")
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._poll_s())
+
+    def _poll_s(self) -> float:
+        return min(self._config.poll_s, self._config.backoff_base_s)
+
+    async def deliver_due(self) -> int:
+        """One pass: move spilled messages in, then attempt every due delivery. Returns attempts made."""
+        await self._unspill()
+        attempts = 0
+        limit = asyncio.Semaphore(self._config.concurrency)
+        while True:
+            due = await self.store.claim_due(LEASE_S, 50)
+            if not due:
+                return attempts
+            attempts += len(due)
+
+            async def attempt(message: TakenMessage, delivery: Delivery) -> None:
+                async with limit:
+                    await self._attempt(message, delivery)
+
+            await asyncio.gather(*(attempt(m, d) for m, d in due))
+
+    async def _unspill(self) -> None:
+        if self._spill is None:
+            return
+        for message in await self._spill.take_all():
+            await self.store.add(message)  # raises while PostgreSQL is still down: try again next pass
+            await self._spill.remove(message)
+            log.info("message_unspilled", message_uuid=str(message.message_uuid))
+
+    async def _attempt(self, message: TakenMessage, delivery: Delivery) -> None:
+        delivery.attempts += 1
+        now = datetime.now(UTC)
+        try:
+            config = await self._secretaries.by_uuid(message.domain_uuid)
+            if delivery.channel is DeliveryChannel.WEBHOOK:
+                await self._send_webhook(message, delivery, config)
+            else:
+                await self._send_email(message, delivery, config)
+        except (DeliveryFailed, SecretaryError) as exc:
+            reason = exc.message if isinstance(exc, SecretaryError) else str(exc)
+            delivery.last_error = reason[:500]
+            if delivery.attempts >= self._config.max_attempts:
+                delivery.state = DeliveryState.FAILED
+                log.error(
+                    "delivery_failed",
+                    message_uuid=str(message.message_uuid),
+                    channel=delivery.channel.value,
+                    attempts=delivery.attempts,
+                    reason=reason,
+                )
+            else:
+                delay = min(self._config.backoff_base_s * 2 ** (delivery.attempts - 1), self._config.backoff_max_s)
+                delivery.next_attempt_at = now + timedelta(seconds=delay)
+                log.warning(
+                    "delivery_retry",
+                    message_uuid=str(message.message_uuid),
+                    channel=delivery.channel.value,
+                    attempts=delivery.attempts,
+                    retry_in_s=delay,
+                    reason=reason,
+                )
+        else:
+            delivery.state, delivery.delivered_at, delivery.last_error = DeliveryState.DELIVERED, now, None
+            log.info(
+                "delivered",
+                message_uuid=str(message.message_uuid),
+                channel=delivery.channel.value,
+                attempts=delivery.attempts,
+            )
+        await self.store.record_attempt(message, delivery)
+
+    async def _send_webhook(self, message: TakenMessage, delivery: Delivery, config: SecretaryConfig) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        sender = WebhookSender(self._session, self._config.webhook_timeout_s)
+        payload = {
+            "event": "message.taken",
+            "attempt": delivery.attempts,
+            "message": message_summary(message, config.domain_name),
+        }
+        await sender.send(
+            delivery.destination, config.messages.webhook_secret_value(), str(message.message_uuid), payload
+        )
+
+    async def _send_email(self, message: TakenMessage, delivery: Delivery, config: SecretaryConfig) -> None:
+        target = smtp_target(config, self._settings.smtp)
+        if target is None:
+            raise DeliveryFailed("no SMTP server is configured (smtp.host, or the domain's messages.smtp)")
+        await self._email.send(message, config, target, delivery.destination)

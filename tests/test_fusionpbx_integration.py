@@ -1,0 +1,293 @@
+"""Our tables inside FusionPBX's database (5.4 text flags and 5.5 booleans): migrations, the destinations a
+secretary may transfer to, the dialplan installer, and the admin's CLI commands."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from uuid import UUID
+
+import asyncpg
+import pytest
+from lxml import etree
+
+from secretary.access.api_keys import ApiKeyStore
+from secretary.db.database import Database
+from secretary.db.migrations import MigrationError, available_migrations, migrate, pending_migrations
+from secretary.errors import BadInput
+from secretary.fusionpbx.destinations import PbxDestinations
+from secretary.fusionpbx.dialplan import APP_UUID, DialplanInstaller, DialplanRequest, build_xml, dialplan_uuid
+from tests.support import databases
+from tests.support.admin_env import ACME, GLOBEX
+
+ROOT = Path(__file__).resolve().parent.parent
+OUR_TABLES = {
+    "v_ai_secretaries",
+    "v_ai_secretary_directory",
+    "v_ai_calls",
+    "v_ai_call_turns",
+    "v_ai_api_keys",
+    "v_ai_provider_credentials",
+    "v_ai_messages",
+    "v_ai_message_deliveries",
+}
+
+
+async def _tables(url: str) -> set[str]:
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT tablename FROM pg_tables WHERE tablename LIKE 'v_ai_%'")
+        return {r[0] for r in rows}
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["5.4", "5.5"])
+async def fresh_fusionpbx(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    name, url = await databases.create_database(request.param)
+    yield url
+    await databases.drop_database(name)
+
+
+async def test_migrations_apply_once_and_rows_follow_their_domain(fresh_fusionpbx: str) -> None:
+    database = Database(fresh_fusionpbx)
+    try:
+        applied = await migrate(database)
+        assert [m.version for m in applied] == [m.version for m in available_migrations()]
+        assert await migrate(database) == []  # idempotent
+        assert await _tables(fresh_fusionpbx) >= OUR_TABLES
+
+        keys = ApiKeyStore(database)
+        await keys.create("domain", GLOBEX, "globex admin")
+        await keys.create("superadmin", None, "root")
+        with pytest.raises(asyncpg.CheckViolationError):  # a superadmin key has no domain, a domain key has one
+            await database.execute(
+                "INSERT INTO v_ai_api_keys (key_scope, domain_uuid, key_prefix, key_hash) VALUES "
+                "('superadmin', $1, 'x', 'y')",
+                ACME,
+            )
+        await database.execute("DELETE FROM v_domains WHERE domain_uuid = $1", GLOBEX)
+        remaining = await keys.list_keys()
+        assert [k.scope for k in remaining] == ["superadmin"]  # globex's key went with its domain
+    finally:
+        await database.close()
+
+
+async def test_a_database_without_v_domains_is_refused_and_left_untouched() -> None:
+    name, url = await databases.create_database(None)
+    database = Database(url)
+    try:
+        with pytest.raises(MigrationError, match="v_domains is missing"):
+            await migrate(database)
+        assert await _tables(url) == set()
+    finally:
+        await database.close()
+        await databases.drop_database(name)
+
+
+async def test_a_failing_migration_leaves_nothing_half_applied(fresh_fusionpbx: str) -> None:
+    conn = await asyncpg.connect(fresh_fusionpbx)
+    await conn.execute("CREATE TABLE v_ai_messages (in_the_way integer)")  # what 0003 wants to create
+    database = Database(fresh_fusionpbx)
+    try:
+        with pytest.raises(MigrationError, match="migration 3"):
+            await migrate(database)
+        versions = [r[0] for r in await conn.fetch("SELECT version FROM v_ai_schema_migrations ORDER BY 1")]
+        assert 3 not in versions and 1 in versions
+        assert [m.version for m in await pending_migrations(database)] == [3]  # what `voiceai doctor` reports
+        assert "v_ai_api_keys" not in await _tables(fresh_fusionpbx)  # created earlier in 0003, rolled back
+        column = await conn.fetchval(
+            "SELECT 1 FROM information_schema.columns "
+            "WHERE table_name = 'v_ai_secretaries' AND column_name = 'messages'"
+        )
+        assert column is None
+        await conn.execute("DROP TABLE v_ai_messages")
+        assert 3 in [m.version for m in await migrate(database)]
+    finally:
+        await conn.close()
+        await database.close()
+
+
+async def test_destinations_follow_the_fusionpbx_flags(fresh_fusionpbx: str) -> None:
+    database = Database(fresh_fusionpbx)
+    try:
+        destinations = PbxDestinations(database)
+        acme = {d.number: d for d in await destinations.list_destinations(ACME)}
+        assert set(acme) == {"1001", "1002", "1003", "1004", "2000", "3000", "*991004"}
+        assert acme["1004"].name == "Dr. Miller" and acme["2000"].name == "Sales Team"
+        # a disabled extension and ring group, written the way FusionPBX writes flags in either version
+        await database.execute(
+            "UPDATE v_extensions SET enabled = 'false' WHERE domain_uuid = $1 AND extension = '1003'", ACME
+        )
+        await database.execute("UPDATE v_ring_groups SET ring_group_enabled = 'false' WHERE domain_uuid = $1", ACME)
+        await database.execute(
+            "UPDATE v_extensions SET number_alias = '203' WHERE domain_uuid = $1 AND extension = '1002'", ACME
+        )
+        assert await destinations.unknown_numbers(ACME, ["1002", "1003", "2000", "203", "9999"]) == {
+            "1003",
+            "2000",
+            "9999",
+        }
+        # the same numbers in another domain are that domain's own
+        assert "1003" in {d.number for d in await destinations.list_destinations(GLOBEX)}
+    finally:
+        await database.close()
+
+
+def test_dialplan_xml_is_built_escaped_and_validated() -> None:
+    request = DialplanRequest(
+        ACME,
+        "acme.example.com",
+        "5000",
+        "realtime",
+        "1001",
+        bridge_url="ws://10.0.0.5:8085",
+        bridge_token="s3cret-token",
+        sample_rate=8000,
+    )
+    root = etree.fromstring(build_xml(request).encode())
+    actions = [(a.get("application"), a.get("data")) for a in root.iter("action")]
+    assert root.get("continue") == "false" and root.get("uuid") == str(dialplan_uuid(ACME, "5000"))
+    assert ("answer", "") in actions and actions[-1] == ("park", "")
+    stream = next(d for app, d in actions if app == "set" and d.startswith("voiceai_stream="))
+    assert f"uuid_audio_stream(${{uuid}} start ws://10.0.0.5:8085/stream/{ACME}/${{uuid}} mono 8k " in stream
+    assert ("set", 'STREAM_EXTRA_HEADERS={"Authorization":"Bearer s3cret-token"}') in actions
+    transfer = next(d for app, d in actions if app == "transfer")
+    assert "1001 XML acme.example.com" in transfer  # the fallback when the stream can't start
+    # the stream starts only after answer
+    assert actions.index(("answer", "")) < [a for a, _ in actions].index("transfer")
+
+    turn = etree.fromstring(build_xml(DialplanRequest(ACME, "acme.example.com", "5000", "turn", "1001")).encode())
+    assert [(a.get("application"), a.get("data")) for a in turn.iter("action")][-2:] == [
+        ("set", "voiceai_url=http://127.0.0.1:8086"),
+        ("lua", "secretary_ai.lua"),
+    ]
+    for bad in (
+        {"extension": "50 00"},
+        {"extension": "5000$"},
+        {"fallback": "1001 XML evil"},
+        {"bridge_token": 'a"b'},
+        {"ivr_url": "http://x y"},
+    ):
+        with pytest.raises(BadInput):
+            build_xml(
+                DialplanRequest(
+                    **(
+                        {
+                            "domain_uuid": ACME,
+                            "domain_name": "acme.example.com",
+                            "extension": "5000",
+                            "mode": "realtime",
+                            "fallback": "1001",
+                        }
+                        | bad
+                    )
+                )
+            )
+
+
+async def test_dialplan_install_is_idempotent_and_uninstall_removes_it(fresh_fusionpbx: str) -> None:
+    database = Database(fresh_fusionpbx)
+    installer = DialplanInstaller(database)
+    try:
+        row_uuid, created = await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "turn", "1001"))
+        assert created
+        again, created = await installer.install(
+            DialplanRequest(ACME, "acme.example.com", "5000", "realtime", "1001", order=90)
+        )
+        assert again == row_uuid and not created
+        # what FusionPBX's XML handler selects for the context, in order
+        rows = await database.fetch(
+            """SELECT dialplan_uuid, app_uuid, dialplan_name, dialplan_number, dialplan_continue::text,
+                      dialplan_xml, dialplan_order FROM v_dialplans
+               WHERE dialplan_context = 'acme.example.com' AND dialplan_enabled::text = 'true'
+               ORDER BY dialplan_order"""
+        )
+        assert [r["dialplan_number"] for r in rows] == ["5000", "2000"]
+        ours = rows[0]
+        assert ours["app_uuid"] == APP_UUID and ours["dialplan_continue"] == "false" and ours["dialplan_order"] == 90
+        assert "uuid_audio_stream" in ours["dialplan_xml"]
+        assert await installer.conflicts(ACME, "1002") == ["extension 1002"]
+        assert await installer.conflicts(ACME, "5000") == []
+
+        assert await installer.uninstall(ACME, "5000")
+        assert not await installer.uninstall(ACME, "5000")
+        assert await database.fetchval("SELECT count(*) FROM v_dialplans WHERE app_uuid = $1", APP_UUID) == 0
+        assert await database.fetchval("SELECT count(*) FROM v_dialplans") == 3  # FusionPBX's own rows untouched
+    finally:
+        await database.close()
+
+
+def _voiceai(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"DATABASE_URL": url, "VOICEAI_LOG_FORMAT": "console"}
+    return subprocess.run(
+        [sys.executable, "-m", "voiceai", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_cli_creates_keys_and_installs_the_dialplan(writable_fusionpbx_url: str) -> None:
+    url = writable_fusionpbx_url
+    created = _voiceai(url, "apikey", "create", "--domain", "acme.example.com", "--description", "ops")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip().splitlines()[-1]
+    database = Database(url)
+    try:
+        principal = await ApiKeyStore(database).authenticate(key)
+        assert principal is not None and principal.domain_uuid == ACME and not principal.is_superadmin
+        listed = _voiceai(url, "apikey", "list", "--domain", "acme.example.com")
+        assert key not in listed.stdout and key[:10] in listed.stdout
+        assert _voiceai(url, "apikey", "revoke", key[:10]).returncode == 0
+        assert await ApiKeyStore(database).authenticate(key) is None
+        assert _voiceai(url, "apikey", "create").returncode == 2
+        unknown = _voiceai(url, "apikey", "create", "--domain", "nowhere.example")
+        assert unknown.returncode == 1 and "unknown domain" in unknown.stderr
+
+        installed = _voiceai(
+            url,
+            "dialplan",
+            "install",
+            "--domain",
+            "acme.example.com",
+            "--extension",
+            "5000",
+            "--mode",
+            "turn",
+            "--ivr-url",
+            "http://10.0.0.5:8086",
+        )
+        assert installed.returncode == 0, installed.stderr
+        assert "installed" in installed.stdout and "memcache delete dialplan:acme.example.com" in installed.stdout
+        xml = await database.fetchval("SELECT dialplan_xml FROM v_dialplans WHERE app_uuid = $1", APP_UUID)
+        assert "voiceai_url=http://10.0.0.5:8086" in xml and "voiceai_fallback=1001" in xml
+        assert (
+            "updated"
+            in _voiceai(url, "dialplan", "install", "--domain", "acme.example.com", "--extension", "5000").stdout
+        )
+        clash = _voiceai(url, "dialplan", "install", "--domain", "acme.example.com", "--extension", "1002")
+        assert clash.returncode == 0 and "extension 1002 also answers 1002" in clash.stderr
+        removed = _voiceai(url, "dialplan", "uninstall", "--domain", "acme.example.com", "--extension", "5000")
+        assert removed.returncode == 0 and "removed" in removed.stdout
+        bad = _voiceai(url, "dialplan", "install", "--domain", "acme.example.com", "--extension", "50;00")
+        assert bad.returncode == 1 and "extension" in bad.stderr
+        assert isinstance(
+            UUID(
+                str(
+                    await database.fetchval(
+                        "SELECT dialplan_uuid FROM v_dialplans WHERE dialplan_number = '1002' AND app_uuid = $1",
+                        APP_UUID,
+                    )
+                )
+            ),
+            UUID,
+        )
+    finally:
+        await database.close()
