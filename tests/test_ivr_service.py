@@ -197,7 +197,7 @@ async def test_metrics_and_health(client_for: Any, make_settings: Any) -> None:
     health = await client.get("/health")
     assert health.status == 200 and (await health.json()) == {
         "status": "ok",
-        "checks": {"postgresql": "disabled", "redis": "disabled"},
+        "checks": {"postgresql": "disabled", "redis": "disabled", "chromadb": "ok"},
     }
     text = await (await client.get("/metrics")).text()
     assert 'voiceai_calls_started_total{transport="turn"} 1.0' in text
@@ -239,7 +239,7 @@ async def test_postgres_and_redis_with_tenant_walls(
     assert record.turns[0].stt_ms and "sales" in record.turns[0].caller_text.lower()
     assert record.hangup_cause == "NORMAL_CLEARING"
     health = await (await second.get("/health")).json()
-    assert health["checks"] == {"postgresql": "ok", "redis": "ok"}
+    assert health["checks"] == {"postgresql": "ok", "redis": "ok", "chromadb": "ok"}
 
 
 async def test_dependencies_down_mean_503(client_for: Any, make_settings: Any) -> None:

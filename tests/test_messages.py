@@ -131,7 +131,9 @@ async def test_receivers_down_the_message_is_kept_retried_and_delivered_once_the
     runtime = setup.runtime
     config = await runtime.secretaries.by_uuid(ACME)
     message = await runtime.courier.take(_message(tmp_path), config)
-    assert await runtime.courier.deliver_due() == 2  # both channels attempted, both down
+    # Both channels attempted, both down. (Other tests of this session's database may have deliveries due
+    # too, so the count is not asserted; the message's own delivery states below are.)
+    assert await runtime.courier.deliver_due() >= 2
 
     stored = await _stored(runtime, message.message_uuid)
     for channel in (DeliveryChannel.EMAIL, DeliveryChannel.WEBHOOK):
