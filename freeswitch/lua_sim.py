@@ -67,9 +67,9 @@ SESSION_METHODS: dict[str, tuple[int, str]] = {
     "recordFile": (1, "siii"),
     "transfer": (1, "sss"),
     "execute": (1, "ss"),
-    "getDigits": (3, "siiii"),
+    "getDigits": (3, "isiii"),
     "playAndGetDigits": (8, "iiiisssssis"),
-    "setInputCallback": (0, "ss"),
+    "setInputCallback": (1, "ss"),
     "unsetInputCallback": (0, ""),
     "flushDigits": (0, ""),
     "flushEvents": (0, ""),
@@ -649,8 +649,10 @@ class FreeSwitchSim:
             self._session_transfer(parts[0], *parts[1:3])
         return ""
 
-    def _session_setInputCallback(self, function: str | None = "on_dtmf", argument: str | None = None) -> None:
-        self._input_callback = (function or "on_dtmf", argument or None)
+    def _session_setInputCallback(self, function: str | None, argument: str | None = None) -> None:
+        if not function:
+            raise ValueError("setInputCallback needs the name of a global function")
+        self._input_callback = (function, argument or None)
 
     def _session_unsetInputCallback(self) -> None:
         self._input_callback = None

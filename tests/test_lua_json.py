@@ -29,9 +29,7 @@ class LuaModules:
         self.json = self.runtime.eval('(require("voiceai.json"))')
         self.http = self.runtime.eval('(require("voiceai.http"))')
         self._roundtrip = self.runtime.eval("function(j, text) return j.encode(j.decode(text)) end")
-        self._decode_kind = self.runtime.eval(
-            "function(j, text) local v = j.decode(text); return type(v), v end"
-        )
+        self._decode_kind = self.runtime.eval("function(j, text) local v = j.decode(text); return type(v), v end")
 
     def roundtrip(self, text: bytes) -> bytes:
         return bytes(self._roundtrip(self.json, text))
@@ -59,8 +57,10 @@ json_values = st.recursive(
     | st.integers(min_value=-(2**53), max_value=2**53)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(),
-    lambda children: st.lists(children, min_size=1, max_size=5)
-    | st.dictionaries(st.text(max_size=8), children, min_size=1, max_size=5),
+    lambda children: (
+        st.lists(children, min_size=1, max_size=5)
+        | st.dictionaries(st.text(max_size=8), children, min_size=1, max_size=5)
+    ),
     max_leaves=20,
 )
 
@@ -203,7 +203,7 @@ def test_url_encoding_survives_mod_curl(lua: LuaModules) -> None:
 
 
 def test_url_encoding_of_a_request(lua: LuaModules) -> None:
-    payload = json.dumps({"caller_id_name": "O'Brien \"Bob\" \\ 100%", "digits": "1#"}).encode()
+    payload = json.dumps({"caller_id_name": 'O\'Brien "Bob" \\ 100%', "digits": "1#"}).encode()
     encoded = bytes(lua.http.url_encode(payload))
     assert b" " not in encoded and b"'" not in encoded and b"\\" not in encoded and b"$" not in encoded
     assert json.loads(url_decode(encoded)) == json.loads(payload)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,6 +13,8 @@ from typing import Any, Literal
 
 import aiohttp
 from aiohttp import web
+
+from tests.support.threaded_app import serve_app
 
 Route = Literal["start", "turns", "dtmf", "end"]
 FaultKind = Literal["status", "malformed", "no_say", "oversized", "slow", "rewrite"]
@@ -80,33 +81,7 @@ class FaultyFront:
 @contextmanager
 def faulty_front(upstream: str, faults: list[Fault]) -> Iterator[tuple[str, FaultyFront]]:
     front = FaultyFront(upstream, faults)
-    loop = asyncio.new_event_loop()
-    ready = threading.Event()
-    state: dict[str, Any] = {}
-
-    def run() -> None:
-        asyncio.set_event_loop(loop)
-
-        async def start() -> None:
-            app = web.Application()
-            app.router.add_route("POST", "/{tail:.*}", front._handle)
-            runner = web.AppRunner(app, access_log=None)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", 0).start()
-            state.update(runner=runner, url=f"http://127.0.0.1:{runner.addresses[0][1]}")
-            ready.set()
-
-        loop.run_until_complete(start())
-        loop.run_forever()
-
-    thread = threading.Thread(target=run, name="faulty-front", daemon=True)
-    thread.start()
-    if not ready.wait(10):
-        raise RuntimeError("the faulty front did not start")
-    try:
-        yield state["url"], front
-    finally:
-        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    app = web.Application()
+    app.router.add_route("POST", "/{tail:.*}", front._handle)
+    with serve_app(app) as url:
+        yield url, front
