@@ -306,12 +306,13 @@ class FreeSwitchSim:
             self.variables["sound_prefix"] = str(sound_prefix)
         self.variables.update(variables or {})
         self.global_variables: dict[str, str] = {}
-        if callable(caller):
-            self._next_action: Callable[[], CallerAction | None] = caller
-        else:
-            queue: deque[CallerAction] = deque(caller)
-            self._next_action = lambda: queue.popleft() if queue else None
+        # A list is known in advance; a function (a person typing) is only asked when a recording starts.
         self._pending: deque[CallerAction] = deque()
+        self._next_action: Callable[[], CallerAction | None] | None = None
+        if callable(caller):
+            self._next_action = caller
+        else:
+            self._pending.extend(caller)
         self.script_dir = script_dir
         self.lua_paths = [script_dir, *extra_lua_paths]
         self.lua_version = lua_version
@@ -394,7 +395,7 @@ class FreeSwitchSim:
         """The caller's next action if it happens at `moment`; `Run` steps are done on the way."""
         while True:
             if not self._pending:
-                action = self._next_action()
+                action = self._next_action() if self._next_action is not None and moment == "record" else None
                 if action is None:
                     return None
                 self._pending.append(action)

@@ -119,8 +119,13 @@ async def _answers(url: str) -> bool:
 
 
 def _speak(models: LocalModels, text: str) -> Pcm:
+    """The caller's voice. Without Piper's random variation the same sentence is the same audio, so a call
+    can be repeated exactly."""
+    from piper import SynthesisConfig
+
     voice = models.piper()
-    audio = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text))
+    settings = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    audio = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(text, syn_config=settings))
     return Pcm(audio, voice.config.sample_rate)
 
 
