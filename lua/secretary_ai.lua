@@ -218,18 +218,20 @@ local function play(file)
 	return true
 end
 
-local function file_exists(path)
+-- More than a WAV header: a caller who hangs up at once leaves an empty file, not worth a turn.
+local function holds_audio(path)
 	local handle = io.open(path, "rb")
-	if handle then
-		handle:close()
-		return true
+	if not handle then
+		return false
 	end
-	return false
+	local size = handle:seek("end")
+	handle:close()
+	return size ~= nil and size > 44
 end
 
 local function record(spec)
 	session:recordFile(spec.file, spec.max_seconds, spec.silence_threshold, spec.silence_seconds)
-	return file_exists(spec.file)
+	return holds_audio(spec.file)
 end
 
 -- The first key stopped the prompt; the rest come within a short wait ('#' ends early).
@@ -275,7 +277,7 @@ local function listen(reply)
 		end
 		if pressed == "" or taking_message then
 			if not recorded then
-				return nil, "the recording was not written: " .. reply.record.file
+				return nil, "no recording was written to " .. reply.record.file
 			end
 			return ask("/api/v1/calls/" .. call.uuid .. "/turns", { recording_file = reply.record.file })
 		end

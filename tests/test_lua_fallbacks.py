@@ -18,7 +18,7 @@ from secretary.settings import Settings
 from secretary.speech.audio import wav_bytes
 from secretary.speech.local_engines import LocalModels
 from tests.support.databases import ACME
-from tests.support.faulty_front import Fault, faulty_front
+from tests.support.faulty_front import Fault, Route, faulty_front
 from tests.support.live_service import live_ivr_service
 from tests.support.lua_calls import (
     ACME_NAME,
@@ -34,6 +34,7 @@ from tests.support.speech import Speech
 from tests.support.tcp_proxy import tcp_proxy_for
 
 HELLO = "Hello there."
+RECORD_LIMITS = {"max_seconds": 15, "silence_threshold": 300, "silence_seconds": 2}
 
 
 @pytest.fixture(scope="module")
@@ -108,15 +109,15 @@ def test_slow_service_times_out(service: tuple[str, Settings], fallback_prompt: 
 
 
 @pytest.mark.parametrize(
-    "changes",
+    ("route", "changes"),
     [
-        {"action": {"type": "transfer", "destination": "1002 XML evil", "context": ACME_NAME}},
-        {"action": {"type": "transfer", "destination": "1002", "context": "default'"}},
-        {"action": {"type": "conference"}},
-        {"say": {"text": "x", "audio_file": "/etc/passwd"}},
-        {"say": {"text": "x", "audio_file": "{absolute_codec_string=PCMU}/tmp/x.wav"}},
-        {"say": {"text": "x", "audio_file": "SPOOL/../../etc/hosts"}},
-        {"record": {"file": "/etc/cron.d/voiceai", "max_seconds": 15, "silence_threshold": 300, "silence_seconds": 2}},
+        ("turns", {"action": {"type": "transfer", "destination": "1002 XML evil", "context": ACME_NAME}}),
+        ("start", {"action": {"type": "transfer", "destination": "1002", "context": "default'"}}),
+        ("start", {"action": {"type": "conference"}}),
+        ("start", {"say": {"text": "x", "audio_file": "/etc/passwd"}}),
+        ("start", {"say": {"text": "x", "audio_file": "{absolute_codec_string=PCMU}/tmp/x.wav"}}),
+        ("start", {"say": {"text": "x", "audio_file": "SPOOL/../../etc/hosts"}}),
+        ("start", {"record": {"file": "/etc/cron.d/x", **RECORD_LIMITS}}),
     ],
     ids=[
         "space-in-extension",
@@ -128,19 +129,21 @@ def test_slow_service_times_out(service: tuple[str, Settings], fallback_prompt: 
         "record-outside",
     ],
 )
-def test_untrusted_reply_mid_call(
-    service: tuple[str, Settings], fallback_prompt: Path, speech: Speech, changes: dict[str, Any]
+def test_untrusted_reply(
+    service: tuple[str, Settings], fallback_prompt: Path, speech: Speech, route: Route, changes: dict[str, Any]
 ) -> None:
     """A compromised or buggy service can't make FreeSWITCH dial, play or write what it likes."""
     url, settings = service
     spool = settings.spool.dir.resolve()
     changes = json.loads(json.dumps(changes).replace("SPOOL", str(spool)))
-    with faulty_front(url, [Fault("turns", "rewrite", changes=changes)]) as (front_url, _front):
-        result = acme_call(front_url, [Say(speech.say(HELLO))], fallback_prompt, spool_dir=spool)
+    caller = [Say(speech.say(HELLO))] if route == "turns" else []
+    with faulty_front(url, [Fault(route, "rewrite", changes=changes)]) as (front_url, _front):
+        result = acme_call(front_url, caller, fallback_prompt, spool_dir=spool)
     assert_fell_back(result, fallback_prompt)
-    assert routes(result) == [("start", 200), ("turns", 200), ("end", 200)]
-    assert [p.path for p in result.played][1:] == [str(fallback_prompt)]
-    assert not Path("/etc/cron.d/voiceai").exists()
+    expected = [("start", 200), ("turns", 200), ("end", 200)] if route == "turns" else [("start", 200), ("end", 200)]
+    assert routes(result) == expected
+    assert [p.path for p in result.played][len(caller) :] == [str(fallback_prompt)]
+    assert not Path("/etc/cron.d/x").exists() and len(result.recordings) == len(caller)
 
 
 @pytest.mark.parametrize(
