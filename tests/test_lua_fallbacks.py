@@ -17,6 +17,7 @@ from freeswitch.lua_sim import Transfer
 from secretary.settings import Settings
 from secretary.speech.audio import wav_bytes
 from secretary.speech.local_engines import LocalModels
+from tests.conftest import EXAMPLE_SECRETARIES
 from tests.support.databases import ACME
 from tests.support.faulty_front import Fault, Route, faulty_front
 from tests.support.live_service import live_ivr_service
@@ -42,10 +43,20 @@ def fallback_prompt(speech: Speech, tmp_path_factory: pytest.TempPathFactory) ->
     return write_fallback_prompt(wav_bytes(speech.say(FALLBACK_PROMPT_TEXT)), tmp_path_factory.mktemp("sounds"))
 
 
-@pytest.fixture
-def service(make_settings: Callable[..., Settings], models: LocalModels) -> Iterator[tuple[str, Settings]]:
-    """The real service with the embedded defaults (YAML secretaries, memory state, file records)."""
-    settings = make_settings()
+@pytest.fixture(scope="module")
+def service(models: LocalModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Settings]]:
+    """The real service with the embedded defaults (YAML secretaries, memory state, file records), shared by
+    the tests of this module: each call has its own uuid, records and spool folder."""
+    root = tmp_path_factory.mktemp("service")
+    settings = Settings(
+        database_url=None,
+        redis_url=None,
+        secretaries_file=EXAMPLE_SECRETARIES,
+        data_dir=root / "data",
+        spool={"dir": root / "spool"},
+        config_cache_s=0,
+        dependency_timeout_s=2.0,
+    )
     with live_ivr_service(settings, models) as (url, _runtime):
         yield url, settings
 
