@@ -162,3 +162,22 @@ def test_unknown_api_command_answers_like_freeswitch(tmp_path: Path) -> None:
     source = 'freeswitch.consoleLog("info", freeswitch.API():execute("curl", "http://127.0.0.1:1/ json"))'
     sim = run_lua(tmp_path, source, curl_loaded=False)
     assert sim.result.log == [("info", "-ERR curl Command not found!\n")]
+
+
+def test_play_and_get_digits_and_execute(tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.wav"
+    prompt.write_bytes(wav_bytes(tone(0.5)))
+    source = f"""
+    local got = session:playAndGetDigits(1, 4, 3, 3000, "#", "{prompt}", "", "\\\\d+", "choice")
+    freeswitch.consoleLog("info", got .. " " .. session:getVariable("choice"))
+    session:execute("playback", "{prompt}")
+    session:execute("set", "greeted=yes")
+    assert(session:getVariable("greeted") == "yes")
+    local ok, err = pcall(function() session:execute("system", "id") end)
+    assert(not ok and string.find(err, "not emulated"))
+    """
+    sim = run_lua(tmp_path, source, caller=[Press("12#")], copy_played_to=tmp_path / "played")
+    assert sim.result.lua_error is None, sim.result.lua_error
+    assert sim.result.log == [("info", "12 12")]
+    assert [p.path for p in sim.result.played] == [str(prompt), str(prompt)]
+    assert sorted(p.name for p in (tmp_path / "played").iterdir()) == ["01-prompt.wav", "02-prompt.wav"]
