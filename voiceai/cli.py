@@ -7,6 +7,7 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -111,6 +112,20 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return asyncio.run(run_doctor(_settings()))
 
 
+class _Utterance(argparse.Action):
+    """`--say` and `--wav` append to their own lists and to `utterances`, which keeps their order."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        setattr(namespace, self.dest, [*getattr(namespace, self.dest, []), values])
+        namespace.utterances = [*getattr(namespace, "utterances", []), (self.dest, values)]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceai", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -137,11 +152,11 @@ def build_parser() -> argparse.ArgumentParser:
     call = sub.add_parser("call", help="talk to a secretary through the v1 API, as FreeSWITCH's Lua script would")
     call.add_argument("--url", default=None, help="ivr_service base URL (default: from the settings)")
     call.add_argument("--domain", default="acme.example.com", help="domain name to call")
-    call.add_argument("--say", action="append", default=[], help="a sentence to speak (repeatable)")
-    call.add_argument("--wav", action="append", default=[], type=Path, help="a WAV to play as a turn (repeatable)")
+    call.add_argument("--say", action=_Utterance, default=[], help="a sentence to speak (repeatable)")
+    call.add_argument("--wav", action=_Utterance, default=[], type=Path, help="a WAV to play as a turn (repeatable)")
     call.add_argument("--out", type=Path, default=Path("var/calls"), help="where the replies are saved as WAV")
     call.add_argument("--caller", default="1000", help="caller id number")
-    call.set_defaults(func=cmd_call)
+    call.set_defaults(func=cmd_call, utterances=[])
 
     doctor = sub.add_parser("doctor", help="check settings, engines, database, Redis and the spool")
     doctor.set_defaults(func=cmd_doctor)

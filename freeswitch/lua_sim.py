@@ -1,0 +1,699 @@
+"""The Lua side of the FreeSWITCH simulator: runs our mod_lua scripts in a real Lua interpreter (lupa).
+
+The script sees what mod_lua gives it: a `session` (FreeSWITCH's CoreSession, `switch_cpp.h`), the
+`freeswitch` table (`consoleLog`, `API`, `msleep`, `getGlobalVariable`) and `argv`. `API():execute("curl",
+…)` is mod_curl (`freeswitch.mod_curl`), making real HTTP requests. The far end of the call is a `caller`
+script (`freeswitch.caller`): its utterances are written, like FreeSWITCH writes them, as 8 kHz 16-bit mono
+WAV files where `recordFile` is told to.
+
+The emulation is strict where FreeSWITCH's SWIG bindings are: a method the binding doesn't have, a call
+with `.` instead of `:`, a wrong number of arguments or an argument of the wrong type raises a Lua error,
+and every such mistake is also kept in `CallResult.violations` (a script may swallow the error with pcall).
+Shell access (`os.execute`, `io.popen`) raises too: our scripts must never build a command line.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import traceback
+import uuid
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from freeswitch.caller import CallerAction, HangUp, Press, Recorded, Run, Say, record_like_freeswitch
+from freeswitch.mod_curl import CurlExchange, Flavour, ModCurl
+from secretary.errors import BadInput
+from secretary.speech.audio import Pcm, parse_wav, wav_bytes
+
+LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
+LUA_VERSIONS = ("lua52", "lua53", "lua54")
+
+# Hang-up causes `switch_channel_str2cause` knows (the ones a script plausibly uses).
+HANGUP_CAUSES = {
+    "NONE", "UNALLOCATED_NUMBER", "NO_ROUTE_TRANSIT_NET", "NO_ROUTE_DESTINATION", "CHANNEL_UNACCEPTABLE",
+    "CALL_AWARDED_DELIVERED", "NORMAL_CLEARING", "USER_BUSY", "NO_USER_RESPONSE", "NO_ANSWER",
+    "SUBSCRIBER_ABSENT", "CALL_REJECTED", "NUMBER_CHANGED", "REDIRECTION_TO_NEW_DESTINATION",
+    "EXCHANGE_ROUTING_ERROR", "DESTINATION_OUT_OF_ORDER", "INVALID_NUMBER_FORMAT", "FACILITY_REJECTED",
+    "RESPONSE_TO_STATUS_ENQUIRY", "NORMAL_UNSPECIFIED", "NORMAL_CIRCUIT_CONGESTION", "NETWORK_OUT_OF_ORDER",
+    "NORMAL_TEMPORARY_FAILURE", "SWITCH_CONGESTION", "ACCESS_INFO_DISCARDED", "REQUESTED_CHAN_UNAVAIL",
+    "OUTGOING_CALL_BARRED", "INCOMING_CALL_BARRED", "BEARERCAPABILITY_NOTAUTH", "SERVICE_UNAVAILABLE",
+    "SERVICE_NOT_IMPLEMENTED", "RECOVERY_ON_TIMER_EXPIRE", "ORIGINATOR_CANCEL", "LOSE_RACE",
+    "MANAGER_REQUEST", "ATTENDED_TRANSFER", "ALLOTTED_TIMEOUT", "USER_CHALLENGE", "MEDIA_TIMEOUT",
+    "SYSTEM_SHUTDOWN", "CRASH",
+}  # fmt: skip
+LOG_LEVELS = {"console", "debug", "info", "notice", "warning", "err", "crit", "alert"}
+
+# Parameter kinds as SWIG checks them: "s" a `char *` (a string, a number, or nil), "i" an `int` (a
+# number or a numeric string). (required, kinds) per method; the class name is what SWIG's errors say.
+SESSION_METHODS: dict[str, tuple[int, str]] = {
+    "answer": (0, ""),
+    "preAnswer": (0, ""),
+    "ready": (0, ""),
+    "answered": (0, ""),
+    "mediaReady": (0, ""),
+    "hangup": (0, "s"),
+    "hangupCause": (0, ""),
+    "getState": (0, ""),
+    "get_uuid": (0, ""),
+    "getVariable": (1, "s"),
+    "setVariable": (2, "ss"),
+    "sleep": (1, "ii"),
+    "streamFile": (1, "si"),
+    "recordFile": (1, "siii"),
+    "transfer": (1, "sss"),
+    "execute": (1, "ss"),
+    "getDigits": (3, "isiii"),
+    "playAndGetDigits": (8, "iiiisssssis"),
+    "setInputCallback": (1, "ss"),
+    "unsetInputCallback": (0, ""),
+    "flushDigits": (0, ""),
+    "flushEvents": (0, ""),
+    "consoleLog": (2, "ss"),
+}
+API_METHODS: dict[str, tuple[int, str]] = {"execute": (1, "ss"), "executeString": (1, "s"), "getTime": (0, "")}
+MODULE_FUNCTIONS: dict[str, tuple[int, str]] = {
+    "consoleLog": (2, "ss"),
+    "consoleCleanLog": (1, "s"),
+    "msleep": (1, "i"),
+    "getGlobalVariable": (1, "s"),
+}
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
+
+# Runs once in each new Lua state: builds `session`, `freeswitch` and `argv` as proxies of `backend`, a
+# Python callable `backend(kind, name, nargs, ...) -> ok, value`. Lua 5.1-5.4 compatible, like the scripts.
+_BOOTSTRAP = r"""
+local backend, session_methods, api_methods, module_functions, script_name, script_args = ...
+local unpack = table.unpack or unpack
+
+local function forward(kind, name, ...)
+    local ok, value = backend(kind, name, select("#", ...), ...)
+    if not ok then
+        error(value, 3)
+    end
+    return value
+end
+
+local function proxy(kind, methods)
+    local object, functions = {}, {}
+    for name in pairs(methods) do
+        functions[name] = function(self, ...)
+            if self ~= object then
+                local got = self == nil and "no value" or type(self)
+                local message = "Error in " .. kind .. "::" .. name .. " (arg 1), expected '" .. kind
+                    .. " *' got '" .. got .. "'"
+                backend("violation", message, 0)
+                error(message, 2)
+            end
+            return forward(kind, name, ...)
+        end
+    end
+    return setmetatable(object, {
+        __index = function(_, key)
+            local method = functions[key]
+            if method ~= nil then
+                return method
+            end
+            local message = kind .. " has no method or field '" .. tostring(key) .. "'"
+            backend("violation", message, 0)
+            error(message, 2)
+        end,
+        __newindex = function(_, key)
+            local message = "cannot set " .. kind .. "." .. tostring(key)
+            backend("violation", message, 0)
+            error(message, 2)
+        end,
+    })
+end
+
+session = proxy("CoreSession", session_methods)
+
+local fs = {}
+for name in pairs(module_functions) do
+    fs[name] = function(...) return forward("freeswitch", name, ...) end
+end
+fs.API = function(s)
+    if s ~= nil and s ~= session then
+        local message = "freeswitch.API takes a session or nothing"
+        backend("violation", message, 0)
+        error(message, 2)
+    end
+    return proxy("API", api_methods)
+end
+freeswitch = setmetatable(fs, {
+    __index = function(_, key)
+        local message = "freeswitch." .. tostring(key) .. " is not emulated"
+        backend("violation", message, 0)
+        error(message, 2)
+    end,
+})
+
+local function no_shell(name)
+    return function()
+        local message = name .. " is not allowed: never build a shell command"
+        backend("violation", message, 0)
+        error(message, 2)
+    end
+end
+os.execute = no_shell("os.execute")
+io.popen = no_shell("io.popen")
+
+argv = { [0] = script_name }
+for i = 1, #script_args do
+    argv[i] = script_args[i]
+end
+"""
+
+
+@dataclass(frozen=True)
+class Transfer:
+    extension: str
+    dialplan: str
+    context: str
+
+
+@dataclass(frozen=True)
+class Played:
+    """A file `streamFile` played: its path as the script named it and, if it could be read, its bytes."""
+
+    path: str
+    data: bytes | None
+    completed: bool
+
+    def pcm(self) -> Pcm:
+        if self.data is None:
+            raise FileNotFoundError(self.path)
+        return parse_wav(self.data)
+
+
+@dataclass(frozen=True)
+class Recording:
+    path: str
+    pcm: Pcm
+    stopped_by: str
+
+
+@dataclass
+class CallResult:
+    """Everything observable about one simulated call, in order."""
+
+    uuid: str
+    answered: bool = False
+    transfer: Transfer | None = None
+    hangup_cause: str | None = None
+    hung_up_by: str | None = None  # "caller" or "script"
+    played: list[Played] = field(default_factory=list)
+    recordings: list[Recording] = field(default_factory=list)
+    exchanges: list[CurlExchange] = field(default_factory=list)
+    log: list[tuple[str, str]] = field(default_factory=list)
+    events: list[tuple[Any, ...]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    lua_error: str | None = None
+
+    def played_paths(self) -> list[str]:
+        return [p.path for p in self.played]
+
+    def log_text(self) -> str:
+        return "".join(f"[{level}] {message}" for level, message in self.log)
+
+
+class SwigArgumentError(Exception):
+    pass
+
+
+def _lua_type(value: Any) -> str:
+    if value is None:
+        return "nil"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str | bytes):
+        return "string"
+    name = type(value).__name__.lower()
+    return next((kind for kind in ("table", "function", "thread") if kind in name), "userdata")
+
+
+def _as_text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "surrogateescape")
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.14g}"
+
+
+def convert_arguments(cls: str, name: str, spec: tuple[int, str], args: Sequence[Any]) -> list[Any]:
+    """Check and convert arguments as SWIG's Lua wrappers do; raise with SWIG's wording."""
+    required, kinds = spec
+    if not required <= len(args) <= len(kinds):
+        raise SwigArgumentError(f"Error in {cls}::{name} expected {required}..{len(kinds)} args, got {len(args)}")
+    out: list[Any] = []
+    for position, (kind, value) in enumerate(zip(kinds, args, strict=False), start=2):
+        if kind == "s":
+            if value is not None and (isinstance(value, bool) or not isinstance(value, str | bytes | int | float)):
+                raise SwigArgumentError(
+                    f"Error in {cls}::{name} (arg {position}), expected 'char *' got '{_lua_type(value)}'"
+                )
+            out.append(_as_text(value))
+        else:
+            if isinstance(value, bool) or value is None:
+                raise SwigArgumentError(
+                    f"Error in {cls}::{name} (arg {position}), expected 'int' got '{_lua_type(value)}'"
+                )
+            if isinstance(value, str | bytes):
+                text = _as_text(value) or ""
+                if not _NUMBER.match(text):
+                    raise SwigArgumentError(f"Error in {cls}::{name} (arg {position}), expected 'int' got 'string'")
+                value = float(text)
+            if not isinstance(value, int | float):
+                raise SwigArgumentError(
+                    f"Error in {cls}::{name} (arg {position}), expected 'int' got '{_lua_type(value)}'"
+                )
+            out.append(int(value))
+    return out
+
+
+class FreeSwitchSim:
+    """One call through one Lua script. Build it, `run()` it once, read the `CallResult`."""
+
+    def __init__(
+        self,
+        *,
+        variables: dict[str, str] | None = None,
+        caller: Iterable[CallerAction] | Callable[[], CallerAction | None] = (),
+        script_dir: Path = LUA_DIR,
+        extra_lua_paths: Sequence[Path] = (),
+        lua_version: str = "lua53",
+        record_rate: int = 8000,
+        curl_flavour: Flavour = "1.10",
+        curl_loaded: bool = True,
+        sound_prefix: Path | None = None,
+        on_exchange: Callable[[CurlExchange], None] | None = None,
+        copy_played_to: Path | None = None,
+        call_uuid: str | None = None,
+    ) -> None:
+        """`caller` is a list of actions, or a function returning the next one (None: the caller is done)."""
+        self.uuid = call_uuid or str(uuid.uuid4())
+        self.result = CallResult(uuid=self.uuid)
+        self.variables: dict[str, str] = {"uuid": self.uuid, "call_uuid": self.uuid}
+        if sound_prefix is not None:
+            self.variables["sound_prefix"] = str(sound_prefix)
+        self.variables.update(variables or {})
+        self.global_variables: dict[str, str] = {}
+        # A list is known in advance; a function (a person typing) is only asked when a recording starts.
+        self._pending: deque[CallerAction] = deque()
+        self._next_action: Callable[[], CallerAction | None] | None = None
+        if callable(caller):
+            self._next_action = caller
+        else:
+            self._pending.extend(caller)
+        self.script_dir = script_dir
+        self.lua_paths = [script_dir, *extra_lua_paths]
+        self.lua_version = lua_version
+        self.record_rate = record_rate
+        self.curl = ModCurl(flavour=curl_flavour, on_exchange=self._exchanged) if curl_loaded else None
+        self._on_exchange = on_exchange
+        self.copy_played_to = copy_played_to
+        self._up = True
+        self._transferred = False
+        self._dtmf: deque[str] = deque()
+        self._input_callback: tuple[str, str | None] | None = None
+        self._lua: Any = None
+        self._session_proxy: Any = None
+        self._ran = False
+
+    # -- running ---------------------------------------------------------------------------------------------
+
+    def run(self, script: str = "secretary_ai.lua", args: Sequence[str] = ()) -> CallResult:
+        if self._ran:
+            raise RuntimeError("a FreeSwitchSim runs one call")
+        self._ran = True
+        lupa = importlib.import_module(f"lupa.{self.lua_version}")
+        self._lua = lupa.LuaRuntime(unpack_returned_tuples=True, register_eval=False, register_builtins=False)
+        lua_globals = self._lua.globals()
+        lua_globals.python = None  # mod_lua has no bridge to Python: neither may the script here
+        lua_globals.package.path = ";".join(f"{p}/?.lua" for p in self.lua_paths)
+        bootstrap = self._lua.execute("return function(...) " + _BOOTSTRAP + " end")
+        bootstrap(
+            self._backend,
+            self._lua.table_from(dict.fromkeys(SESSION_METHODS, True)),
+            self._lua.table_from(dict.fromkeys(API_METHODS, True)),
+            self._lua.table_from(dict.fromkeys(MODULE_FUNCTIONS, True)),
+            script,
+            self._lua.table_from(list(args)),
+        )
+        self._session_proxy = lua_globals.session
+        source = (self.script_dir / script).read_text(encoding="utf-8")
+        loaded = lua_globals.load(source, "@" + script)
+        if isinstance(loaded, tuple):  # (nil, message): the script does not compile
+            self.result.lua_error = str(loaded[1])
+            return self.result
+        chunk = loaded
+        try:
+            chunk()
+        except lupa.LuaError as exc:
+            self.result.lua_error = str(exc)
+        return self.result
+
+    def _exchanged(self, exchange: CurlExchange) -> None:
+        self.result.exchanges.append(exchange)
+        if self._on_exchange is not None:
+            self._on_exchange(exchange)
+
+    def _backend(self, kind: str, name: str, nargs: int, *args: Any) -> tuple[bool, Any]:
+        """Every call from Lua lands here: check it, run it, and turn mistakes into Lua errors."""
+        if kind == "violation":
+            self.result.violations.append(name)
+            return True, None
+        args = args[:nargs] + (None,) * (nargs - len(args))
+        try:
+            if kind == "CoreSession":
+                values = convert_arguments(kind, name, SESSION_METHODS[name], args)
+                return True, getattr(self, f"_session_{name}")(*values)
+            if kind == "API":
+                values = convert_arguments(kind, name, API_METHODS[name], args)
+                return True, getattr(self, f"_api_{name}")(*values)
+            values = convert_arguments("freeswitch", name, MODULE_FUNCTIONS[name], args)
+            return True, getattr(self, f"_fs_{name}")(*values)
+        except SwigArgumentError as exc:
+            self.result.violations.append(str(exc))
+            return False, str(exc)
+        except Exception as exc:  # a bug in the simulator or a call it refuses: never hide it
+            message = f"simulator: {kind}.{name}: {exc}"
+            self.result.violations.append(message + "\n" + traceback.format_exc())
+            return False, message
+
+    # -- the caller's side -------------------------------------------------------------------------------
+
+    def _caller_action(self, moment: str) -> CallerAction | None:
+        """The caller's next action if it happens at `moment`; `Run` steps are done on the way."""
+        while True:
+            if not self._pending:
+                action = self._next_action() if self._next_action is not None and moment == "record" else None
+                if action is None:
+                    return None
+                self._pending.append(action)
+            action = self._pending[0]
+            if isinstance(action, Run):
+                self._pending.popleft()
+                self.result.events.append(("run",))
+                action.action()
+                continue
+            if moment == "prompt" and not (isinstance(action, Press | HangUp) and action.during == "prompt"):
+                return None
+            self._pending.popleft()
+            return action
+
+    def _caller_hangs_up(self, cause: str = "NORMAL_CLEARING") -> None:
+        if self._up:
+            self._up = False
+            self.result.hangup_cause = cause
+            self.result.hung_up_by = "caller"
+            self.result.events.append(("caller_hangup", cause))
+
+    def _deliver_digits(self, digits: str) -> bool:
+        """DTMF arriving during a prompt or recording. Returns True when the input callback stopped it."""
+        self._dtmf.extend(digits)
+        if self._input_callback is None:
+            return False  # without a callback the digits wait in the queue for getDigits
+        name, arg = self._input_callback
+        function = self._lua.globals()[name]
+        if function is None:
+            raise RuntimeError(f"input callback {name!r} is not a global function")
+        while self._dtmf:
+            digit = self._dtmf.popleft()
+            payload = self._lua.table_from({"digit": digit, "duration": 2000})
+            extra = [self._lua.globals()[arg]] if arg else []
+            answer = function(self._session_proxy, "dtmf", payload, *extra)
+            text = _as_text(answer) if isinstance(answer, str | bytes | int | float) else None
+            if text and text not in ("true", "undefined") and not text.startswith(("speed", "volume")):
+                return True
+        return False
+
+    # -- CoreSession -----------------------------------------------------------------------------------
+
+    def _ready(self) -> bool:
+        return self._up and not self._transferred
+
+    def _session_answer(self) -> int:
+        self.result.answered = True
+        self.result.events.append(("answer",))
+        return 1
+
+    def _session_preAnswer(self) -> int:
+        return 1
+
+    def _session_ready(self) -> bool:
+        return self._ready()
+
+    def _session_answered(self) -> bool:
+        return self.result.answered
+
+    def _session_mediaReady(self) -> bool:
+        return self._ready()
+
+    def _session_hangup(self, cause: str | None = "normal_clearing") -> None:
+        name = (cause or "normal_clearing").upper()
+        if name not in HANGUP_CAUSES:
+            raise ValueError(f"unknown hangup cause {cause!r}")
+        self.result.events.append(("hangup", name))
+        if self._up:
+            self._up = False
+            self.result.hangup_cause = name
+            self.result.hung_up_by = "script"
+
+    def _session_hangupCause(self) -> str:
+        return self.result.hangup_cause or "NONE"
+
+    def _session_getState(self) -> str:
+        if not self._up:
+            return "CS_HANGUP"
+        return "CS_ROUTING" if self._transferred else "CS_EXECUTE"
+
+    def _session_get_uuid(self) -> str:
+        return self.uuid
+
+    def _session_getVariable(self, name: str | None) -> str | None:
+        return self.variables.get(name or "")
+
+    def _session_setVariable(self, name: str | None, value: str | None) -> None:
+        if not name:
+            raise ValueError("setVariable needs a name")
+        if value is None:
+            self.variables.pop(name, None)
+        else:
+            self.variables[name] = value
+
+    def _session_sleep(self, ms: int, sync: int = 0) -> int:
+        self.result.events.append(("sleep", ms))
+        return 1 if self._ready() else 0
+
+    def _resolve_sound(self, path: str) -> Path:
+        candidate = Path(path)
+        if not candidate.is_absolute() and self.variables.get("sound_prefix"):
+            candidate = Path(self.variables["sound_prefix"]) / candidate
+        return candidate
+
+    def _session_streamFile(self, path: str | None, start_sample: int = 0) -> int:
+        if not path:
+            raise ValueError("streamFile needs a file")
+        self.result.events.append(("streamFile", path))
+        if not self._ready():
+            return 0
+        file = self._resolve_sound(path)
+        try:
+            data = file.read_bytes()
+            parse_wav(data)
+        except (OSError, BadInput):
+            self.result.played.append(Played(path, None, completed=False))
+            self._fs_consoleLog("err", f"simulator: can't play {file}\n")
+            return 0
+        completed = True
+        action = self._caller_action("prompt")
+        if isinstance(action, Press):
+            completed = not self._deliver_digits(action.digits)
+        elif isinstance(action, HangUp):
+            self._caller_hangs_up(action.cause)
+            completed = False
+        self.result.played.append(Played(path, data, completed))
+        if self.copy_played_to is not None:
+            self.copy_played_to.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(file, self.copy_played_to / f"{len(self.result.played):02d}-{file.name}")
+        return 1 if completed and self._ready() else 0
+
+    def _session_recordFile(
+        self, path: str | None, time_limit: int = 0, silence_threshold: int = 0, silence_hits: int = 0
+    ) -> int:
+        if not path:
+            return 0
+        self.result.events.append(("recordFile", path, time_limit, silence_threshold, silence_hits))
+        file = Path(path)
+        if not file.is_absolute():
+            file = self._resolve_sound(path)
+        if not file.parent.is_dir():
+            self._fs_consoleLog("err", f"simulator: can't open {file} for recording\n")
+            return 0
+        self.variables["silence_hits_exhausted"] = "false"
+        if not self._ready():
+            file.write_bytes(wav_bytes(Pcm(b"", self.record_rate)))
+            return 0
+        action = self._caller_action("record")
+        status = 1
+        if isinstance(action, Say):
+            recorded = record_like_freeswitch(
+                action.audio, self.record_rate, time_limit, silence_threshold, silence_hits, action.then_hang_up
+            )
+            if recorded.stopped_by in ("hangup", "end_of_speech"):
+                self._caller_hangs_up()
+                status = 0
+            if recorded.stopped_by == "silence":
+                self.variables["silence_hits_exhausted"] = "true"
+        else:
+            recorded = Recorded(Pcm(b"", self.record_rate), "hangup")
+            if isinstance(action, Press):
+                recorded = Recorded(Pcm(bytes(2 * self.record_rate // 5), self.record_rate), "silence")
+                if self._deliver_digits(action.digits):
+                    status = 0
+            else:  # a hang-up, or a caller with nothing more to say
+                self._caller_hangs_up(action.cause if isinstance(action, HangUp) else "NORMAL_CLEARING")
+                status = 0
+        file.write_bytes(wav_bytes(recorded.pcm))
+        self.result.recordings.append(Recording(path, recorded.pcm, recorded.stopped_by))
+        self.variables["record_samples"] = str(recorded.pcm.samples)
+        self.variables["record_ms"] = str(recorded.pcm.samples * 1000 // self.record_rate)
+        return status
+
+    def _session_transfer(self, extension: str | None, dialplan: str | None = None, context: str | None = None) -> int:
+        if not extension:
+            raise ValueError("transfer needs an extension")
+        self.result.events.append(("transfer", extension, dialplan, context))
+        if not self._ready():
+            return 0
+        self._transferred = True
+        self.result.transfer = Transfer(extension, dialplan or "XML", context or "default")
+        return 1
+
+    def _session_execute(self, app: str | None, data: str | None = None) -> None:
+        self.result.events.append(("execute", app, data))
+        if app == "playback":
+            self._session_streamFile(data)
+        elif app == "sleep":
+            self._session_sleep(int(data or 0))
+        elif app == "set" and data and "=" in data:
+            key, value = data.split("=", 1)
+            self.variables[key] = value
+        elif app == "hangup":
+            self._session_hangup(data or "normal_clearing")
+        else:
+            raise ValueError(f"application {app!r} is not emulated")
+
+    def _take_digits(self, max_digits: int, terminators: str) -> str:
+        digits = ""
+        while self._dtmf and len(digits) < max_digits:
+            digit = self._dtmf.popleft()
+            if digit in terminators:
+                self.variables["read_terminator_used"] = digit
+                break
+            digits += digit
+        return digits
+
+    def _session_getDigits(
+        self, max_digits: int, terminators: str | None, timeout: int, interdigit: int = 0, abs_timeout: int = 0
+    ) -> str:
+        self.result.events.append(("getDigits", max_digits))
+        if not self._ready():
+            return ""
+        return self._take_digits(max_digits, terminators or "")
+
+    def _session_playAndGetDigits(
+        self,
+        min_digits: int,
+        max_digits: int,
+        max_tries: int,
+        timeout: int,
+        terminators: str | None,
+        audio_file: str | None,
+        bad_input_file: str | None,
+        regex: str | None,
+        var_name: str | None = None,
+        digit_timeout: int = 0,
+        transfer_on_failure: str | None = None,
+    ) -> str:
+        for _ in range(max(max_tries, 1)):
+            if not self._ready():
+                return ""
+            saved, self._input_callback = self._input_callback, None
+            if audio_file:
+                self._session_streamFile(audio_file)
+            self._input_callback = saved
+            action = self._caller_action("record")
+            if isinstance(action, Press):
+                self._dtmf.extend(action.digits)
+            elif isinstance(action, HangUp):
+                self._caller_hangs_up(action.cause)
+                return ""
+            digits = self._take_digits(max_digits, terminators or "")
+            if len(digits) >= min_digits and (not regex or re.fullmatch(regex, digits)):
+                if var_name:
+                    self.variables[var_name] = digits
+                return digits
+            if bad_input_file:
+                self._session_streamFile(bad_input_file)
+        if transfer_on_failure:
+            parts = transfer_on_failure.split()
+            self._session_transfer(parts[0], *parts[1:3])
+        return ""
+
+    def _session_setInputCallback(self, function: str | None, argument: str | None = None) -> None:
+        if not function:
+            raise ValueError("setInputCallback needs the name of a global function")
+        self._input_callback = (function, argument or None)
+
+    def _session_unsetInputCallback(self) -> None:
+        self._input_callback = None
+
+    def _session_flushDigits(self) -> int:
+        self._dtmf.clear()
+        return 1
+
+    def _session_flushEvents(self) -> int:
+        return 1
+
+    def _session_consoleLog(self, level: str | None, message: str | None) -> None:
+        self._fs_consoleLog(level, message)
+
+    # -- freeswitch.* and API ----------------------------------------------------------------------------
+
+    def _fs_consoleLog(self, level: str | None, message: str | None) -> None:
+        name = (level or "").lower()
+        if name not in LOG_LEVELS:
+            raise ValueError(f"unknown log level {level!r}")
+        self.result.log.append((name, message or ""))
+
+    def _fs_consoleCleanLog(self, message: str | None) -> None:
+        self.result.log.append(("console", message or ""))
+
+    def _fs_msleep(self, ms: int) -> None:
+        self.result.events.append(("msleep", ms))
+
+    def _fs_getGlobalVariable(self, name: str | None) -> str | None:
+        return self.global_variables.get(name or "")
+
+    def _api_execute(self, command: str | None, argument: str | None = None) -> bytes | str:
+        self.result.events.append(("api", command))
+        if command == "curl" and self.curl is not None:
+            return self.curl.api(argument)
+        return f"-ERR {command} Command not found!\n"
+
+    def _api_executeString(self, line: str | None) -> bytes | str:
+        command, _, argument = (line or "").partition(" ")
+        return self._api_execute(command, argument or None)
+
+    def _api_getTime(self) -> str:
+        return "0"

@@ -1,0 +1,132 @@
+--[[
+JSON over HTTP through FreeSWITCH's mod_curl, the only HTTP client every FreeSWITCH build has.
+
+mod_curl's `curl` API takes one command line: `<url> json timeout <s> content-type <mime> post <data>`.
+Facts this module relies on (mod_curl.c, FreeSWITCH 1.10):
+  * the line is split on blanks, and single quotes and backslashes are interpreted, so the post data must
+    be one token free of those characters: we percent-encode every byte outside [A-Za-z0-9-._~];
+  * mod_curl URL-decodes the post data (%XX only; '+' stays '+') before sending it;
+  * `json` returns {"status_code":"200","body":"...","headers":[...]} (status_code is a string in 1.10,
+    "0" when no response came; "body" is absent when the response was empty; newer builds add
+    "exit_code");
+  * the body is cut at 64000 bytes (curl.conf `max-bytes`), so an oversized reply fails to decode;
+  * without `timeout` libcurl waits forever: always pass one;
+  * 1.10 builds keep at most 10 arguments, so the line stays at 8.
+No value from the caller or the service ever reaches a shell or the command line unencoded.
+]]
+
+local http = {}
+
+local ours = require("voiceai.json")
+
+-- FusionPBX ships lunajson; where it is absent (plain FreeSWITCH) our own module has the same interface.
+local function load_json()
+	local ok, lunajson = pcall(require, "resources.functions.lunajson")
+	if ok and type(lunajson) == "table" and lunajson.encode and lunajson.decode then
+		return lunajson, "lunajson"
+	end
+	return ours, "voiceai.json"
+end
+
+http.json, http.json_name = load_json()
+
+-- A channel value made fit for a request field: valid UTF-8 (whichever JSON encoder is in use) and at most
+-- `max_bytes` long, cut on a character boundary, so the service never refuses the call over a caller name.
+function http.clean_text(value, max_bytes)
+	if value == nil then
+		return ""
+	end
+	local s = ours.clean_utf8(tostring(value))
+	if #s <= max_bytes then
+		return s
+	end
+	s = string.sub(s, 1, max_bytes)
+	for i = #s, math.max(1, #s - 3), -1 do
+		local b = string.byte(s, i)
+		if b < 0x80 then
+			break
+		elseif b >= 0xC0 then
+			local need = (b >= 0xF0 and 4) or (b >= 0xE0 and 3) or 2
+			if #s - i + 1 < need then
+				s = string.sub(s, 1, i - 1)
+			end
+			break
+		end
+	end
+	return s
+end
+
+function http.url_encode(s)
+	return (string.gsub(s, "[^A-Za-z0-9%-%._~]", function(c)
+		return string.format("%%%02X", string.byte(c))
+	end))
+end
+
+-- A base URL we are willing to put on a mod_curl command line: no blanks, quotes or backslashes.
+function http.valid_base_url(url)
+	return type(url) == "string"
+		and #url <= 2048
+		and string.find(url, "^https?://[A-Za-z0-9%-%._~:%[%]@]+[A-Za-z0-9%-%._~/%%:@]*$") ~= nil
+end
+
+local function decode(text)
+	local ok, value = pcall(http.json.decode, text)
+	if ok then
+		return value
+	end
+	return nil
+end
+
+--[[
+POST `payload` (a table) as JSON to `url`. Returns a result table:
+  ok       true when the service answered 2xx with a JSON object
+  status   the HTTP status (0 when no response came at all)
+  data     the decoded JSON object (also for error responses, when they carry one)
+  reason   why it failed, for the log
+]]
+function http.post_json(api, url, payload, timeout_s)
+	local ok, body = pcall(http.json.encode, payload)
+	if not ok then
+		return { ok = false, status = 0, reason = "could not encode the request: " .. tostring(body) }
+	end
+	local line = table.concat({
+		url,
+		"json",
+		"timeout",
+		string.format("%d", math.max(1, math.floor(timeout_s or 20))),
+		"content-type",
+		"application/json",
+		"post",
+		http.url_encode(body),
+	}, " ")
+	local raw = api:execute("curl", line)
+	local envelope = type(raw) == "string" and decode(raw) or nil
+	if type(envelope) ~= "table" then
+		return { ok = false, status = 0, reason = "mod_curl gave no JSON envelope: " .. string.sub(tostring(raw), 1, 120) }
+	end
+	local status = tonumber(envelope.status_code) or 0
+	local exit_code = tonumber(envelope.exit_code) or 0
+	if status == 0 then
+		return { ok = false, status = 0, reason = "no response (curl exit code " .. exit_code .. ")" }
+	end
+	local data = type(envelope.body) == "string" and decode(envelope.body) or nil
+	if type(data) ~= "table" then
+		data = nil
+	end
+	if status < 200 or status > 299 then
+		local detail = ""
+		if data and type(data.error) == "table" and type(data.error.code) == "string" then
+			detail = " (" .. data.error.code .. ")"
+		end
+		return { ok = false, status = status, data = data, reason = "HTTP " .. status .. detail }
+	end
+	if exit_code ~= 0 then
+		return { ok = false, status = status, reason = "transfer failed (curl exit code " .. exit_code .. ")" }
+	end
+	if not data then
+		return { ok = false, status = status, reason = "the response is not a JSON object" }
+	end
+	return { ok = true, status = status, data = data }
+end
+
+return http

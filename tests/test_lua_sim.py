@@ -1,0 +1,183 @@
+"""The FreeSWITCH Lua simulator itself: strict like the SWIG bindings, and recording like FreeSWITCH does."""
+
+from __future__ import annotations
+
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from freeswitch.caller import HangUp, Press, Run, Say, record_like_freeswitch
+from freeswitch.lua_sim import FreeSwitchSim
+from secretary.speech.audio import Pcm, silence, wav_bytes
+
+
+def tone(seconds: float, rate: int = 16000, amplitude: int = 6000) -> Pcm:
+    t = np.arange(int(seconds * rate)) / rate
+    return Pcm((np.sin(2 * np.pi * 440 * t) * amplitude).astype("<i2").tobytes(), rate)
+
+
+def run_lua(tmp_path: Path, source: str, **options: object) -> FreeSwitchSim:
+    (tmp_path / "case.lua").write_text(source)
+    sim = FreeSwitchSim(script_dir=tmp_path, **options)  # type: ignore[arg-type]
+    sim.run("case.lua")
+    return sim
+
+
+@pytest.mark.parametrize(
+    ("line", "complaint"),
+    [
+        ("session:playback('x.wav')", "CoreSession has no method or field 'playback'"),
+        ("session.answer()", "Error in CoreSession::answer (arg 1), expected 'CoreSession *' got 'no value'"),
+        ("session:streamFile()", "Error in CoreSession::streamFile expected 1..2 args, got 0"),
+        ("session:recordFile('/tmp/x.wav', 10, 200, 2, 5)", "Error in CoreSession::recordFile expected 1..4 args"),
+        ("session:recordFile('/tmp/x.wav', 'ten')", "(arg 3), expected 'int' got 'string'"),
+        ("session:transfer({})", "(arg 2), expected 'char *' got 'table'"),
+        ("session:sleep(true)", "(arg 2), expected 'int' got 'boolean'"),
+        ("freeswitch.API():execute()", "Error in API::execute expected 1..2 args, got 0"),
+        ("freeswitch.bridge()", "freeswitch.bridge is not emulated"),
+        ("freeswitch.consoleLog('loud', 'x')", "unknown log level 'loud'"),
+        ("session:hangup('BECAUSE')", "unknown hangup cause 'BECAUSE'"),
+        ("os.execute('ls')", "os.execute is not allowed"),
+        ("io.popen('ls')", "io.popen is not allowed"),
+        ("session.extra = 1", "cannot set CoreSession.extra"),
+    ],
+)
+def test_mistakes_raise_like_the_bindings(tmp_path: Path, line: str, complaint: str) -> None:
+    sim = run_lua(tmp_path, line)
+    assert sim.result.lua_error is not None and complaint in sim.result.lua_error
+    assert any(complaint in violation for violation in sim.result.violations)
+
+
+def test_swig_conversions_are_accepted(tmp_path: Path) -> None:
+    source = """
+    assert(session:getVariable(123) == "numeric-name")
+    assert(session:sleep("250") == 1)
+    assert(session:getVariable("nothing") == nil)
+    session:setVariable("k", 5)
+    assert(session:getVariable("k") == "5")
+    assert(session:hangupCause() == "NONE")
+    """
+    sim = run_lua(tmp_path, source, variables={"123": "numeric-name"})
+    assert sim.result.lua_error is None and sim.result.violations == []
+
+
+def test_record_file_writes_telephone_audio_and_stops_on_silence(tmp_path: Path) -> None:
+    target = tmp_path / "turn.wav"
+    source = f"""
+    local ok = session:recordFile("{target}", 15, 300, 2)
+    freeswitch.consoleLog("info", ok .. " " .. session:getVariable("silence_hits_exhausted"))
+    """
+    sim = run_lua(tmp_path, source, caller=[Say(tone(1.0) + silence(0.5, 16000) + tone(0.5))])
+    assert sim.result.log == [("info", "1 true")]
+    with wave.open(str(target)) as recorded:
+        assert (recorded.getframerate(), recorded.getsampwidth(), recorded.getnchannels()) == (8000, 2, 1)
+        seconds = recorded.getnframes() / 8000
+    # 2 s of speech with a short pause, then 2 s of silence detection: the pause did not end it.
+    assert 3.9 <= seconds <= 4.1
+    assert sim.result.recordings[0].stopped_by == "silence"
+
+
+def test_record_time_limit_and_threshold_semantics() -> None:
+    long_speech = tone(5.0)
+    cut = record_like_freeswitch(long_speech, 8000, 2, 300, 2, hang_up_after=False)
+    assert cut.stopped_by == "time_limit" and cut.pcm.duration_s == pytest.approx(2.0)
+    quiet = record_like_freeswitch(tone(2.0, amplitude=200), 8000, 10, 300, 1, hang_up_after=False)
+    assert quiet.stopped_by == "silence" and quiet.pcm.duration_s == pytest.approx(0.98, abs=0.03)
+    wideband = record_like_freeswitch(tone(1.0), 16000, 10, 300, 1, hang_up_after=False)
+    assert wideband.pcm.sample_rate == 16000 and wideband.pcm.duration_s == pytest.approx(1.98, abs=0.03)
+
+
+def test_record_into_a_missing_folder_fails_like_freeswitch(tmp_path: Path) -> None:
+    target = tmp_path / "nowhere" / "turn.wav"
+    sim = run_lua(tmp_path, f'assert(session:recordFile("{target}", 5, 300, 2) == 0)', caller=[Say(tone(1))])
+    assert sim.result.lua_error is None and not target.exists()
+
+
+def test_caller_hangs_up(tmp_path: Path) -> None:
+    target = tmp_path / "turn.wav"
+    source = f"""
+    assert(session:ready())
+    assert(session:recordFile("{target}", 5, 300, 2) == 0)
+    assert(not session:ready())
+    assert(session:hangupCause() == "NORMAL_CLEARING")
+    assert(session:streamFile("{target}") == 0)
+    """
+    sim = run_lua(tmp_path, source, caller=[HangUp()])
+    assert sim.result.lua_error is None and sim.result.hung_up_by == "caller"
+
+
+def test_a_silent_caller_who_runs_out_of_things_to_say_hangs_up(tmp_path: Path) -> None:
+    target = tmp_path / "turn.wav"
+    sim = run_lua(tmp_path, f'session:recordFile("{target}", 5, 300, 2); assert(not session:ready())')
+    assert sim.result.lua_error is None and sim.result.hung_up_by == "caller"
+
+
+def test_prompt_dtmf_goes_to_the_input_callback(tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.wav"
+    prompt.write_bytes(wav_bytes(tone(1.0)))
+    source = f"""
+    seen = {{}}
+    function on_key(s, kind, input)
+        assert(s == session)
+        seen[#seen + 1] = kind .. ":" .. input.digit
+        return "break"
+    end
+    session:setInputCallback("on_key", "")
+    assert(session:streamFile("{prompt}") == 0)  -- stopped by the key
+    local rest = session:getDigits(5, "#", 2000, 1500)
+    freeswitch.consoleLog("info", table.concat(seen, ",") .. " then " .. rest)
+    assert(session:streamFile("{prompt}") == 1)
+    """
+    sim = run_lua(tmp_path, source, caller=[Press("123#9", during="prompt")])
+    assert sim.result.lua_error is None, sim.result.lua_error
+    assert sim.result.log == [("info", "dtmf:1 then 23")]
+    assert [p.completed for p in sim.result.played] == [False, True]
+
+
+def test_run_steps_happen_in_order(tmp_path: Path) -> None:
+    happened: list[str] = []
+    target = tmp_path / "turn.wav"
+    sim = run_lua(
+        tmp_path,
+        f'session:recordFile("{target}", 5, 300, 2)',
+        caller=[Run(lambda: happened.append("before")), Say(tone(0.5))],
+    )
+    assert happened == ["before"] and sim.result.recordings[0].stopped_by == "silence"
+
+
+def test_transfer_ends_media(tmp_path: Path) -> None:
+    source = """
+    assert(session:transfer("1002", "XML", "acme.example.com") == 1)
+    assert(not session:ready())
+    assert(session:getState() == "CS_ROUTING")
+    """
+    sim = run_lua(tmp_path, source)
+    assert sim.result.lua_error is None
+    assert sim.result.transfer is not None and sim.result.transfer.extension == "1002"
+
+
+def test_unknown_api_command_answers_like_freeswitch(tmp_path: Path) -> None:
+    source = 'freeswitch.consoleLog("info", freeswitch.API():execute("curl", "http://127.0.0.1:1/ json"))'
+    sim = run_lua(tmp_path, source, curl_loaded=False)
+    assert sim.result.log == [("info", "-ERR curl Command not found!\n")]
+
+
+def test_play_and_get_digits_and_execute(tmp_path: Path) -> None:
+    prompt = tmp_path / "prompt.wav"
+    prompt.write_bytes(wav_bytes(tone(0.5)))
+    source = f"""
+    local got = session:playAndGetDigits(1, 4, 3, 3000, "#", "{prompt}", "", "\\\\d+", "choice")
+    freeswitch.consoleLog("info", got .. " " .. session:getVariable("choice"))
+    session:execute("playback", "{prompt}")
+    session:execute("set", "greeted=yes")
+    assert(session:getVariable("greeted") == "yes")
+    local ok, err = pcall(function() session:execute("system", "id") end)
+    assert(not ok and string.find(err, "not emulated"))
+    """
+    sim = run_lua(tmp_path, source, caller=[Press("12#")], copy_played_to=tmp_path / "played")
+    assert sim.result.lua_error is None, sim.result.lua_error
+    assert sim.result.log == [("info", "12 12")]
+    assert [p.path for p in sim.result.played] == [str(prompt), str(prompt)]
+    assert sorted(p.name for p in (tmp_path / "played").iterdir()) == ["01-prompt.wav", "02-prompt.wav"]
