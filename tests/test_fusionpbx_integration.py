@@ -161,8 +161,9 @@ def test_dialplan_xml_is_built_escaped_and_validated() -> None:
     assert actions.index(("answer", "")) < [a for a, _ in actions].index("transfer")
 
     turn = etree.fromstring(build_xml(DialplanRequest(ACME, "acme.example.com", "5000", "turn", "1001")).encode())
-    assert [(a.get("application"), a.get("data")) for a in turn.iter("action")][-2:] == [
+    assert [(a.get("application"), a.get("data")) for a in turn.iter("action")][-3:] == [
         ("set", "voiceai_url=http://127.0.0.1:8086"),
+        ("set", "voiceai_timeout=20"),
         ("lua", "secretary_ai.lua"),
     ]
     for bad in (
@@ -171,6 +172,8 @@ def test_dialplan_xml_is_built_escaped_and_validated() -> None:
         {"fallback": "1001 XML evil"},
         {"bridge_token": 'a"b'},
         {"ivr_url": "http://x y"},
+        {"spool_dir": "/var/../etc"},
+        {"spool_dir": "relative/spool"},
     ):
         with pytest.raises(BadInput):
             build_xml(

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
+from secretary.fusionpbx.dialplan import DialplanRequest
 from secretary.settings import Settings
 
 
@@ -71,10 +72,70 @@ def cmd_apikey(args: argparse.Namespace, settings: Settings) -> int:
     return _run(settings, "apikey", body)
 
 
+def dialplan_request(
+    args: argparse.Namespace,
+    settings: Settings,
+    domain_uuid: UUID,
+    domain_name: str,
+    fallback: str,
+    playback_module: bool,
+) -> DialplanRequest:
+    """What `install` writes and `show` prints: the service's addresses as FreeSWITCH reaches them."""
+    token = settings.bridge.auth_token.get_secret_value() if settings.bridge.auth_token else None
+    spool = settings.spool.freeswitch_dir or settings.spool.dir.resolve()
+    return DialplanRequest(
+        domain_uuid=domain_uuid,
+        domain_name=domain_name,
+        extension=args.extension,
+        mode=args.mode,
+        fallback=fallback,
+        ivr_url=args.ivr_url or f"http://{settings.ivr.host}:{settings.ivr.port}",
+        bridge_url=args.bridge_url or f"ws://{settings.bridge.host}:{settings.bridge.port}",
+        bridge_token=token,
+        sample_rate=args.rate,
+        playback_module=playback_module,
+        order=args.order,
+        spool_dir=str(spool),
+    )
+
+
+def cmd_dialplan_show(args: argparse.Namespace, settings: Settings) -> int:
+    """Print the XML for plain FreeSWITCH (or to paste into FusionPBX's dialplan editor); no database needed."""
+    from secretary.errors import SecretaryError
+    from secretary.fusionpbx.dialplan import build_xml
+    from secretary.runtime import Runtime
+    from secretary.tenants.store import lookup
+
+    async def run() -> int:
+        runtime = Runtime.create(settings)
+        try:
+            is_uuid = len(args.domain) == 36 and args.domain.count("-") == 4
+            config = await lookup(
+                runtime.secretaries, args.domain if is_uuid else None, None if is_uuid else args.domain
+            )
+            request = dialplan_request(
+                args,
+                settings,
+                config.domain_uuid,
+                config.domain_name,
+                args.fallback or config.fallback_destination,
+                config.playback_mode == "module",
+            )
+            print(build_xml(request), end="")
+            return 0
+        except SecretaryError as exc:
+            print(f"voiceai dialplan: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await runtime.close()
+
+    return asyncio.run(run())
+
+
 def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
     from secretary.db.database import Database
     from secretary.errors import NoSecretary, SecretaryError
-    from secretary.fusionpbx.dialplan import DialplanInstaller, DialplanRequest, flush_instructions
+    from secretary.fusionpbx.dialplan import DialplanInstaller, flush_instructions
     from secretary.fusionpbx.domains import DomainDirectory
     from secretary.tenants.pg_store import PostgresSecretaryStore
 
@@ -113,20 +174,7 @@ def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
                 f"warning: {conflict} also answers {args.extension} in this domain (lower dialplan_order wins)",
                 file=sys.stderr,
             )
-        token = settings.bridge.auth_token.get_secret_value() if settings.bridge.auth_token else None
-        request = DialplanRequest(
-            domain_uuid=domain.domain_uuid,
-            domain_name=domain.domain_name,
-            extension=args.extension,
-            mode=args.mode,
-            fallback=fallback,
-            ivr_url=args.ivr_url or f"http://{settings.ivr.host}:{settings.ivr.port}",
-            bridge_url=args.bridge_url or f"ws://{settings.bridge.host}:{settings.bridge.port}",
-            bridge_token=token,
-            sample_rate=args.rate,
-            playback_module=playback_module,
-            order=args.order,
-        )
+        request = dialplan_request(args, settings, domain.domain_uuid, domain.domain_name, fallback, playback_module)
         dialplan_uuid, created = await installer.install(request)
         print(
             f"{'installed' if created else 'updated'} dialplan {dialplan_uuid}: extension {args.extension} "
@@ -163,16 +211,19 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     dp_sub = dialplan.add_subparsers(dest="action", required=True)
     install = dp_sub.add_parser("install", help="create or update the dialplan entry")
     uninstall = dp_sub.add_parser("uninstall", help="remove the dialplan entry")
-    for parser in (install, uninstall):
+    show = dp_sub.add_parser("show", help="print the dialplan XML (plain FreeSWITCH, or to review it)")
+    for parser in (install, uninstall, show):
         parser.add_argument("--domain", required=True, help="FusionPBX domain name (the dialplan context)")
         parser.add_argument("--extension", required=True, help="the number callers dial")
-    install.add_argument("--mode", choices=("turn", "realtime"), default="turn")
-    install.add_argument("--fallback", help="extension for when the service fails (default: the secretary's)")
-    install.add_argument("--ivr-url", help="ivr_service URL as FreeSWITCH reaches it (turn mode)")
-    install.add_argument("--bridge-url", help="bridge ws://host:port as FreeSWITCH reaches it (realtime mode)")
-    install.add_argument("--rate", type=int, choices=(8000, 16000), default=16000, help="stream sample rate")
-    install.add_argument("--order", type=int, default=101, help="dialplan_order (lower runs first)")
+    for parser in (install, show):
+        parser.add_argument("--mode", choices=("turn", "realtime"), default="turn")
+        parser.add_argument("--fallback", help="extension for when the service fails (default: the secretary's)")
+        parser.add_argument("--ivr-url", help="ivr_service URL as FreeSWITCH reaches it (turn mode)")
+        parser.add_argument("--bridge-url", help="bridge ws://host:port as FreeSWITCH reaches it (realtime mode)")
+        parser.add_argument("--rate", type=int, choices=(8000, 16000), default=16000, help="stream sample rate")
+        parser.add_argument("--order", type=int, default=101, help="dialplan_order (lower runs first)")
     dialplan.set_defaults(func=cmd_dialplan)
+    show.set_defaults(func=cmd_dialplan_show)
 
     secretkey = sub.add_parser("secretkey", help="print a new VOICEAI_SECRET_KEY (encrypts stored credentials)")
     secretkey.set_defaults(func=cmd_secretkey)

@@ -32,6 +32,7 @@ PARK_DESTINATION = "voiceai-parked"
 Mode = Literal["turn", "realtime"]
 _EXTENSION = re.compile(r"^[0-9*#+]{1,20}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{1,512}$")
+_PATH = re.compile(r"^/[A-Za-z0-9_./-]+$")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class DialplanRequest:
     sample_rate: int = 16000
     playback_module: bool = True
     order: int = 101
+    spool_dir: str | None = None  # the spool as FreeSWITCH sees it; the Lua script refuses files outside it
+    timeout_s: int = 20  # how long the Lua script waits for one reply of the service
 
     def validate(self) -> None:
         if not _EXTENSION.match(self.extension):
@@ -63,6 +66,10 @@ class DialplanRequest:
             raise BadInput("sample_rate must be 8000 or 16000", field="sample_rate")
         if not 0 <= self.order <= 999:
             raise BadInput("order must be 0..999", field="order")
+        if self.spool_dir is not None and (not _PATH.match(self.spool_dir) or ".." in self.spool_dir):
+            raise BadInput("spool_dir must be a plain absolute path", field="spool_dir")
+        if not 1 <= self.timeout_s <= 300:
+            raise BadInput("timeout_s must be 1..300 seconds", field="timeout_s")
 
 
 def dialplan_uuid(domain_uuid: UUID, extension: str) -> UUID:
@@ -88,6 +95,9 @@ def build_xml(request: DialplanRequest) -> str:
     _action(condition, "set", f"voiceai_fallback={request.fallback}")
     if request.mode == "turn":
         _action(condition, "set", f"voiceai_url={request.ivr_url}")
+        _action(condition, "set", f"voiceai_timeout={request.timeout_s}")
+        if request.spool_dir:
+            _action(condition, "set", f"voiceai_spool_dir={request.spool_dir.rstrip('/')}")
         _action(condition, "lua", "secretary_ai.lua")
     else:
         condition.set("break", "on-true")
