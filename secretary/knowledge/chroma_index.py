@@ -101,7 +101,7 @@ class ChromaIndex:
         if embedder is None:
             try:
                 collection = client.get_collection(name, embedding_function=None)
-            except (ValueError, NotFoundError):
+            except NotFoundError:
                 return None
         else:
             collection = client.get_or_create_collection(
@@ -150,7 +150,7 @@ class ChromaIndex:
             with self._lock:
                 self._collections.pop(domain_uuid, None)
             client = self._connect()
-            with contextlib.suppress(ValueError, NotFoundError):
+            with contextlib.suppress(NotFoundError):
                 client.delete_collection(collection_name(domain_uuid))
 
         await self._run(run)
