@@ -34,7 +34,8 @@ log = structlog.get_logger(__name__)
 
 INDEX_BATCH = 64  # passages embedded and stored per step (one progress tick)
 MAX_QUERY_CHARS = 1000
-ANSWER_MIN_WORDS = 8  # a shorter best sentence is read with the one after it
+ANSWER_MIN_WORDS = 5  # a shorter best sentence is read with the one after it
+ANSWER_RUNNER_UP_MARGIN = 0.15  # the second-nearest sentence is read too when it is this close to the best
 RESCORED_HITS = 2  # passages whose sentences are compared with the question (~10 ms each)
 
 Progress = Callable[[int, int], None]  # (passages indexed so far, passages in the document)
@@ -55,6 +56,20 @@ def _source(hit: Hit) -> str:
     if hit.metadata.get("heading"):
         source += f": {hit.metadata['heading']}"
     return source
+
+
+def _answer(sentences: list[str], closeness: list[float]) -> str:
+    """The sentence nearest the question; with it the runner-up when that is nearly as near (a "when"
+    question is close to every sentence naming the thing, not only to the one with the time), and the next
+    sentence when the nearest is too short to stand alone (a title line). Read in the document's order."""
+    ranked = sorted(range(len(sentences)), key=lambda i: closeness[i], reverse=True)
+    best = ranked[0]
+    picked = {best}
+    if len(ranked) > 1 and closeness[ranked[1]] >= closeness[best] - ANSWER_RUNNER_UP_MARGIN:
+        picked.add(ranked[1])
+    if len(sentences[best].split()) < ANSWER_MIN_WORDS and best + 1 < len(sentences):
+        picked.add(best + 1)
+    return " ".join(sentences[i] for i in sorted(picked))
 
 
 class KnowledgeBase:
@@ -212,7 +227,7 @@ class KnowledgeBase:
         """The best passages are scored again by their sentences: a caller's question is short, and it is
         closer to the one sentence that answers it than to a passage that also says other things (measured
         on the demo documents: answerable questions gain ~0.1, the others almost nothing). The nearest
-        sentence becomes the passage's `answer`, the part the front desk reads out."""
+        sentences become the passage's `answer`, the part the front desk reads out."""
         groups = [reading_sentences(h.text) if rank < RESCORED_HITS else [] for rank, h in enumerate(hits)]
         flat = [s for group in groups if len(group) > 1 for s in group]
         vectors = await self.embedder.embed(flat) if flat else []
@@ -222,9 +237,7 @@ class KnowledgeBase:
             score, answer = hit.score, None
             if len(group) > 1:
                 scored = [next(closeness) for _ in group]
-                best = max(range(len(group)), key=scored.__getitem__)
-                span = 2 if len(group[best].split()) < ANSWER_MIN_WORDS else 1
-                score, answer = max(score, scored[best]), " ".join(group[best : best + span])
+                score, answer = max(score, max(scored)), _answer(group, scored)
             chunks.append(KnowledgeChunk(hit.text, _source(hit), round(score, 4), answer))
         return sorted(chunks, key=lambda c: c.score, reverse=True)
 
