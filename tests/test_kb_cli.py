@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from tests.conftest import EXAMPLE_SECRETARIES
 from voiceai.cli import main
 
 DOCUMENTS = Path(__file__).parent / "data" / "knowledge"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging() -> Iterator[None]:
+    """The CLI configures logging for the process (onto the stderr pytest captures); later tests log too."""
+    saved, root = structlog.get_config(), logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(autouse=True)
@@ -63,3 +77,29 @@ def test_add_list_search_remove(capsys: pytest.CaptureFixture[str], tmp_path: Pa
 def test_an_unknown_domain_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["kb", "add", "nowhere.example.com", str(DOCUMENTS / "acme-safety.txt")]) == 1
     assert "unknown domain 'nowhere.example.com'" in capsys.readouterr().err
+
+
+def test_the_embedded_index_is_one_process_at_a_time(tmp_path: Path) -> None:
+    """Embedded Chroma can't see another process's writes: while the service holds the index, the CLI (a
+    second process) is refused with a way out, and works once the service is gone."""
+    import asyncio
+    import os
+    import subprocess
+    import sys
+
+    from secretary.runtime import Runtime
+    from secretary.settings import Settings
+
+    command = [sys.executable, "-m", "voiceai", "kb", "add", "acme.example.com", str(DOCUMENTS / "acme-safety.txt")]
+    service = Runtime.create(Settings())  # the settings of the environment above, like the CLI's
+    try:
+        assert asyncio.run(service.knowledge.ping())
+        refused = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+        assert refused.returncode == 1
+        assert "is open in another process (the running service?)" in refused.stderr
+        assert "knowledge.chroma_url" in refused.stderr
+    finally:
+        asyncio.run(service.close())
+    accepted = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(), timeout=120)
+    assert accepted.returncode == 0, accepted.stderr
+    assert accepted.stdout.startswith("indexed  acme-safety.txt: 1 passage(s)")

@@ -202,3 +202,13 @@ async def test_documents_and_index_survive_a_restart(
         assert sorted(p.name for p in stored.iterdir()) == sorted(["documents.json", f"{info.document_uuid}.txt"])
     finally:
         await second.close()
+
+
+def test_knowledge_settings_are_checked() -> None:
+    from pydantic import ValidationError
+
+    from secretary.settings import KnowledgeSettings
+
+    with pytest.raises(ValidationError, match="chunk_overlap_chars must be smaller"):
+        KnowledgeSettings(chunk_chars=200, chunk_overlap_chars=200)
+    assert Settings(knowledge={"chroma_url": "http://chroma:8000"}).knowledge.chroma_url == "http://chroma:8000"

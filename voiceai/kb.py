@@ -105,6 +105,8 @@ async def run_kb(settings: Settings, args: argparse.Namespace) -> int:
     try:
         domain = await _domain_uuid(runtime, args.domain)
         kb = runtime.knowledge
+        if args.action in ("add", "remove", "reindex"):
+            await kb.index.count(domain)  # fails now, clearly, if the index can't be written (e.g. held by the service)
         if args.action == "add":
             return await _add(runtime, domain, args.files)
         if args.action == "list":

@@ -49,7 +49,7 @@ def _domain(value: UUID | str, field: str = "domain_uuid") -> UUID:
 
 
 def _source(hit: Hit) -> str:
-    """ "prices.pdf, page 3" or "guide.md: Shipping": the document, and where in it."""
+    """The document and where in it: `prices.pdf, page 3` or `guide.md: Shipping`."""
     source = str(hit.metadata.get("source", "document"))
     if hit.metadata.get("page"):
         source += f", page {hit.metadata['page']}"
@@ -136,7 +136,10 @@ class KnowledgeBase:
         if info.status == "indexed":
             for older in await self.documents.find_by_filename(domain_uuid, name):
                 if older.document_uuid != info.document_uuid:
-                    await self.delete_document(domain_uuid, older.document_uuid)
+                    try:
+                        await self.delete_document(domain_uuid, older.document_uuid)
+                    except DependencyUnavailable as exc:  # both stay listed; deleting the old one later works
+                        log.warning("knowledge_replace_failed", document_uuid=str(older.document_uuid), error=str(exc))
         return info
 
     async def list_documents(self, domain_uuid: UUID, offset: int = 0, limit: int = 50) -> list[DocumentInfo]:
