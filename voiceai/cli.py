@@ -1,4 +1,4 @@
-"""`voiceai serve | call | migrate | secretary | doctor`: one command for the admin and the newcomer."""
+"""`voiceai serve | call | migrate | secretary | kb | doctor`: one command for the admin and the newcomer."""
 
 from __future__ import annotations
 
@@ -106,6 +106,14 @@ def cmd_call(args: argparse.Namespace) -> int:
     return int(asyncio.run(run_call(_settings(), args)))
 
 
+def cmd_kb(args: argparse.Namespace) -> int:
+    from voiceai.kb import run_kb
+
+    settings = _settings()
+    configure_logging("WARNING", "console")  # the command's own output is the report
+    return int(asyncio.run(run_kb(settings, args)))
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from voiceai.doctor import run_doctor
 
@@ -157,6 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--out", type=Path, default=Path("var/calls"), help="where the replies are saved as WAV")
     call.add_argument("--caller", default="1000", help="caller id number")
     call.set_defaults(func=cmd_call, utterances=[])
+
+    from voiceai.kb import add_parser as add_kb_parser
+
+    add_kb_parser(sub).set_defaults(func=cmd_kb)
 
     doctor = sub.add_parser("doctor", help="check settings, engines, database, Redis and the spool")
     doctor.set_defaults(func=cmd_doctor)

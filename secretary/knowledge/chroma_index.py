@@ -1,20 +1,22 @@
 """ChromaDB as the passage index: one collection per domain, our own vectors, cosine distance.
 
 A domain's passages live in their own collection, named from its `domain_uuid`: a query can only ever
-reach the domain it names. The client is embedded (`PersistentClient` under `data_dir/chroma`) unless a
-Chroma server URL is set (`HttpClient`). Chroma's API is synchronous (disk or HTTP), so every call runs in a
-thread; any failure of Chroma is a `DependencyUnavailable` (503), never a crash of the turn.
+reach the domain it names. The client is embedded (`PersistentClient` under `data_dir/chroma`, one process
+at a time) unless a Chroma server URL is set (`HttpClient`, shared by any number of processes). Chroma's
+API is synchronous (disk or HTTP), so every call runs in a thread; any failure of Chroma is a
+`DependencyUnavailable` (503), never a crash of the turn.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 from uuid import UUID
 
@@ -53,6 +55,7 @@ class ChromaIndex:
         self._client: ClientAPI | None = None
         self._lock = threading.Lock()
         self._collections: dict[UUID, Collection] = {}
+        self._lock_file: BinaryIO | None = None
 
     @property
     def location(self) -> str:
@@ -76,8 +79,27 @@ class ChromaIndex:
                     )
                 else:
                     self._path.mkdir(parents=True, exist_ok=True)
+                    self._lock_embedded()
                     self._client = chromadb.PersistentClient(path=str(self._path), settings=settings)
             return self._client
+
+    def _lock_embedded(self) -> None:
+        """Embedded Chroma is one process's: another process's writes reach the files but not this one's
+        in-memory index (measured: its queries kept missing them until a restart). A POSIX lock (owned by
+        the process, so several indexes of one process share it) makes a second process fail clearly."""
+        if self._lock_file is not None:
+            return
+        handle = (self._path / ".voiceai.lock").open("a+b")
+        try:
+            fcntl.lockf(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.close()
+            raise DependencyUnavailable(
+                "chromadb",
+                f"the embedded index {self._path} is open in another process (the running service?): stop it, "
+                "use the admin API, or share a Chroma server (knowledge.chroma_url)",
+            ) from None
+        self._lock_file = handle
 
     async def _run(self, fn: Callable[[], T]) -> T:
         try:
@@ -101,7 +123,7 @@ class ChromaIndex:
         if embedder is None:
             try:
                 collection = client.get_collection(name, embedding_function=None)
-            except (ValueError, NotFoundError):
+            except NotFoundError:
                 return None
         else:
             collection = client.get_or_create_collection(
@@ -150,7 +172,7 @@ class ChromaIndex:
             with self._lock:
                 self._collections.pop(domain_uuid, None)
             client = self._connect()
-            with contextlib.suppress(ValueError, NotFoundError):
+            with contextlib.suppress(NotFoundError):
                 client.delete_collection(collection_name(domain_uuid))
 
         await self._run(run)
@@ -208,3 +230,6 @@ class ChromaIndex:
             close: Any = getattr(client, "close", None)
             if callable(close):
                 close()
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None

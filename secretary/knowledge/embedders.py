@@ -13,7 +13,7 @@ from typing import Protocol
 from secretary.speech.cpu_pool import CpuPool
 from secretary.speech.local_engines import LocalModels
 
-# Small batches: a batch holds a pool worker, and calls' speech engines wait behind it (~0.3 s at 8 passages).
+# Small batches: a batch holds a pool worker for ~0.3–0.5 s, and calls' speech engines may wait behind it.
 BATCH = 8
 
 
@@ -25,7 +25,8 @@ class Embedder(Protocol):
 
 
 class MiniLmEmbedder:
-    """all-MiniLM-L6-v2, run in numpy in the `CpuPool`: ~7 ms a question, ~30 passages/s on two cores."""
+    """all-MiniLM-L6-v2, run in numpy in the `CpuPool` (one worker at a time: the others stay free for calls'
+    speech engines). Figures: bench/knowledge.py."""
 
     name = "all-MiniLM-L6-v2"
     dimensions = 384

@@ -89,7 +89,7 @@ def clean_filename(filename: str) -> str:
     """The bare file name an admin sees in lists: no directories, no control characters."""
     name = PureWindowsPath(PurePosixPath(filename or "").name).name
     name = "".join(ch for ch in name if ch.isprintable()).strip()
-    if not name:
+    if not name.strip("."):
         raise BadInput("the document needs a file name", field="filename")
     return name[:255]
 

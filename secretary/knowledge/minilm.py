@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 from safetensors.numpy import load_file
+from threadpoolctl import threadpool_limits
 from tokenizers import Tokenizer
 
 Floats = NDArray[np.float32]
@@ -109,6 +110,11 @@ class MiniLm:
     """The model, loaded once (about 90 MB of float32 weights); `encode` is thread-safe (no state)."""
 
     def __init__(self, model_dir: Path | None = None) -> None:
+        # One BLAS thread: parallelism comes from the CpuPool's workers. A multi-threaded OpenBLAS under a
+        # busy machine (calls' Whisper and Piper, other workers) spins for cores: measured here, a question
+        # took 55–130 ms with 2 BLAS threads on a loaded 2-core box and 19 ms with 1; passages/s went 3 → 17.
+        # The limit is process-wide (OpenBLAS has one setting); numpy does little else in this service.
+        threadpool_limits(1, user_api="blas")
         model_dir = model_dir or default_model_dir()
         config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
         weights: dict[str, Floats] = {
