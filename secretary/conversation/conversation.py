@@ -21,6 +21,7 @@ from secretary.conversation.brain import (
     Finished,
     Intent,
     KnowledgeChunk,
+    Late,
     Retract,
     TextDelta,
 )
@@ -56,7 +57,8 @@ class ReplyDone:
     reply: Reply
 
 
-ReplyEvent = Sentence | ReplyDone
+# `Late` (from the brain chain) asks a speaking consumer for a filler; one that buffers ignores it.
+ReplyEvent = Sentence | Late | ReplyDone
 
 
 class Conversation:
@@ -128,6 +130,8 @@ class Conversation:
                 decision = decision or event
             elif isinstance(event, Retract):
                 buffer, spoken, decision = SentenceBuffer(), [], None
+            elif isinstance(event, Late):
+                yield event
             else:
                 finished = event
         for sentence in buffer.flush():
