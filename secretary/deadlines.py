@@ -59,6 +59,8 @@ class PacedStream(Generic[T]):
         """The next item; `NOT_YET` if loop time `until` comes first. Raises `StopAsyncIteration` at the end
         and `ProviderTimeout` when a deadline passes."""
         if self._pending is None:
+            # The clock runs from the moment we ask: time the consumer spent elsewhere is not the provider's.
+            self._last = self._loop.time()
             self._pending = asyncio.ensure_future(anext(self._source))
         limit = self._deadlines.stall_s if self._started else self._deadlines.first_event_s
         deadline = min(self._last + limit, self._end)

@@ -65,6 +65,7 @@ class ProviderHealth:
         self._interval = probe_interval_s
         self._probe_timeout = probe_timeout_s
         self._benched: dict[str, _Bench] = {}
+        self._watches: set[asyncio.Task[None]] = set()
 
     def available(self, key: str) -> bool:
         return key not in self._benched
@@ -95,6 +96,24 @@ class ProviderHealth:
         bench.task = loop.create_task(self._recover(key, bench), name=f"probe {key}")
         log.warning("provider_benched", provider=key, reason=reason, seconds=round(wait, 1))
 
+    def watch(self, key: str, request: asyncio.Future[Any], timeout_s: float, probe: Probe | None = None) -> None:
+        """Let a request nobody waits for any more (it lost a hedge race) finish in the background: if it
+        fails or misses `timeout_s`, the provider is benched like any other failure."""
+
+        async def judge() -> None:
+            try:
+                async with asyncio.timeout(max(0.0, timeout_s)):
+                    await request
+            except TimeoutError as exc:
+                request.cancel()
+                self.failed(key, exc, probe)
+            except Exception as exc:
+                self.failed(key, exc, probe)
+
+        task = asyncio.get_running_loop().create_task(judge(), name=f"watch {key}")
+        self._watches.add(task)
+        task.add_done_callback(self._watches.discard)
+
     async def _recover(self, key: str, bench: _Bench) -> None:
         loop = asyncio.get_running_loop()
         while True:
@@ -115,7 +134,7 @@ class ProviderHealth:
             log.info("provider_recovered", provider=key)
 
     async def close(self) -> None:
-        tasks = [b.task for b in self._benched.values() if b.task is not None]
+        tasks = [b.task for b in self._benched.values() if b.task is not None] + list(self._watches)
         self._benched.clear()
         for task in tasks:
             task.cancel()

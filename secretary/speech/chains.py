@@ -94,6 +94,7 @@ class SttChain:
         after = self._deadlines.hedge_after_s
         hedge_at = None if after is None or hedge.task is not None else loop.time() + after
         primary = asyncio.ensure_future(engine.transcribe(audio, language, hints))
+        watched = False
         try:
             while True:
                 wake = deadline if hedge_at is None else min(deadline, hedge_at)
@@ -105,6 +106,11 @@ class SttChain:
                     return primary.result()
                 if hedge.task is not None and hedge.task.done() and hedge.task.exception() is None:
                     log.info("stt_hedge_won", provider=engine.name, local=hedge.task.result().provider)
+                    if self._health is not None:  # it may still be merely slow: judge it by its deadline
+                        self._health.watch(
+                            health_key(engine), primary, deadline - loop.time(), getattr(engine, "probe", None)
+                        )
+                        watched = True
                     return hedge.task.result()
                 if loop.time() >= deadline:
                     raise ProviderTimeout(f"{engine.name} sent no transcript within {self._deadlines.first_result_s}s")
@@ -112,7 +118,7 @@ class SttChain:
                     hedge.start()
                     hedge_at = None
         finally:
-            if not primary.done():
+            if not primary.done() and not watched:
                 primary.cancel()
                 with contextlib.suppress(BaseException):
                     await primary
