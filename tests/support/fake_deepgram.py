@@ -21,7 +21,7 @@ import numpy as np
 from aiohttp import WSMsgType, web
 
 from secretary.speech.audio import Pcm, ulaw_decode
-from tests.support.fake_servers import Fault, FakeServer
+from tests.support.fake_servers import FakeServer, Fault
 
 FRAME_S = 0.02
 SPEECH_RMS = 250.0

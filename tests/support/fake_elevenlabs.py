@@ -11,7 +11,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from secretary.speech.audio import Pcm, ulaw_encode
-from tests.support.fake_servers import Fault, FakeServer, abort
+from tests.support.fake_servers import FakeServer, Fault, abort
 
 _FORMAT = re.compile(r"^(pcm|ulaw)_(\d+)$")
 
@@ -58,7 +58,9 @@ class FakeElevenLabs(FakeServer):
         rate = int(match.group(2))
         pcm = await asyncio.to_thread(self._say, body["text"], rate)
         data = ulaw_encode(pcm.data) if match.group(1) == "ulaw" else pcm.data
-        response = web.StreamResponse(headers={"Content-Type": "audio/basic" if match.group(1) == "ulaw" else "audio/pcm"})
+        response = web.StreamResponse(
+            headers={"Content-Type": "audio/basic" if match.group(1) == "ulaw" else "audio/pcm"}
+        )
         await response.prepare(request)
         step = len(data) // max(1, round(pcm.duration_s * 10)) or len(data)  # ~100 ms pieces
         step -= step % 2

@@ -19,7 +19,7 @@ from typing import Any
 from aiohttp import web
 
 from secretary.speech.audio import Pcm, parse_wav
-from tests.support.fake_servers import Fault, FakeServer, abort
+from tests.support.fake_servers import FakeServer, Fault, abort
 
 SPEECH_RATE = 24000
 STALLED_TEXT = "Let me check that for you and"  # no sentence end: a consumer must not speak it yet
