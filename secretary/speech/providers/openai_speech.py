@@ -7,8 +7,9 @@ Any OpenAI-compatible speech server works too (a `base_url` in the provider entr
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
-from openai import AsyncOpenAI, omit
+from openai import AsyncOpenAI
 
 from secretary.errors import ProviderFailed
 from secretary.speech.audio import Pcm, wav_bytes
@@ -27,13 +28,15 @@ class OpenAiTranscription:
         self._model = model
 
     async def transcribe(self, audio: Pcm, language: str, hints: Sequence[str] = ()) -> Transcript:
-        prompt = ("Names you may hear: " + ", ".join(dict.fromkeys(hints)) + ".") if hints else omit
+        extra: dict[str, Any] = {}
+        if hints:
+            extra["prompt"] = "Names you may hear: " + ", ".join(dict.fromkeys(hints)) + "."
         result = await self._client.audio.transcriptions.create(
             model=self._model,
             file=("utterance.wav", wav_bytes(audio), "audio/wav"),
             language=language.split("-")[0],
             response_format="json",
-            prompt=prompt,
+            **extra,
         )
         text = getattr(result, "text", None)
         if not isinstance(text, str):
@@ -69,12 +72,9 @@ class OpenAiSpeech:
         return Pcm(b"".join(p.data for p in parts), self.sample_rate)
 
     async def stream(self, text: str) -> AsyncIterator[Pcm]:
+        extra: dict[str, Any] = {"instructions": self._instructions} if self._instructions else {}
         async with self._client.audio.speech.with_streaming_response.create(
-            model=self._model,
-            voice=self._voice,
-            input=text,
-            response_format="pcm",
-            instructions=self._instructions or omit,
+            model=self._model, voice=self._voice, input=text, response_format="pcm", **extra
         ) as response:
             content_type = response.headers.get("content-type", "")
             if content_type.startswith(("application/json", "text/")):
