@@ -83,7 +83,7 @@ class FallbackSettings(BaseModel):
     )
     tts_first_audio_s: float = Field(default=1.0, gt=0, description="first audio of a sentence must arrive by then")
     tts_stall_s: float = Field(default=1.0, gt=0, description="longest gap between audio chunks of a sentence")
-    brain_stall_s: float = Field(default=2.0, gt=0, description="longest gap between streamed LLM tokens")
+    brain_stall_s: float = Field(default=1.0, gt=0, description="longest gap between streamed LLM tokens")
     late_after_s: float = Field(default=1.0, gt=0, description="a reply this late gets a filler (realtime calls)")
     filler_text: str = Field(default="One moment, please.", min_length=1)
     cool_down_s: float = Field(default=30.0, ge=0, description="a failed provider sits out at least this long")

@@ -14,7 +14,7 @@ import pytest
 
 from secretary.conversation.brain import Late
 from secretary.conversation.conversation import Conversation, ReplyDone, Sentence
-from secretary.conversation.spoken_reply import ReplyAudio, spoken_reply
+from secretary.conversation.spoken_reply import Heard, ReplyAudio, spoken_reply, spoken_turn
 from secretary.providers import ProviderFactory
 from secretary.speech.audio import Pcm
 from secretary.speech.chains import health_key
@@ -137,6 +137,37 @@ async def test_late_brain_plays_the_filler_once_then_the_fallback(
     said = speech.transcribe(heard([a.pcm for a in audio])).lower()
     assert said.startswith("one moment")
     assert "main street" in said and said.count("one moment") == 1
+
+
+@pytest.mark.parametrize("provider", ["deepgram", "openai"])
+async def test_a_hanging_stt_gets_the_filler_then_whispers_answer(
+    provider: str,
+    factory: ProviderFactory,
+    fake_openai: FakeOpenAi,
+    fake_deepgram: FakeDeepgram,
+    speech: Speech,
+    tmp_path: Path,
+) -> None:
+    server: FakeServer = fake_deepgram if provider == "deepgram" else fake_openai
+    config = with_providers(stt=[spec(provider, target(server, Fault.HANG))])
+    tts = factory.tts(config)
+    cache = TtsCache(tmp_path / "cache", 16000)
+    await cache.held(tts, "One moment, please.")
+
+    def filler() -> Awaitable[Pcm]:
+        return cache.held(tts, "One moment, please.")
+
+    conversation = Conversation(config, factory.brain(config))
+    hear = factory.stt(config).transcribe(speech.say("Where are you located?", 8000), "en")
+    out = [item async for item in spoken_turn(hear, conversation, tts, filler=filler, late_after_s=0.3)]
+
+    heard_events = [item for item in out if isinstance(item, Heard)]
+    audio = [item for item in out if isinstance(item, ReplyAudio)]
+    assert len(heard_events) == 1 and heard_events[0].transcript.provider == "whisper"
+    assert out.index(audio[0]) < out.index(heard_events[0])  # the filler played while STT was still late
+    assert [a.sentence is None for a in audio].count(True) == 1
+    said = speech.transcribe(heard([a.pcm for a in audio])).lower()
+    assert said.startswith("one moment") and "main street" in said
 
 
 # -- speech to text ------------------------------------------------------------------------------------------
