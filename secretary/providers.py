@@ -14,6 +14,7 @@ Provider names, per kind (see the providers table in the README):
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -82,7 +83,7 @@ class ProviderFactory:
             fallback.cool_down_s, fallback.probe_interval_s, fallback.probe_timeout_s, on_failure=count_failure
         )
         self._clients: dict[tuple[str, str, str], Any] = {}
-        self._engines: dict[tuple[str, str], Any] = {}
+        self._engines: dict[tuple[str, str, str], Any] = {}
 
     @property
     def local_stt(self) -> WhisperStt:
@@ -144,24 +145,35 @@ class ProviderFactory:
         return engines
 
     def _cached(self, kind: str, spec: ProviderSpec, make: Callable[[ProviderSpec], T]) -> T:
-        key = (kind, spec.model_dump_json())
+        """One adapter per distinct entry *and key*: two domains with the same entry but their own keys get
+        their own clients (and their own health: one domain's revoked key benches only its adapter)."""
+        secret = self._key_or_empty(spec)
+        fingerprint = hashlib.sha256(secret.encode()).hexdigest()[:8] if secret else "nokey"
+        key = (kind, spec.model_dump_json(), fingerprint)
         engine: Any = self._engines.get(key)
         if engine is None:
             engine = make(spec)
             if engine not in (self._whisper, self._piper, self._front_desk):
                 base = spec.base_url or "default"
-                setattr(engine, "health_key", f"{kind}:{spec.name}:{base}:{spec.model or ''}:{spec.api_key_env or ''}")  # noqa: B010
+                setattr(engine, "health_key", f"{kind}:{spec.name}:{base}:{spec.model or ''}:{fingerprint}")  # noqa: B010
             self._engines[key] = engine
         return engine  # type: ignore[no-any-return]
 
     # -- engines ---------------------------------------------------------------------------------------------
 
-    def _api_key(self, spec: ProviderSpec) -> str:
-        variable = spec.api_key_env or _DEFAULT_KEY_ENV.get(spec.name)
-        key = os.environ.get(variable, "") if variable else ""
+    def _key_or_empty(self, spec: ProviderSpec) -> str:
+        """The entry's own key, else the provider's usual environment variable, else (OpenAI) `llm.api_key`."""
+        key = spec.api_key_value() or ""
+        if not key and not spec.api_key_env and spec.name in _DEFAULT_KEY_ENV:
+            key = os.environ.get(_DEFAULT_KEY_ENV[spec.name], "")
         if not key and spec.name == "openai" and self._settings.llm.api_key is not None:
             key = self._settings.llm.api_key.get_secret_value()
+        return key
+
+    def _api_key(self, spec: ProviderSpec) -> str:
+        key = self._key_or_empty(spec)
         if not key and spec.name in _NEEDS_KEY:
+            variable = spec.api_key_env or _DEFAULT_KEY_ENV.get(spec.name)
             raise UnknownProvider(f"{spec.name} needs an API key: set the environment variable {variable}")
         return key
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import date, datetime, time
 from typing import Annotated, Any, Literal
@@ -148,6 +149,10 @@ class ProviderSpec(BaseModel):
     @classmethod
     def _from_name(cls, value: Any) -> Any:
         return {"name": value} if isinstance(value, str) else value
+
+    def api_key_value(self) -> str | None:
+        """The key to use: the environment variable `api_key_env` names, else None."""
+        return (os.environ.get(self.api_key_env) or None) if self.api_key_env else None
 
 
 def _chain(*names: str) -> Any:

@@ -17,6 +17,8 @@ from secretary.speech.chains import health_key
 from secretary.speech.cpu_pool import CpuPool
 from secretary.speech.local_engines import LocalModels
 from secretary.speech.providers.elevenlabs import ElevenLabsTts
+from secretary.usage import UsageMeter
+from tests.conftest import globex_config
 from tests.providers.conftest import KEYS, spec, with_providers
 from tests.support.fake_elevenlabs import FakeElevenLabs
 from tests.support.fake_openai import FakeOpenAi
@@ -121,3 +123,25 @@ async def test_a_429_keeps_the_provider_out_for_its_retry_after(
     finally:
         await factory.close()
         pool.close()
+
+
+async def test_one_domains_bad_key_does_not_bench_another_domains_provider(
+    factory: ProviderFactory, fake_elevenlabs: FakeElevenLabs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_REVOKED_ELEVENLABS_KEY", "el-revoked")
+    acme = with_providers(tts=[spec("elevenlabs", fake_elevenlabs.url)])
+    globex = globex_config().model_copy(
+        update={
+            "providers": with_providers(
+                tts=[spec("elevenlabs", fake_elevenlabs.url, api_key_env="TEST_REVOKED_ELEVENLABS_KEY")]
+            ).providers
+        }
+    )
+    globex_usage, acme_usage = UsageMeter(), UsageMeter()
+
+    await factory.tts(globex, globex_usage).synthesize("Hello from Globex.")
+    await factory.tts(acme, acme_usage).synthesize("Hello from Acme.")
+
+    assert globex_usage.counters["failures.tts.elevenlabs"] == 1 and "tts.piper.requests" in globex_usage.counters
+    assert acme_usage.counters == {"tts.elevenlabs.requests": 1, "tts.elevenlabs.characters": 16}
+    assert "el-revoked" not in " ".join(factory.health.unhealthy()) + " ".join(factory.health.unhealthy().values())
