@@ -38,6 +38,16 @@ FAST_FALLBACK = {
     "probe_timeout_s": 0.5,
 }
 FAST_LLM = {"first_token_deadline_s": 0.8, "total_deadline_s": 6.0}
+# For tests of the healthy path: deadlines no loaded CI machine misses, so only real faults trigger fallbacks.
+PATIENT_FALLBACK = FAST_FALLBACK | {
+    "stt_first_result_s": 10.0,
+    "stt_stall_s": 6.0,
+    "stt_hedge_after_s": 10.0,
+    "tts_first_audio_s": 10.0,
+    "tts_stall_s": 6.0,
+    "brain_stall_s": 6.0,
+}
+PATIENT_LLM = {"first_token_deadline_s": 10.0, "total_deadline_s": 30.0}
 
 
 @pytest.fixture
@@ -56,11 +66,23 @@ def fast_settings(make_settings: Callable[..., Settings]) -> Callable[..., Setti
 
 
 @pytest.fixture
-async def factory(
+async def factory(  # short deadlines: a hang or stall resolves in about a second
     fast_settings: Callable[..., Settings], models: LocalModels, provider_keys: dict[str, str]
 ) -> AsyncIterator[ProviderFactory]:
     pool = CpuPool(2)
     built = ProviderFactory(fast_settings(), models, pool)
+    yield built
+    await built.close()
+    pool.close()
+
+
+@pytest.fixture
+async def patient_factory(
+    make_settings: Callable[..., Settings], models: LocalModels, provider_keys: dict[str, str]
+) -> AsyncIterator[ProviderFactory]:
+    """A factory whose deadlines only a real fault misses (for tests where the cloud provider must answer)."""
+    pool = CpuPool(2)
+    built = ProviderFactory(make_settings(fallback=PATIENT_FALLBACK, llm=PATIENT_LLM), models, pool)
     yield built
     await built.close()
     pool.close()

@@ -41,11 +41,11 @@ def kinds(events: Sequence[SttEvent]) -> list[str]:
 
 
 async def test_a_live_turn_ends_on_deepgrams_endpointing(
-    factory: ProviderFactory, fake_deepgram: FakeDeepgram, speech: Speech
+    patient_factory: ProviderFactory, fake_deepgram: FakeDeepgram, speech: Speech
 ) -> None:
     fake_deepgram.idle_timeout_s = 0.8
     config = with_providers(stt=[spec("deepgram", fake_deepgram.url, options={"keepalive_s": 0.25})])
-    engine = factory.streaming_stt(config)
+    engine = patient_factory.streaming_stt(config)
     assert engine is not None
     stream = await engine.open(RATE, "en", ["Billing"])
     events: list[SttEvent] = []
@@ -74,11 +74,11 @@ async def test_a_live_turn_ends_on_deepgrams_endpointing(
 
 
 async def test_without_keepalive_an_idle_stream_is_closed_and_reported(
-    factory: ProviderFactory, fake_deepgram: FakeDeepgram
+    patient_factory: ProviderFactory, fake_deepgram: FakeDeepgram
 ) -> None:
     fake_deepgram.idle_timeout_s = 0.4
     config = with_providers(stt=[spec("deepgram", fake_deepgram.url, options={"keepalive_s": 30})])
-    engine = factory.streaming_stt(config)
+    engine = patient_factory.streaming_stt(config)
     assert engine is not None
     stream = await engine.open(RATE, "en")
     try:
@@ -91,11 +91,11 @@ async def test_without_keepalive_an_idle_stream_is_closed_and_reported(
 
 
 async def test_a_stream_closed_mid_utterance_is_an_error(
-    factory: ProviderFactory, fake_deepgram: FakeDeepgram, speech: Speech
+    patient_factory: ProviderFactory, fake_deepgram: FakeDeepgram, speech: Speech
 ) -> None:
     fake_deepgram.fault = Fault.DISCONNECT
     config = with_providers(stt=[spec("deepgram", fake_deepgram.url)])
-    engine = factory.streaming_stt(config)
+    engine = patient_factory.streaming_stt(config)
     assert engine is not None
     stream = await engine.open(RATE, "en")
     events: list[SttEvent] = []

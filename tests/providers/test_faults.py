@@ -91,11 +91,11 @@ async def test_brain_fault_front_desk_answers(
 
 @pytest.mark.parametrize("provider", ["openai", "groq"])
 async def test_brain_streams_text_and_tool_calls_with_token_usage(
-    provider: str, factory: ProviderFactory, fake_openai: FakeOpenAi
+    provider: str, patient_factory: ProviderFactory, fake_openai: FakeOpenAi
 ) -> None:
     config = with_providers(brain=[spec(provider, fake_openai.url)])
     usage = UsageMeter()
-    conversation = Conversation(config, factory.brain(config, usage))
+    conversation = Conversation(config, patient_factory.brain(config, usage))
 
     transfer = await conversation.respond("Please connect me to Dr. Miller.")
     chat = await conversation.respond("Do you sell umbrellas?")
@@ -209,7 +209,7 @@ async def test_stt_fault_whisper_transcribes(
 async def test_stt_cloud_transcribes(
     provider: str,
     encoding: str,
-    factory: ProviderFactory,
+    patient_factory: ProviderFactory,
     fake_openai: FakeOpenAi,
     fake_deepgram: FakeDeepgram,
     speech: Speech,
@@ -220,7 +220,7 @@ async def test_stt_cloud_transcribes(
     config = with_providers(stt=[spec(provider, server.url, options={"encoding": encoding})])
     usage = UsageMeter()
 
-    transcript = await factory.stt(config, usage).transcribe(speech.say(UTTERANCE, 8000), "en", ["Billing"])
+    transcript = await patient_factory.stt(config, usage).transcribe(speech.say(UTTERANCE, 8000), "en", ["Billing"])
 
     assert transcript.provider == provider
     assert "billing" in transcript.text.lower()
@@ -296,11 +296,11 @@ async def test_tts_whole_reply_starts_over_on_the_fallback(
 
 @pytest.mark.parametrize("output_format", ["pcm_16000", "pcm_22050", "ulaw_8000"])
 async def test_elevenlabs_streams_the_call_format(
-    output_format: str, factory: ProviderFactory, fake_elevenlabs: FakeElevenLabs, speech: Speech
+    output_format: str, patient_factory: ProviderFactory, fake_elevenlabs: FakeElevenLabs, speech: Speech
 ) -> None:
     config = with_providers(tts=[spec("elevenlabs", fake_elevenlabs.url, options={"output_format": output_format})])
     usage = UsageMeter()
-    chain = factory.tts(config, usage)
+    chain = patient_factory.tts(config, usage)
 
     parts = [pcm async for pcm in chain.stream("We are closed on Sunday afternoons.")]
 

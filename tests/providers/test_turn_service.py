@@ -1,7 +1,8 @@
 """The turn-based service (real HTTP, real ivr_service) with a domain on cloud providers: Deepgram hears the
 caller, Groq answers with a tool call, ElevenLabs speaks. Then every provider fails at once (Groq 500,
-ElevenLabs hangs, Deepgram drops the socket mid-utterance): the caller still gets a useful answer from
-Whisper, the front desk and Piper within the deadlines, and the call record carries the usage."""
+ElevenLabs answers broken JSON, Deepgram drops the socket mid-utterance): the caller still gets a useful
+answer from Whisper, the front desk and Piper, and the call record carries the usage. (Deadlines here are
+generous so a loaded machine never fails the healthy half; hangs and stalls are covered in test_faults.)"""
 
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ from secretary.settings import Settings
 from secretary.speech.audio import parse_wav, wav_bytes
 from secretary.speech.local_engines import LocalModels
 from tests.conftest import EXAMPLE_SECRETARIES
-from tests.providers.conftest import FAST_FALLBACK, FAST_LLM, spec
+from tests.providers.conftest import PATIENT_FALLBACK, PATIENT_LLM, spec
 from tests.support import databases
 from tests.support.fake_deepgram import FakeDeepgram
 from tests.support.fake_elevenlabs import FakeElevenLabs
@@ -54,7 +55,7 @@ async def service(
     secretaries = tmp_path / "secretaries.yaml"
     secretaries.write_text(yaml.safe_dump(document))
     runtime = Runtime.create(
-        make_settings(secretaries_file=secretaries, fallback=FAST_FALLBACK, llm=FAST_LLM), models=models
+        make_settings(secretaries_file=secretaries, fallback=PATIENT_FALLBACK, llm=PATIENT_LLM), models=models
     )
     runner = web.AppRunner(create_app(runtime, own_runtime=True), access_log=None)
     await runner.setup()
@@ -103,7 +104,11 @@ async def test_cloud_providers_then_all_failing_at_once(
         assert healthy["action"] == {"type": "transfer", "destination": "1003", "context": DOMAIN}
         assert "certainly" in spoken(healthy, speech)
 
-        fake_openai.fault, fake_elevenlabs.fault, fake_deepgram.fault = Fault.HTTP_500, Fault.HANG, Fault.DISCONNECT
+        fake_openai.fault, fake_elevenlabs.fault, fake_deepgram.fault = (
+            Fault.HTTP_500,
+            Fault.MALFORMED,
+            Fault.DISCONNECT,
+        )
         failing_uuid, failing = await call(http, base, speech, "Where are you located?")
         assert "located" in failing["heard"].lower()
         assert "100 main street" in failing["say"]["text"].lower()
