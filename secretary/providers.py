@@ -174,7 +174,7 @@ class ProviderFactory:
         key = self._key_or_empty(spec)
         if not key and spec.name in _NEEDS_KEY:
             variable = spec.api_key_env or _DEFAULT_KEY_ENV.get(spec.name)
-            raise UnknownProvider(f"{spec.name} needs an API key: set the environment variable {variable}")
+            raise UnknownProvider(f"{spec.name} needs an API key: none found (environment variable {variable})")
         return key
 
     def _openai_client(self, spec: ProviderSpec, default_base: str | None = None) -> AsyncOpenAI:

@@ -1,7 +1,7 @@
 """Per-call usage, kept as flat counters in `CallState.usage` and saved with the call record.
 
 Keys are `<kind>.<provider>.<measure>` so that per-domain totals are plain sums over the calls:
-  `stt.deepgram.requests`, `stt.deepgram.audio_seconds`, `brain.groq.replies`, `brain.groq.prompt_tokens`,
+  `stt.deepgram.requests`, `stt.deepgram.audio_seconds`, `brain.groq.requests`, `brain.groq.prompt_tokens`,
   `brain.groq.completion_tokens`, `tts.elevenlabs.requests`, `tts.elevenlabs.characters`,
 and for what went wrong: `failures.<kind>.<provider>` (it failed during this call), `skipped.<kind>.<provider>`
 (it was benched by an earlier failure, so not tried) and `fallbacks.<kind>` (requests a fallback answered).

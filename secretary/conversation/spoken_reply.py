@@ -4,7 +4,8 @@ failing STT, brain or TTS, and the fallback still working), a short filler plays
 plays what `spoken_turn` yields, in order; `bench/fallback.py` times it.
 
 The filler comes from the TTS cache (held in memory, see `TtsCache.held`) and plays at most once per turn.
-`spoken_reply` is the brain-and-TTS half alone; it plays the filler on the brain chain's `Late` event.
+`spoken_reply` is the brain-and-TTS half alone; it plays the filler on the brain chain's `Late` event (a
+`Conversation` made with `late_events=True`).
 """
 
 from __future__ import annotations

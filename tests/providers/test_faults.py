@@ -62,7 +62,7 @@ async def test_brain_fault_front_desk_answers(
     config = with_providers(brain=[spec(provider, target(fake_openai, fault))])
     usage = UsageMeter()
     chain = factory.brain(config, usage)
-    conversation = Conversation(config, chain)
+    conversation = Conversation(config, chain, late_events=True)
 
     events = [event async for event in conversation.stream("Could you put me through to billing?")]
 
@@ -128,7 +128,7 @@ async def test_late_brain_plays_the_filler_once_then_the_fallback(
     def filler() -> Awaitable[Pcm]:
         return cache.held(tts, filler_text)
 
-    conversation = Conversation(config, factory.brain(config))
+    conversation = Conversation(config, factory.brain(config), late_events=True)
     out = [item async for item in spoken_reply(conversation, "Where are you located?", tts, filler)]
 
     audio = [item for item in out if isinstance(item, ReplyAudio)]
@@ -137,6 +137,14 @@ async def test_late_brain_plays_the_filler_once_then_the_fallback(
     said = speech.transcribe(heard([a.pcm for a in audio])).lower()
     assert said.startswith("one moment")
     assert "main street" in said and said.count("one moment") == 1
+
+
+async def test_a_consumer_that_did_not_ask_for_late_events_never_sees_one(
+    factory: ProviderFactory, fake_openai: FakeOpenAi
+) -> None:
+    config = with_providers(brain=[spec("openai", target(fake_openai, Fault.HANG))])
+    events = [event async for event in Conversation(config, factory.brain(config)).stream("Hello?")]
+    assert [type(e) for e in events if not isinstance(e, Sentence)] == [ReplyDone]
 
 
 @pytest.mark.parametrize("provider", ["deepgram", "openai"])
