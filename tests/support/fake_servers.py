@@ -9,13 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
 from aiohttp import web
-
-from secretary.speech.audio import Pcm
 
 
 class Fault(StrEnum):
@@ -90,7 +87,3 @@ async def abort(request: web.Request) -> None:
     if transport is not None:
         transport.abort()
     await asyncio.sleep(0)
-
-
-def piper_audio(say: Callable[[str, int], Pcm], text: str, rate: int) -> Pcm:
-    return say(text, rate)
