@@ -29,6 +29,7 @@ from secretary.runtime import Runtime
 from secretary.speech.audio import Pcm, parse_wav, wav_bytes
 from secretary.tenants.config import SecretaryConfig
 from secretary.tenants.store import lookup
+from secretary.usage import UsageMeter
 
 log = structlog.get_logger(__name__)
 
@@ -110,7 +111,8 @@ class TurnFlow:
                 caller_id_name=request.caller_id_name,
                 destination_number=request.destination_number,
             )
-            conversation = Conversation(config, self._rt.providers.brain(config), state.history)
+            brain = self._rt.providers.brain(config, UsageMeter(state.usage))
+            conversation = Conversation(config, brain, state.history)
             greeting = conversation.opening()
             self._spool.open_call(config.domain_uuid, request.call_uuid)
             audio_file, _ = await self._speak(config, state, greeting, cacheable=True)
@@ -197,10 +199,10 @@ class TurnFlow:
         if audio.rms() >= SILENCE_RMS:
             stt_started = time.perf_counter()
             hints = [name for t in config.directory for name in t.spoken_names]
-            transcript = await self._rt.providers.stt(config).transcribe(audio, config.language, hints)
+            stt = self._rt.providers.stt(config, UsageMeter(state.usage))
+            transcript = await stt.transcribe(audio, config.language, hints)
             heard = transcript.text
             timings["stt_ms"] = _ms(time.perf_counter() - stt_started)
-            state.add_usage(f"stt_seconds.{transcript.provider}", transcript.audio_seconds)
         else:
             timings["stt_ms"] = 0
 
@@ -218,7 +220,7 @@ class TurnFlow:
         else:
             conversation = Conversation(
                 config,
-                self._rt.providers.brain(config),
+                self._rt.providers.brain(config, UsageMeter(state.usage)),
                 state.history,
                 turns=state.conversation_turns,
                 misunderstood=state.misunderstood,
@@ -226,9 +228,6 @@ class TurnFlow:
             )
             reply = await conversation.respond(heard)
             state.conversation_turns, state.misunderstood = conversation.turns, conversation.misunderstood
-            for provider in reply.failed:
-                self._rt.metrics.fallbacks.labels("brain", provider).inc()
-                state.add_usage(f"fallbacks.brain.{provider}")
         timings["brain_ms"] = _ms(time.perf_counter() - brain_started)
         return await self._finish_turn(state, config, heard, reply, timings, started, recording)
 
@@ -298,14 +297,12 @@ class TurnFlow:
         )
 
     async def _speak(self, config: SecretaryConfig, state: CallState, text: str, cacheable: bool) -> tuple[str, bool]:
-        tts = self._rt.providers.tts(config)
+        tts = self._rt.providers.tts(config, UsageMeter(state.usage))
         if cacheable:
             path, hit = await self._rt.tts_cache.speak(tts, text)
             self._rt.metrics.tts_cache.labels("hit" if hit else "miss").inc()
-            state.add_usage(f"tts_chars.{tts.name}", 0 if hit else len(text))
             return self._spool.for_freeswitch(path), hit
         pcm = (await tts.synthesize(text)).resampled(self._rt.settings.spool.reply_sample_rate)
-        state.add_usage(f"tts_chars.{tts.name}", len(text))
         path = self._spool.outbox(state.domain_uuid, state.call_uuid) / f"reply-{len(state.turns) + 1:03d}.wav"
         await asyncio.to_thread(self._spool.write, path, wav_bytes(pcm))
         return self._spool.for_freeswitch(path), False

@@ -1,49 +1,89 @@
 """The provider factory: builds a domain's STT, TTS and brain chains from its `ProviderChains`.
 
 Every chain ends in the local engine of its kind (Whisper, Piper, the front desk), appended if the admin
-did not list it, so a domain with only cloud providers still answers when they all fail.
+did not list it, so a domain with only cloud providers still answers when they all fail. Cloud adapters are
+built once per distinct provider entry and reused by every call; API keys are read from the environment
+variable the entry names (`api_key_env`) and never logged. One `ProviderHealth` benches failed providers
+for every chain in the process.
+
+Provider names, per kind (see the providers table in the README):
+  stt:   whisper | deepgram | openai
+  brain: front_desk | openai | groq | ollama | openai_compatible (also llamacpp, vllm)
+  tts:   piper | openai | elevenlabs
 """
 
 from __future__ import annotations
 
+import hashlib
+import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import structlog
 from openai import AsyncOpenAI
 
 from secretary.conversation.brain import Brain
-from secretary.conversation.brain_chain import BrainChain, Deadlines
+from secretary.conversation.brain_chain import BrainChain
 from secretary.conversation.front_desk import FrontDesk
 from secretary.conversation.llm_brain import OpenAiCompatibleBrain
+from secretary.deadlines import Deadlines
+from secretary.observability import Metrics
+from secretary.provider_health import ProviderHealth
 from secretary.settings import Settings
-from secretary.speech.chains import SttChain, TtsChain
+from secretary.speech.chains import SttChain, SttDeadlines, TtsChain, TtsDeadlines
 from secretary.speech.cpu_pool import CpuPool
 from secretary.speech.interfaces import SpeechToText, TextToSpeech
 from secretary.speech.local_engines import LocalModels, PiperTts, WhisperStt
+from secretary.speech.providers.deepgram import DeepgramStt
+from secretary.speech.streaming import StreamingSpeechToText
 from secretary.tenants.config import ProviderSpec, SecretaryConfig
+from secretary.usage import UsageMeter
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
 
 OPENAI_COMPATIBLE = {"openai", "ollama", "openai_compatible", "llamacpp", "vllm"}
 _DEFAULT_BASE_URLS = {"ollama": "http://127.0.0.1:11434/v1"}
+_DEFAULT_KEY_ENV = {
+    "openai": "OPENAI_API_KEY",
+    "groq": "GROQ_API_KEY",
+    "deepgram": "DEEPGRAM_API_KEY",
+    "elevenlabs": "ELEVENLABS_API_KEY",
+}
+_NEEDS_KEY = {"openai", "groq", "deepgram", "elevenlabs"}
 
 
 class UnknownProvider(ValueError):
-    pass
+    """A provider entry that can't be built (unknown name, missing key): skipped with a warning."""
+
+
+def _option(spec: ProviderSpec, key: str, default: Any) -> Any:
+    """An adapter option from the entry's `options`, converted to the default's type."""
+    value = spec.options.get(key, default)
+    if isinstance(default, bool) and isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return type(default)(value)
 
 
 class ProviderFactory:
-    def __init__(self, settings: Settings, models: LocalModels, pool: CpuPool) -> None:
+    def __init__(self, settings: Settings, models: LocalModels, pool: CpuPool, metrics: Metrics | None = None) -> None:
         self._settings = settings
         self._pool = pool
         self._whisper = WhisperStt(models, pool, settings.engines.whisper_beam_size)
         self._piper = PiperTts(models, pool)
-        self._local_stt: SpeechToText = self._whisper
-        self._local_tts: TextToSpeech = self._piper
         self._front_desk: Brain = FrontDesk()
-        self._clients: dict[tuple[str, str], AsyncOpenAI] = {}
+        fallback = settings.fallback
+
+        def count_failure(key: str) -> None:
+            if metrics is not None:
+                kind, name = [*key.split(":"), ""][:2]
+                metrics.fallbacks.labels(kind, name).inc()
+
+        self.health = ProviderHealth(
+            fallback.cool_down_s, fallback.probe_interval_s, fallback.probe_timeout_s, on_failure=count_failure
+        )
+        self._clients: dict[tuple[str, str, str], Any] = {}
+        self._engines: dict[tuple[str, str, str], Any] = {}
 
     @property
     def local_stt(self) -> WhisperStt:
@@ -53,67 +93,208 @@ class ProviderFactory:
     def local_tts(self) -> PiperTts:
         return self._piper
 
-    def stt(self, config: SecretaryConfig) -> SpeechToText:
-        engines = self._build(config.providers.stt, self._stt_engine, self._local_stt)
-        return engines[0] if len(engines) == 1 else SttChain(engines, deadline_s=10.0)
+    # -- chains ----------------------------------------------------------------------------------------------
 
-    def tts(self, config: SecretaryConfig) -> TextToSpeech:
-        engines = self._build(config.providers.tts, self._tts_engine, self._local_tts)
-        return engines[0] if len(engines) == 1 else TtsChain(engines, first_audio_deadline_s=3.0)
+    def stt(self, config: SecretaryConfig, usage: UsageMeter | None = None) -> SttChain:
+        fallback = self._settings.fallback
+        local: SpeechToText = self._whisper
+        engines = self._build("stt", config.providers.stt, self._stt_engine, local)
+        deadlines = SttDeadlines(fallback.stt_first_result_s, fallback.stt_hedge_after_s)
+        return SttChain(engines, deadlines=deadlines, health=self.health, usage=usage)
 
-    def brain(self, config: SecretaryConfig) -> Brain:
-        brains = self._build(config.providers.brain, self._brain, self._front_desk)
-        if len(brains) == 1:
-            return brains[0]
-        llm = self._settings.llm
-        return BrainChain(
-            brains, Deadlines(first_event_s=llm.first_token_deadline_s, stall_s=3.0, total_s=llm.total_deadline_s)
+    def streaming_stt(self, config: SecretaryConfig) -> StreamingSpeechToText | None:
+        """The domain's first healthy streaming STT provider (Deepgram), for the realtime pipeline; None when
+        the domain names none (or all are benched): the pipeline then uses its own VAD and `stt()`."""
+        for spec in config.providers.stt:
+            try:
+                engine = self._cached("stt", spec, self._stt_engine)
+            except (UnknownProvider, ValueError):
+                continue
+            if isinstance(engine, DeepgramStt) and self.health.available(getattr(engine, "health_key", engine.name)):
+                return engine
+        return None
+
+    def tts(self, config: SecretaryConfig, usage: UsageMeter | None = None) -> TtsChain:
+        fallback = self._settings.fallback
+        local: TextToSpeech = self._piper
+        engines = self._build("tts", config.providers.tts, self._tts_engine, local)
+        deadlines = TtsDeadlines(fallback.tts_first_audio_s, fallback.tts_stall_s)
+        return TtsChain(engines, deadlines=deadlines, health=self.health, usage=usage)
+
+    def brain(self, config: SecretaryConfig, usage: UsageMeter | None = None) -> BrainChain:
+        brains = self._build("brain", config.providers.brain, self._brain, self._front_desk)
+        llm, fallback = self._settings.llm, self._settings.fallback
+        deadlines = Deadlines(
+            first_event_s=llm.first_token_deadline_s, stall_s=fallback.brain_stall_s, total_s=llm.total_deadline_s
         )
+        return BrainChain(brains, deadlines, health=self.health, usage=usage, late_after_s=fallback.late_after_s)
 
-    @staticmethod
-    def _build(specs: list[ProviderSpec], make: Callable[[ProviderSpec], T], local: T) -> list[T]:
+    def _build(self, kind: str, specs: list[ProviderSpec], make: Callable[[ProviderSpec], T], local: T) -> list[T]:
         engines: list[T] = []
         for spec in specs:
             try:
-                engine = make(spec)
-            except UnknownProvider as exc:
-                log.warning("provider_skipped", provider=spec.name, reason=str(exc))
+                engine = self._cached(kind, spec, make)
+            except (UnknownProvider, ValueError) as exc:
+                log.warning("provider_skipped", kind=kind, provider=spec.name, reason=str(exc))
                 continue
             if engine not in engines:
                 engines.append(engine)
-        if local not in engines:
-            engines.append(local)
+        if local in engines:
+            engines.remove(local)
+        engines.append(local)  # the local engine always closes the chain
         return engines
+
+    def _cached(self, kind: str, spec: ProviderSpec, make: Callable[[ProviderSpec], T]) -> T:
+        """One adapter per distinct entry *and key*: two domains with the same entry but their own keys get
+        their own clients (and their own health: one domain's revoked key benches only its adapter)."""
+        secret = self._key_or_empty(spec)
+        fingerprint = hashlib.sha256(secret.encode()).hexdigest()[:8] if secret else "nokey"
+        key = (kind, spec.model_dump_json(), fingerprint)
+        engine: Any = self._engines.get(key)
+        if engine is None:
+            engine = make(spec)
+            if engine not in (self._whisper, self._piper, self._front_desk):
+                base = spec.base_url or "default"
+                setattr(engine, "health_key", f"{kind}:{spec.name}:{base}:{spec.model or ''}:{fingerprint}")  # noqa: B010
+            self._engines[key] = engine
+        return engine  # type: ignore[no-any-return]
+
+    # -- engines ---------------------------------------------------------------------------------------------
+
+    def _key_or_empty(self, spec: ProviderSpec) -> str:
+        """The entry's own key, else the provider's usual environment variable, else (OpenAI) `llm.api_key`."""
+        key = spec.api_key_value() or ""
+        if not key and not spec.api_key_env and spec.name in _DEFAULT_KEY_ENV:
+            key = os.environ.get(_DEFAULT_KEY_ENV[spec.name], "")
+        if not key and spec.name == "openai" and self._settings.llm.api_key is not None:
+            key = self._settings.llm.api_key.get_secret_value()
+        return key
+
+    def _api_key(self, spec: ProviderSpec) -> str:
+        key = self._key_or_empty(spec)
+        if not key and spec.name in _NEEDS_KEY:
+            variable = spec.api_key_env or _DEFAULT_KEY_ENV.get(spec.name)
+            raise UnknownProvider(f"{spec.name} needs an API key: none found (environment variable {variable})")
+        return key
+
+    def _openai_client(self, spec: ProviderSpec, default_base: str | None = None) -> AsyncOpenAI:
+        base_url = spec.base_url or _DEFAULT_BASE_URLS.get(spec.name) or default_base
+        key = self._api_key(spec)
+        client_key = ("openai", base_url or "", key)
+        client: AsyncOpenAI | None = self._clients.get(client_key)
+        if client is None:
+            # No SDK retries: a failure must reach the chain at once, which falls back instead of waiting.
+            client = AsyncOpenAI(
+                base_url=base_url,
+                api_key=key or "not-needed",
+                max_retries=0,
+                timeout=self._settings.llm.total_deadline_s,
+            )
+            self._clients[client_key] = client
+        return client
 
     def _stt_engine(self, spec: ProviderSpec) -> SpeechToText:
         if spec.name in ("whisper", "local"):
             return self._whisper
+        if spec.name == "deepgram":
+            return self._deepgram(spec)
+        if spec.name in OPENAI_COMPATIBLE:
+            from secretary.speech.providers.openai_speech import OpenAiTranscription
+
+            model = spec.model or "gpt-4o-mini-transcribe"
+            return OpenAiTranscription(self._openai_client(spec), model, name=spec.name)
         raise UnknownProvider(f"no speech-to-text provider named {spec.name!r}")
+
+    def _deepgram(self, spec: ProviderSpec) -> SpeechToText:
+        from deepgram import AsyncDeepgramClient
+        from deepgram.environment import DeepgramClientEnvironment
+
+        key = self._api_key(spec)
+        kwargs: dict[str, Any] = {"api_key": key, "timeout": self._settings.fallback.stt_first_result_s}
+        if spec.base_url:
+            http = spec.base_url.rstrip("/")
+            ws = "ws" + http[len("http") :] if http.startswith("http") else http
+            kwargs["environment"] = DeepgramClientEnvironment(base=http, production=ws, agent=ws, agent_rest=http)
+        fallback = self._settings.fallback
+        return DeepgramStt(
+            AsyncDeepgramClient(**kwargs),
+            model=spec.model or "nova-3",
+            encoding=str(_option(spec, "encoding", "linear16")),
+            endpointing_ms=int(_option(spec, "endpointing_ms", 300)),
+            utterance_end_ms=int(_option(spec, "utterance_end_ms", 1000)),
+            keepalive_s=float(_option(spec, "keepalive_s", 4.0)),
+            smart_format=bool(_option(spec, "smart_format", True)),
+            connect_timeout_s=fallback.stt_first_result_s,
+            result_deadlines=Deadlines(
+                first_event_s=fallback.stt_first_result_s,
+                stall_s=fallback.stt_stall_s,
+                total_s=fallback.stt_first_result_s * 4,
+            ),
+        )
 
     def _tts_engine(self, spec: ProviderSpec) -> TextToSpeech:
         if spec.name in ("piper", "local"):
             return self._piper
+        if spec.name == "elevenlabs":
+            from secretary.speech.providers.elevenlabs import DEFAULT_BASE_URL, ElevenLabsTts
+
+            if not spec.voice:
+                raise UnknownProvider("elevenlabs needs a voice (the ElevenLabs voice_id)")
+            return ElevenLabsTts(
+                self._api_key(spec),
+                spec.voice,
+                model=spec.model or "eleven_flash_v2_5",
+                output_format=str(_option(spec, "output_format", "pcm_16000")),
+                base_url=spec.base_url or DEFAULT_BASE_URL,
+            )
+        if spec.name in OPENAI_COMPATIBLE:
+            from secretary.speech.providers.openai_speech import OpenAiSpeech
+
+            instructions = spec.options.get("instructions")
+            return OpenAiSpeech(
+                self._openai_client(spec),
+                spec.model or "gpt-4o-mini-tts",
+                spec.voice or "alloy",
+                instructions=str(instructions) if instructions else None,
+                name=spec.name,
+            )
         raise UnknownProvider(f"no text-to-speech provider named {spec.name!r}")
 
     def _brain(self, spec: ProviderSpec) -> Brain:
         if spec.name in ("front_desk", "local"):
             return self._front_desk
-        if spec.name in OPENAI_COMPATIBLE:
-            llm = self._settings.llm
-            base_url = spec.base_url or _DEFAULT_BASE_URLS.get(spec.name) or llm.base_url
-            key = spec.api_key_value() or ""
-            if not key and llm.api_key is not None:
-                key = llm.api_key.get_secret_value()
-            client_key = (base_url or "", key)
+        llm = self._settings.llm
+        temperature = float(_option(spec, "temperature", 0.3))
+        max_tokens = int(_option(spec, "max_tokens", 300))
+        if spec.name == "groq":
+            from groq import AsyncGroq
+
+            from secretary.conversation.groq_brain import GroqBrain
+
+            key = self._api_key(spec)
+            client_key = ("groq", spec.base_url or "", key)
             client = self._clients.get(client_key)
             if client is None:
-                client = AsyncOpenAI(
-                    base_url=base_url, api_key=key or "not-needed", max_retries=0, timeout=llm.total_deadline_s
-                )
+                client = AsyncGroq(api_key=key, base_url=spec.base_url, max_retries=0, timeout=llm.total_deadline_s)
                 self._clients[client_key] = client
-            return OpenAiCompatibleBrain(spec.name, client, spec.model or llm.model)
+            return GroqBrain(client, spec.model or "llama-3.3-70b-versatile", temperature, max_tokens=max_tokens)
+        if spec.name in OPENAI_COMPATIBLE:
+            client = self._openai_client(spec, llm.base_url)
+            return OpenAiCompatibleBrain(
+                spec.name,
+                client,
+                spec.model or llm.model,
+                temperature,
+                max_tokens=max_tokens,
+                stream_usage=bool(_option(spec, "stream_usage", True)),
+            )
         raise UnknownProvider(f"no brain named {spec.name!r}")
 
     async def close(self) -> None:
+        await self.health.close()
+        for engine in self._engines.values():
+            close = getattr(engine, "close", None)
+            if close is not None:
+                await close()
         for client in self._clients.values():
             await client.close()

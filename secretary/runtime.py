@@ -78,15 +78,16 @@ class Runtime:
         )
         pool = CpuPool(settings.engines.workers)
         models = models or LocalModels(settings.engines)
+        metrics = Metrics()
         return cls(
             settings=settings,
             secretaries=secretaries,
             call_states=states,
             call_records=records,
-            providers=ProviderFactory(settings, models, pool),
+            providers=ProviderFactory(settings, models, pool, metrics),
             models=models,
             tts_cache=TtsCache(settings.spool.dir / "cache", settings.spool.reply_sample_rate),
-            metrics=Metrics(),
+            metrics=metrics,
             pool=pool,
             database=database,
             messages=messages,

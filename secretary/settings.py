@@ -124,6 +124,25 @@ class KnowledgeSettings(BaseModel):
         if self.chunk_overlap_chars >= self.chunk_chars:
             raise ValueError("chunk_overlap_chars must be smaller than chunk_chars")
         return self
+class FallbackSettings(BaseModel):
+    """Deadlines, cool-downs and the filler for the provider chains (see `secretary/providers.py`).
+
+    A provider that misses a deadline counts as failed; a failed provider sits out `cool_down_s` (or the
+    server's Retry-After, if longer) and is probed in the background before it serves again."""
+
+    stt_first_result_s: float = Field(default=2.5, gt=0, description="a cloud STT answer must arrive by then")
+    stt_stall_s: float = Field(default=1.5, gt=0, description="longest gap between streamed STT messages")
+    stt_hedge_after_s: float = Field(
+        default=0.6, ge=0, description="start the local Whisper alongside a cloud STT that has not answered yet"
+    )
+    tts_first_audio_s: float = Field(default=1.0, gt=0, description="first audio of a sentence must arrive by then")
+    tts_stall_s: float = Field(default=1.0, gt=0, description="longest gap between audio chunks of a sentence")
+    brain_stall_s: float = Field(default=1.0, gt=0, description="longest gap between streamed LLM tokens")
+    late_after_s: float = Field(default=1.0, gt=0, description="a reply this late gets a filler (realtime calls)")
+    filler_text: str = Field(default="One moment, please.", min_length=1)
+    cool_down_s: float = Field(default=30.0, ge=0, description="a failed provider sits out at least this long")
+    probe_interval_s: float = Field(default=10.0, gt=0, description="how often an unhealthy provider is probed")
+    probe_timeout_s: float = Field(default=3.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -159,6 +178,7 @@ class Settings(BaseSettings):
     messages: MessageDeliverySettings = MessageDeliverySettings()
     admin: AdminSettings = AdminSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
+    fallback: FallbackSettings = FallbackSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -16,12 +16,17 @@ from secretary.conversation.actions import Action
 from secretary.db.database import Database
 from secretary.errors import UnknownDomain
 from secretary.speech.tts_cache import write_atomically
+from secretary.usage import summed
 
 
 class CallRecordStore(Protocol):
     async def save(self, record: CallRecord) -> None: ...
 
     async def get(self, domain_uuid: UUID, call_uuid: UUID) -> CallRecord | None: ...
+
+    async def usage_totals(self, domain_uuid: UUID, since: datetime | None = None) -> dict[str, float]:
+        """The domain's usage summed over its calls (started at or after `since`): see `secretary.usage`."""
+        ...
 
 
 class FileCallRecordStore:
@@ -42,6 +47,14 @@ class FileCallRecordStore:
         if not path.is_file():
             return None
         return CallRecord.model_validate_json(await asyncio.to_thread(path.read_bytes))
+
+    async def usage_totals(self, domain_uuid: UUID, since: datetime | None = None) -> dict[str, float]:
+        def read() -> list[dict[str, float]]:
+            folder = self._dir / str(domain_uuid)
+            records = [CallRecord.model_validate_json(p.read_bytes()) for p in sorted(folder.glob("*.json"))]
+            return [r.usage for r in records if since is None or r.started_at >= since]
+
+        return summed(await asyncio.to_thread(read))
 
 
 class PostgresCallRecordStore:
@@ -163,6 +176,16 @@ class PostgresCallRecordStore:
             )
             for r in rows
         ]
+    async def usage_totals(self, domain_uuid: UUID, since: datetime | None = None) -> dict[str, float]:
+        rows = await self._db.fetch(
+            """SELECT usage_item.key, sum(usage_item.value::float8) AS total
+               FROM v_ai_calls, jsonb_each_text(v_ai_calls.usage) AS usage_item
+               WHERE v_ai_calls.domain_uuid = $1 AND ($2::timestamptz IS NULL OR v_ai_calls.start_stamp >= $2)
+               GROUP BY usage_item.key""",
+            domain_uuid,
+            since,
+        )
+        return {row["key"]: round(float(row["total"]), 3) for row in rows}
 
     async def get(self, domain_uuid: UUID, call_uuid: UUID) -> CallRecord | None:
         call = await self._db.fetchrow(

@@ -99,43 +99,89 @@ def decision_from_tool(name: str, arguments: str) -> Decision | None:
     return None
 
 
-class OpenAiCompatibleBrain:
-    """`name` says which provider it is (`openai`, `ollama`, …), for call records and logs."""
+def chat_messages(request: BrainRequest) -> list[dict[str, Any]]:
+    messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(request)}]
+    messages.extend({"role": m.role, "content": m.content} for m in request.history)
+    messages.append({"role": "user", "content": request.caller_text or "(the caller said nothing)"})
+    return messages
 
-    def __init__(self, name: str, client: AsyncOpenAI, model: str, temperature: float = 0.3) -> None:
+
+def _tokens(chunk: Any) -> tuple[int, int] | None:
+    """Token usage from a chunk: OpenAI-style `usage` (with `stream_options.include_usage`), or Groq's
+    `x_groq.usage`."""
+    usage = getattr(chunk, "usage", None)
+    if usage is None:
+        usage = getattr(getattr(chunk, "x_groq", None), "usage", None)
+    if usage is None:
+        return None
+    return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
+
+
+async def brain_events(name: str, chunks: AsyncIterator[Any]) -> AsyncIterator[BrainEvent]:
+    """Chat-completion chunks (any OpenAI-shaped SDK) → text deltas, at most one decision, `Finished`."""
+    calls: dict[int, list[str]] = {}
+    prompt_tokens = completion_tokens = 0
+    async for chunk in chunks:
+        tokens = _tokens(chunk)
+        if tokens is not None:
+            prompt_tokens, completion_tokens = tokens
+        if not chunk.choices:
+            continue
+        delta = chunk.choices[0].delta
+        if delta.content:
+            yield TextDelta(delta.content)
+        for call in delta.tool_calls or []:
+            name_args = calls.setdefault(call.index, ["", ""])
+            if call.function is not None:
+                name_args[0] += call.function.name or ""
+                name_args[1] += call.function.arguments or ""
+    for tool, arguments in calls.values():
+        decision = decision_from_tool(tool, arguments)
+        if decision is not None:
+            yield decision
+            break
+    yield Finished(name, prompt_tokens=prompt_tokens, completion_tokens=completion_tokens)
+
+
+class OpenAiCompatibleBrain:
+    """`name` says which provider it is (`openai`, `ollama`, …), for call records and logs.
+    `stream_usage` asks for token counts in the stream (`stream_options`); turn it off for a server that
+    rejects the option."""
+
+    def __init__(
+        self,
+        name: str,
+        client: AsyncOpenAI,
+        model: str,
+        temperature: float = 0.3,
+        *,
+        max_tokens: int = 300,
+        stream_usage: bool = True,
+    ) -> None:
         self.name = name
         self._client = client
         self._model = model
         self._temperature = temperature
+        self._max_tokens = max_tokens
+        self._stream_usage = stream_usage
 
     async def stream(self, request: BrainRequest) -> AsyncIterator[BrainEvent]:
-        messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(request)}]
-        messages.extend({"role": m.role, "content": m.content} for m in request.history)
-        messages.append({"role": "user", "content": request.caller_text or "(the caller said nothing)"})
+        extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if self._stream_usage else {}
         stream = await self._client.chat.completions.create(
             model=self._model,
-            messages=messages,  # type: ignore[arg-type]
+            messages=chat_messages(request),  # type: ignore[arg-type]
             tools=tool_schemas(request),  # type: ignore[arg-type]
             temperature=self._temperature,
-            max_tokens=300,
+            max_tokens=self._max_tokens,
             stream=True,
+            **extra,
         )
-        calls: dict[int, list[str]] = {}
         assert isinstance(stream, AsyncStream)
-        async for chunk in stream:
-            if not chunk.choices:
-                continue
-            delta = chunk.choices[0].delta
-            if delta.content:
-                yield TextDelta(delta.content)
-            for call in delta.tool_calls or []:
-                name_args = calls.setdefault(call.index, ["", ""])
-                if call.function is not None:
-                    name_args[0] += call.function.name or ""
-                    name_args[1] += call.function.arguments or ""
-        for name, arguments in calls.values():
-            decision = decision_from_tool(name, arguments)
-            if decision is not None:
-                yield decision
-                break
-        yield Finished(self.name)
+        try:
+            async for event in brain_events(self.name, stream):
+                yield event
+        finally:
+            await stream.close()
+
+    async def probe(self) -> None:
+        await self._client.models.list()

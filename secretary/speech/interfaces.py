@@ -29,8 +29,12 @@ class TextToSpeech(Protocol):
     `voice_id` names engine + voice, so cached audio is never reused for another voice."""
 
     name: str
-    voice_id: str
-    sample_rate: int
+
+    @property
+    def voice_id(self) -> str: ...
+
+    @property
+    def sample_rate(self) -> int: ...
 
     def stream(self, text: str) -> AsyncIterator[Pcm]: ...
 

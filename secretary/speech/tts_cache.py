@@ -3,6 +3,7 @@ synthesised once and then served from disk, instantly, to every later call."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import tempfile
@@ -16,6 +17,7 @@ class TtsCache:
     def __init__(self, directory: Path, sample_rate: int) -> None:
         self.directory = directory
         self.sample_rate = sample_rate
+        self._held: dict[Path, Pcm] = {}
         directory.mkdir(parents=True, exist_ok=True)
 
     def path_for(self, voice_id: str, text: str) -> Path:
@@ -28,8 +30,21 @@ class TtsCache:
         if path.is_file():
             return path, True
         pcm = (await tts.synthesize(text)).resampled(self.sample_rate)
+        # A chain may have fallen back: file the audio under the voice that actually spoke it.
+        spoken_by = getattr(tts, "last_voice_id", None) or tts.voice_id
+        path = self.path_for(spoken_by, text)
         write_atomically(path, wav_bytes(pcm))
         return path, False
+
+    async def held(self, tts: TextToSpeech, text: str) -> Pcm:
+        """A short prompt (the filler) ready in memory: played mid-call, it must not wait on disk or an engine.
+        Synthesised and filed on first use; call this at call start to have it ready."""
+        pcm = self._held.get(self.path_for(tts.voice_id, text))
+        if pcm is None:
+            path, _hit = await self.speak(tts, text)
+            pcm = parse_wav(await asyncio.to_thread(path.read_bytes))
+            self._held[path] = pcm
+        return pcm
 
     def load(self, tts: TextToSpeech, text: str) -> Pcm | None:
         path = self.path_for(tts.voice_id, text)

@@ -1,0 +1,111 @@
+"""Deadlines on streamed provider output: a first-byte deadline, a stall deadline and a total limit.
+
+`PacedStream` reads an async iterator with those limits without ever cancelling a read it will still want:
+a reader may also wait "until a moment" (e.g. to emit a filler after one second) and then go on waiting for
+the same pending item. Missing a deadline raises `ProviderTimeout`, which counts as a provider failure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from secretary.errors import ProviderFailed
+
+T = TypeVar("T")
+
+
+class ProviderTimeout(ProviderFailed):
+    """A provider sent nothing before its first-byte deadline, went quiet mid-stream, or ran too long."""
+
+    code = "provider_timeout"
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    first_event_s: float = 4.0
+    stall_s: float = 3.0
+    total_s: float = 12.0
+
+
+class NotYet:
+    """Returned by `PacedStream.next(until=…)` when the moment came before the next item."""
+
+
+NOT_YET = NotYet()
+
+
+class PacedStream(Generic[T]):
+    def __init__(self, source: AsyncIterator[T], deadlines: Deadlines, what: str = "provider") -> None:
+        self._source = source
+        self._deadlines = deadlines
+        self._what = what
+        self._pending: asyncio.Future[T] | None = None
+        self._loop = asyncio.get_running_loop()
+        self._end = self._loop.time() + deadlines.total_s
+        self._started = False
+        self._last = self._loop.time()
+
+    @property
+    def started(self) -> bool:
+        """Whether the first item arrived (the first-byte deadline no longer applies)."""
+        return self._started
+
+    async def next(self, until: float | None = None) -> T | NotYet:
+        """The next item; `NOT_YET` if loop time `until` comes first. Raises `StopAsyncIteration` at the end
+        and `ProviderTimeout` when a deadline passes."""
+        if self._pending is None:
+            # The clock runs from the moment we ask: time the consumer spent elsewhere is not the provider's.
+            self._last = self._loop.time()
+            self._pending = asyncio.ensure_future(anext(self._source))
+        limit = self._deadlines.stall_s if self._started else self._deadlines.first_event_s
+        deadline = min(self._last + limit, self._end)
+        wake = deadline if until is None else min(deadline, until)
+        timeout = None if math.isinf(wake) else max(0.0, wake - self._loop.time())
+        await asyncio.wait({self._pending}, timeout=timeout)
+        if not self._pending.done():
+            if until is not None and until < deadline and self._loop.time() < deadline:
+                return NOT_YET
+            reason = "sent nothing" if not self._started else "stalled"
+            if self._loop.time() >= self._end and deadline == self._end:
+                reason = "ran too long"
+            await self._cancel_pending()
+            raise ProviderTimeout(f"{self._what} {reason} (limit {limit:.1f}s)")
+        pending, self._pending = self._pending, None
+        item = pending.result()  # raises the source's error, or StopAsyncIteration at its end
+        self._started = True
+        self._last = self._loop.time()
+        return item
+
+    async def _cancel_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None and not pending.done():
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+
+    async def aclose(self) -> None:
+        await self._cancel_pending()
+        close = getattr(self._source, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
+
+
+async def within_deadlines(source: AsyncIterator[T], deadlines: Deadlines, what: str = "provider") -> AsyncIterator[T]:
+    """Re-yield `source`, raising `ProviderTimeout` when an item is late."""
+    paced = PacedStream(source, deadlines, what)
+    try:
+        while True:
+            try:
+                item = await paced.next()
+            except StopAsyncIteration:
+                return
+            assert not isinstance(item, NotYet)
+            yield item
+    finally:
+        await paced.aclose()

@@ -1,0 +1,1 @@
+"""Cloud and self-hosted speech providers behind the `SpeechToText` / `TextToSpeech` interfaces."""
