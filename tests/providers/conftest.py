@@ -32,12 +32,12 @@ FAST_FALLBACK = {
     "tts_first_audio_s": 1.2,
     "tts_stall_s": 0.6,
     "brain_stall_s": 0.6,
-    "late_after_s": 0.3,
+    "late_after_s": 0.6,  # a cold first request on a loaded machine can take 0.3 s: no filler for that
     "cool_down_s": 30.0,
     "probe_interval_s": 0.2,
     "probe_timeout_s": 0.5,
 }
-FAST_LLM = {"first_token_deadline_s": 0.8, "total_deadline_s": 6.0}
+FAST_LLM = {"first_token_deadline_s": 1.2, "total_deadline_s": 6.0}
 # For tests of the healthy path: deadlines no loaded CI machine misses, so only real faults trigger fallbacks.
 PATIENT_FALLBACK = FAST_FALLBACK | {
     "stt_first_result_s": 10.0,
