@@ -1,0 +1,1 @@
+"""Everything that talks to FreeSWITCH as FreeSWITCH: ESL call control and a FreeSWITCH simulator."""
