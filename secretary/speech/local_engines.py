@@ -31,6 +31,7 @@ class LocalModels:
         self._lock = threading.Lock()
         self._whisper: Any = None
         self._piper: Any = None
+        self._silero: Any = None
 
     def whisper(self) -> Any:
         with self._lock:
@@ -59,6 +60,25 @@ class LocalModels:
                 model, config = self.piper_paths()
                 self._piper = PiperVoice.load(str(model), config_path=str(config))
             return self._piper
+
+    def silero_vad(self) -> Any:
+        """Silero VAD as the ONNX model faster-whisper ships (no torch). One session serves every call:
+        onnxruntime sessions are safe to run from several threads, and each call keeps its own state."""
+        with self._lock:
+            if self._silero is None:
+                import onnxruntime
+                from faster_whisper.vad import get_assets_path
+
+                options = onnxruntime.SessionOptions()
+                options.inter_op_num_threads = 1
+                options.intra_op_num_threads = 1
+                options.log_severity_level = 4
+                self._silero = onnxruntime.InferenceSession(
+                    str(Path(get_assets_path()) / "silero_vad_v6.onnx"),
+                    providers=["CPUExecutionProvider"],
+                    sess_options=options,
+                )
+            return self._silero
 
     def piper_paths(self) -> tuple[Path, Path]:
         model, config = self._settings.piper_model_path, self._settings.piper_config_path
