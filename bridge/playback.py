@@ -16,6 +16,7 @@ writes each chunk to a file and fires `mod_audio_stream::play`; we run `uuid_bro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -183,8 +184,11 @@ class Playback:
 
     async def drained(self) -> None:
         """Returns once everything queued has played on the caller's side."""
-        while self.speaking:
-            await asyncio.sleep(max(0.005, self._end - self._clock()))
+        while True:  # the end moves when more audio is queued meanwhile
+            remaining = self._end - self._clock()
+            if remaining <= 0 and not self._queue:
+                return
+            await asyncio.sleep(max(0.005, remaining))
 
     async def interrupt(self) -> Interruption:
         """Barge-in: stop what plays now, drop what is queued, and say what the caller heard."""
@@ -244,7 +248,5 @@ class Playback:
 
     async def close(self) -> None:
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass

@@ -230,7 +230,7 @@ def stop_audio() -> str:
 def call_action(action: dict[str, str]) -> str:
     """What the bridge asks of the dialplan when it can't reach ESL: the module fires it as the event
     `mod_audio_stream::json`, which an event hook (or the dialplan) acts on."""
-    return json.dumps({"type": "voiceai.action", **action}, separators=(",", ":"))
+    return json.dumps({**action, "type": "voiceai.action"}, separators=(",", ":"))
 
 
 # -- what the module receives (the simulator's side) ----------------------------------------------------

@@ -134,7 +134,7 @@ class BridgeServer:
             pass
         except ConnectionClosed:
             return  # opened and dropped without a word
-        events = codec.receive(first) if first is not None else [codec.no_metadata()]
+        events: list[StreamEvent] = codec.receive(first) if first is not None else [codec.no_metadata()]
         try:
             config = await self.runtime.secretaries.by_uuid(target.domain_uuid)
         except (NotFound, Refused) as exc:

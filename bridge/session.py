@@ -94,6 +94,7 @@ class CallSession:
         self._prompted = False
         self._closed = asyncio.Event()
         self._broken = asyncio.Event()
+        self.finished = asyncio.Event()  # set once the record is saved
         self._close_code: int | None = None
         self._engine_error: BaseException | None = None
         self._ending: Ending | None = None
@@ -279,7 +280,8 @@ class CallSession:
             except EslUnavailable as exc:
                 log.warning("esl_command_failed", command=name, error=str(exc))
         self._esl_failed(name)
-        message = call_action({"call_uuid": self.call_uuid, **action.wire()})
+        wire = action.wire()
+        message = call_action({"call_uuid": self.call_uuid, "action": wire.pop("type"), **wire})
         with contextlib.suppress(ConnectionClosed, OSError):
             await self._ws.send(message)
         log.warning("call_control_via_stream", command=name, message=message)
@@ -307,6 +309,7 @@ class CallSession:
             log.exception("call_record_not_saved")
         with contextlib.suppress(SecretaryError):
             await self.runtime.call_states.delete(self.state.call_uuid)
+        self.finished.set()
         self.runtime.metrics.calls_ended.labels(TRANSPORT, record.outcome).inc()
         log.info("call_ended", outcome=record.outcome, turns=len(record.turns), duration_ms=record.duration_ms,
                  ending=(self._ending or Ending.SOCKET_CLOSED).value)  # fmt: skip

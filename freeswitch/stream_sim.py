@@ -19,6 +19,7 @@ import contextlib
 import json
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -90,6 +91,7 @@ class SimulatedCall:
         self.close_code: int | None = None
         self.close_reason = ""
         self.closed = asyncio.Event()
+        self._ticked = asyncio.Condition()  # notified every 20 ms tick and when the stream closes
 
     # -- lifecycle -----------------------------------------------------------------------------------------
 
@@ -180,45 +182,67 @@ class SimulatedCall:
 
     # -- waiting -------------------------------------------------------------------------------------------
 
+    async def _until(self, condition: Callable[[], bool], timeout_s: float) -> None:
+        """Waits, tick by tick, until `condition()` holds or the stream closes."""
+        async with asyncio.timeout(timeout_s), self._ticked:
+            await self._ticked.wait_for(lambda: condition() or self.closed.is_set())
+
     async def wait_until(self, media_ms: int, timeout_s: float = 30.0) -> None:
-        async with asyncio.timeout(timeout_s):
-            while self.media_ms < media_ms and not self.closed.is_set():
-                await asyncio.sleep(FRAME_MS / 1000)
+        await self._until(lambda: self.media_ms >= media_ms, timeout_s)
 
     async def secretary_speaks(self, after_ms: int = 0, timeout_s: float = 30.0) -> int:
         """Waits until the caller hears audio at or after `after_ms`; returns the media ms it started."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                onset = sound_onset(self.heard(), after_ms)
-                if onset is not None:
-                    return onset
-                if self.closed.is_set():
-                    raise ConnectionError(f"stream closed ({self.close_code}) before the secretary spoke")
-                await asyncio.sleep(FRAME_MS / 1000)
+        scanned = [after_ms]
+        found: list[int] = []
+
+        def spoke() -> bool:
+            onset = self._onset_since(scanned[0])
+            if onset is not None:
+                found.append(onset)
+            scanned[0] = max(after_ms, self.media_ms - FRAME_MS)
+            return bool(found)
+
+        await self._until(spoke, timeout_s)
+        if not found:
+            raise ConnectionError(f"stream closed ({self.close_code}) before the secretary spoke")
+        return found[0]
+
+    def _onset_since(self, media_ms: int) -> int | None:
+        first = media_ms // FRAME_MS
+        view = memoryview(self._heard)[first * self._frame_bytes :]
+        try:
+            samples = np.frombuffer(view, dtype="<i2")
+            loud = np.flatnonzero(np.abs(samples) > SPEECH_LEVEL)
+            return None if loud.size == 0 else (first + int(loud[0]) * 2 // self._frame_bytes) * FRAME_MS
+        finally:
+            del samples
+            view.release()
 
     async def secretary_silent(self, quiet_ms: int = 700, timeout_s: float = 30.0) -> int:
         """Waits until nothing has played for `quiet_ms` (the secretary finished); returns the media ms."""
-        async with asyncio.timeout(timeout_s):
-            quiet_since: int | None = None
-            while not self.closed.is_set():
-                if self.playing:
-                    quiet_since = None
-                elif quiet_since is None:
-                    quiet_since = self.media_ms
-                elif self.media_ms - quiet_since >= quiet_ms:
-                    return quiet_since
-                await asyncio.sleep(FRAME_MS / 1000)
-            return self.media_ms
+        quiet_since: list[int] = []
+
+        def quiet() -> bool:
+            if self.playing:
+                quiet_since.clear()
+            elif not quiet_since:
+                quiet_since.append(self.media_ms)
+            return bool(quiet_since) and self.media_ms - quiet_since[0] >= quiet_ms
+
+        await self._until(quiet, timeout_s)
+        return quiet_since[0] if quiet_since else self.media_ms
 
     async def caller_finished(self, timeout_s: float = 30.0) -> int:
-        async with asyncio.timeout(timeout_s):
-            while self._say and not self.closed.is_set():
-                await asyncio.sleep(FRAME_MS / 1000)
+        await self._until(lambda: not self._say, timeout_s)
         return self.media_ms
 
     async def wait_closed(self, timeout_s: float = 30.0) -> None:
         async with asyncio.timeout(timeout_s):
             await self.closed.wait()
+
+    async def _notify(self) -> None:
+        async with self._ticked:
+            self._ticked.notify_all()
 
     # -- ESL hooks (the simulated channel) -----------------------------------------------------------------
 
@@ -278,6 +302,7 @@ class SimulatedCall:
             self._heard += heard
             self._sent += frame
             self._tick += 1
+            await self._notify()
             batch.append(frame)
             if len(batch) >= self._batch:
                 try:
@@ -319,6 +344,7 @@ class SimulatedCall:
             self._hung_up.set()
             self._fire("mod_audio_stream::disconnect", {"status": "disconnected"})
             self.closed.set()
+            await self._notify()
 
     def _announce_file(self, pcm: bytes, parsed: StreamAudio) -> None:
         assert self._temp_dir is not None

@@ -67,7 +67,9 @@ class Metrics:
             "voiceai_dropped_frames", "Inbound audio frames dropped, by reason", ["reason"], registry=self.registry
         )
         self.barge_ins = Counter(
-            "voiceai_barge_ins", "Times a caller interrupted the secretary, by playback mode", ["mode"],
+            "voiceai_barge_ins",
+            "Times a caller interrupted the secretary, by playback mode",
+            ["mode"],
             registry=self.registry,
         )
         self.esl_failures = Counter(

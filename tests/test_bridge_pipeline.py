@@ -59,7 +59,8 @@ async def test_transfer_request_ends_in_uuid_transfer(
             call.say(speech.say("Please put me through to billing.", 8000))
             await call.wait_closed(30)
         assert call.transfers == [("1003", "acme.example.com")]
-        assert bridge.switch.commands_for("uuid_transfer") == [f"uuid_transfer {call.call_uuid} 1003 XML acme.example.com"]
+        expected = f"uuid_transfer {call.call_uuid} 1003 XML acme.example.com"
+        assert bridge.switch.commands_for("uuid_transfer") == [expected]
         record = await bridge.call_over(call.call_uuid)
         assert record.outcome == "transfer" and record.outcome_destination == "1003"
         # the transfer announcement played before the transfer

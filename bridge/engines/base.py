@@ -22,7 +22,7 @@ from bridge.playback import Playback
 from secretary.calls.models import CallState, TurnRecord
 from secretary.conversation.actions import Action
 from secretary.runtime import Runtime
-from secretary.tenants.config import ProviderSpec, SecretaryConfig
+from secretary.tenants.config import SecretaryConfig
 
 
 class CallContext(Protocol):
@@ -59,9 +59,3 @@ class RealtimeEngine(Protocol):
     async def run(self, call: CallContext) -> None: ...
 
     async def close(self) -> None: ...
-
-
-class EngineFactory(Protocol):
-    def __call__(self, runtime: Runtime, config: SecretaryConfig, spec: ProviderSpec, sample_rate: int) -> RealtimeEngine:
-        """Builds the engine for one call; raises `UnknownProvider`-like `ValueError` when it can't."""
-        ...

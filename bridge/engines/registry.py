@@ -66,7 +66,9 @@ class EngineRegistry:
     def names(self) -> list[str]:
         return sorted(self._builders)
 
-    def build(self, runtime: Runtime, config: SecretaryConfig, sample_rate: int, prompts: PromptAudio) -> RealtimeEngine:
+    def build(
+        self, runtime: Runtime, config: SecretaryConfig, sample_rate: int, prompts: PromptAudio
+    ) -> RealtimeEngine:
         forced = runtime.settings.bridge.engine
         specs = [ProviderSpec(name=forced)] if forced else list(config.providers.realtime)
         for spec in specs:

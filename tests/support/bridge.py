@@ -35,9 +35,10 @@ class LiveBridge:
 
     async def call_over(self, call_uuid: str, timeout_s: float = 10.0) -> CallRecord:
         """Waits until the bridge has finished the call (its record saved) and returns the record."""
+        session = self.server.sessions.get(call_uuid)
         async with asyncio.timeout(timeout_s):
-            while call_uuid in self.server.sessions:
-                await asyncio.sleep(0.02)
+            if session is not None:
+                await session.finished.wait()
             record = await self.runtime.call_records.get(uuid.UUID(ACME), uuid.UUID(call_uuid))
         assert record is not None, "the call ended without a record"
         return record
