@@ -59,6 +59,7 @@ class SimulatedCall:
         buffer_ms: int = FRAME_MS,
         echo_db: float | None = None,
         temp_dir: Path | None = None,
+        query: str = "",
     ) -> None:
         if mode == "event" and (switch is None or temp_dir is None):
             raise ValueError("event mode needs the ESL server simulator and a temp_dir for the audio files")
@@ -74,6 +75,7 @@ class SimulatedCall:
         self._batch = max(1, buffer_ms // FRAME_MS)
         self._echo = None if echo_db is None else 10 ** (echo_db / 20)
         self._temp_dir = temp_dir
+        self._query = query
         self._frame_bytes = 2 * sample_rate * FRAME_MS // 1000
         self._say: deque[bytes] = deque()
         self._playback = bytearray()
@@ -98,7 +100,7 @@ class SimulatedCall:
     async def start(self) -> SimulatedCall:
         headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
         self._ws = await connect(
-            f"{self.url}/stream/{self.domain_uuid}/{self.call_uuid}",
+            f"{self.url}/stream/{self.domain_uuid}/{self.call_uuid}" + (f"?{self._query}" if self._query else ""),
             additional_headers=headers,
             max_size=None,
             compression=None,

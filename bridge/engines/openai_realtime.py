@@ -180,7 +180,7 @@ class OpenAiRealtimeEngine:
             manager = self._client.realtime.connect(model=self._model)
             async with manager as connection:
                 self._connection = connection
-                await connection.send({"type": "session.update", "session": self._session()})
+                await self._connection.send({"type": "session.update", "session": self._session()})
                 greeting = self._conversation.opening()
                 await self._respond(f"Greet the caller with exactly these words: {greeting}")
                 sender = asyncio.create_task(self._sender(), name="openai-sender")
