@@ -204,7 +204,8 @@ class CallSession:
 
     async def _watchdog(self) -> Ending:
         settings = self.runtime.settings.bridge
-        limit = self._started + self.config.max_call_seconds
+        cap = settings.max_call_seconds
+        limit = self._started + min(self.config.max_call_seconds, cap or self.config.max_call_seconds)
         while True:
             await asyncio.sleep(TICK_S)
             now = self._loop.time()

@@ -186,9 +186,7 @@ class EslClient:
                     await reader_task
         finally:
             self._drop("session over")
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            writer.close()  # not awaiting wait_closed(): after a reset it can hang on Python 3.11
 
     async def _next(self, reader: asyncio.StreamReader, parser: EslParser) -> EslMessage:
         backlog: list[EslMessage] = []
@@ -200,6 +198,12 @@ class EslClient:
         return backlog[0]
 
     async def _read(self, reader: asyncio.StreamReader, parser: EslParser) -> None:
+        try:
+            await self._read_messages(reader, parser)
+        finally:
+            self._drop("connection lost")  # fail the commands waiting for a reply now, not at their timeout
+
+    async def _read_messages(self, reader: asyncio.StreamReader, parser: EslParser) -> None:
         while True:
             data = await reader.read(65536)
             if not data:

@@ -34,7 +34,7 @@ class VadSettings(BaseModel):
 
     threshold: float = Field(default=0.5, gt=0, lt=1, description="Silero speech probability that counts as speech")
     min_level_dbfs: float = Field(
-        default=-45.0, le=0, description="quieter frames never count as speech (line noise, faint echo)"
+        default=-40.0, le=0, description="quieter windows never count as speech (line noise, faint echo)"
     )
     end_silence_ms: int = Field(default=500, ge=100, le=5000, description="silence that ends a caller turn")
     min_speech_ms: int = Field(default=250, ge=40, le=5000, description="shorter speech is not a turn (a cough)")
@@ -72,6 +72,7 @@ class BridgeSettings(BaseModel):
     playback_chunk_ms: int = Field(default=100, ge=20, le=2000, description="size of each streamAudio message")
     playback_lead_ms: int = Field(default=200, ge=0, le=5000, description="audio sent ahead into the module's buffer")
     caller_silence_s: float = Field(default=10.0, gt=0, description="silence before 'are you still there?'")
+    max_call_seconds: int | None = Field(default=None, gt=0, description="caps every domain's max_call_seconds")
     reply_deadline_s: float = Field(default=10.0, gt=0, description="an engine silent this long after a turn failed")
     vad: VadSettings = VadSettings()
     esl: EslSettings = EslSettings()

@@ -37,7 +37,7 @@ def level_dbfs(mean_square: float) -> float:
 
 
 class SileroVad:
-    def __init__(self, session: Any, sample_rate: int, threshold: float = 0.5, min_level_dbfs: float = -45.0) -> None:
+    def __init__(self, session: Any, sample_rate: int, threshold: float = 0.5, min_level_dbfs: float = -40.0) -> None:
         self.window_ms = SILERO_WINDOW / SILERO_RATE * 1000
         self._session = session
         self._rate = sample_rate
