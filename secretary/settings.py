@@ -37,8 +37,17 @@ class VadSettings(BaseModel):
         default=-40.0, le=0, description="quieter windows never count as speech (line noise, faint echo)"
     )
     end_silence_ms: int = Field(default=500, ge=100, le=5000, description="silence that ends a caller turn")
+    early_stt_ms: int = Field(
+        default=200, ge=0, le=5000, description="silence after which STT starts on a guess (0: at the end of the turn)"
+    )
     min_speech_ms: int = Field(default=250, ge=40, le=5000, description="shorter speech is not a turn (a cough)")
-    barge_in_ms: int = Field(default=200, ge=40, le=2000, description="speech that interrupts the secretary")
+    barge_in_ms: int = Field(
+        default=160,
+        ge=40,
+        le=2000,
+        description="confirmed speech that interrupts the secretary; Silero confirms speech 30-90 ms after it "
+        "begins, so the caller has spoken about 200 ms by then (clicks and coughs are shorter)",
+    )
     pre_roll_ms: int = Field(default=300, ge=0, le=2000, description="audio kept from before speech was detected")
     max_utterance_s: float = Field(default=30.0, ge=1, le=120, description="a longer turn is cut and answered")
 

@@ -83,6 +83,7 @@ async def test_event_mode_plays_by_uuid_broadcast_and_barges_in_with_uuid_break(
 ) -> None:
     files = tmp_path / "fs-temp"
     files.mkdir()
+    question, words = speech.say("Where are you located?", 8000), speech.say("Do you have parking?", 8000)
     async with live_bridge(make_settings, models, secretaries_file=event_mode_secretaries(tmp_path)) as bridge:
         switch = bridge.switch
         assert switch is not None
@@ -90,10 +91,9 @@ async def test_event_mode_plays_by_uuid_broadcast_and_barges_in_with_uuid_break(
             greeting_at = await call.secretary_speaks()
             await call.secretary_silent()
             assert "help" in speech.transcribe(after(call, greeting_at)).lower()
-            asked = call.say(speech.say("Where are you located?", 8000))
+            asked = call.say(question)
             answer_at = await call.secretary_speaks(after_ms=asked + 500)
             await call.wait_until(answer_at + 1500)
-            words = speech.say("Do you have parking?", 8000)
             onset = call.say(words) + (sound_onset(words) or 0)
             await call.wait_until(onset + 1000)
             assert call.stops and onset <= call.stops[-1] <= onset + 300, (onset, call.stops)

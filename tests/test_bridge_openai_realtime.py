@@ -102,14 +102,14 @@ async def test_16k_call_resamples_24k_pcm_and_transfers_through_esl(
 async def test_barge_in_stops_playback_and_truncates_the_item(
     make_settings: Callable[..., Settings], models: LocalModels, speech: Speech
 ) -> None:
+    question, words = speech.say("Where are you located?", 8000), speech.say("Do you have parking?", 8000)
     async with realtime_bridge(make_settings, models, speech) as (bridge, server):
         async with SimulatedCall(bridge.url, ACME) as call:
             await call.secretary_speaks()
             await call.secretary_silent()
-            asked = call.say(speech.say("Where are you located?", 8000))
+            asked = call.say(question)
             answer_at = await call.secretary_speaks(after_ms=asked + 500)
             await call.wait_until(answer_at + 1500)
-            words = speech.say("Do you have parking?", 8000)
             onset = call.say(words) + (sound_onset(words) or 0)
             await call.wait_until(onset + 1000)
             # the local server's VAD needs its own time to fire; what the engine adds after it is small

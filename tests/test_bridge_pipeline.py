@@ -71,10 +71,15 @@ async def test_transfer_request_ends_in_uuid_transfer(
 async def test_barge_in_stops_playback_within_300_ms(
     make_settings: Callable[..., Settings], models: LocalModels, speech: Speech
 ) -> None:
+    # synthesised before the call: Piper on the event loop would stall the simulated line mid-measurement
+    phrases = {
+        text: speech.say(text, 8000) for text in ("Sorry, where are you located?", "Thanks. Do you have parking?")
+    }
+
     async def interrupt(call: SimulatedCall, text: str) -> tuple[int, int]:
         """Speak over the secretary; returns (speech onset, playback stop) in media ms."""
         assert call.playing
-        words = speech.say(text, 8000)
+        words = phrases[text]
         onset = call.say(words) + (sound_onset(words) or 0)
         stops_before = len(call.stops)
         await call.wait_until(onset + 1000)

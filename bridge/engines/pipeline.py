@@ -25,7 +25,15 @@ from secretary.conversation.brain import ChatMessage
 from secretary.conversation.conversation import Conversation, ReplyDone, Sentence
 from secretary.runtime import Runtime
 from secretary.speech.audio import Pcm
-from secretary.speech.utterances import SegmentEvent, SpeechStarted, UtteranceEnded, UtteranceSegmenter
+from secretary.speech.interfaces import Transcript
+from secretary.speech.utterances import (
+    SegmentEvent,
+    SpeechPaused,
+    SpeechResumed,
+    SpeechStarted,
+    UtteranceEnded,
+    UtteranceSegmenter,
+)
 from secretary.speech.vad import SileroVad
 from secretary.tenants.config import SecretaryConfig
 
@@ -71,6 +79,7 @@ class PipelineEngine:
         self._turn: _Turn | None = None
         self._call: CallContext | None = None
         self._carry: Pcm | None = None  # a turn cut before the caller heard any of its reply
+        self._early: asyncio.Future[Transcript] | None = None  # STT started on a pause, before the turn ended
         self._finishing = False
 
     def feed(self, pcm: bytes) -> None:
@@ -102,26 +111,45 @@ class PipelineEngine:
                 call.caller_active()
                 if call.playback.speaking or self._reply is not None:
                     await self._barge_in(call)
+            elif isinstance(event, SpeechPaused):
+                if self._carry is None and self._reply is None:
+                    self._early = self._transcribe(event.audio)
+            elif isinstance(event, SpeechResumed):
+                self._drop_early()
             elif isinstance(event, UtteranceEnded):
                 call.caller_active()
                 if self._reply is not None:  # the caller went on talking: answer the whole of it
                     await self._barge_in(call)
                 self._start_reply(event.audio)
 
+    def _drop_early(self) -> None:
+        early, self._early = self._early, None
+        if early is not None:
+            early.cancel()
+
+    def _transcribe(self, audio: Pcm) -> asyncio.Future[Transcript]:
+        hints = [name for t in self._config.directory for name in t.spoken_names]
+        return asyncio.ensure_future(self._stt.transcribe(audio, self._config.language, hints))
+
     def _start_reply(self, audio: Pcm) -> None:
+        early, self._early = self._early, None
         if self._carry is not None:
             audio, self._carry = self._carry + audio, None
-        task = asyncio.create_task(self._answer(audio), name="pipeline-reply")
+            if early is not None:
+                early.cancel()
+                early = None
+        task = asyncio.create_task(self._answer(audio, early), name="pipeline-reply")
         task.add_done_callback(lambda t: self._events.put_nowait(_ReplyOver(t)))
         self._reply = task
 
     async def _barge_in(self, call: CallContext) -> None:
         task, self._reply = self._reply, None
         if task is not None and not task.done():
-            task.cancel()
+            task.cancel()  # it can't queue more audio: it only runs again to raise CancelledError
+        interruption = await call.playback.interrupt()  # stop first: every millisecond here is heard
+        if task is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        interruption = await call.playback.interrupt()
         turn, self._turn = self._turn, None
         if turn is None:
             if interruption.cut.get("greeting"):
@@ -157,7 +185,7 @@ class PipelineEngine:
                 )
             )
 
-    async def _answer(self, audio: Pcm) -> bool:
+    async def _answer(self, audio: Pcm, early: asyncio.Future[Transcript] | None = None) -> bool:
         """One turn; returns True when it ended the conversation."""
         call = self._call
         assert call is not None
@@ -166,9 +194,7 @@ class PipelineEngine:
         tag = f"turn-{len(call.state.turns) + 1}"
         turn = _Turn(tag, audio)
         self._turn = turn
-        config = self._config
-        hints = [name for t in config.directory for name in t.spoken_names]
-        transcript = await self._stt.transcribe(audio, config.language, hints)
+        transcript = await (early if early is not None else self._transcribe(audio))
         call.state.add_usage(f"stt_seconds.{transcript.provider}", transcript.audio_seconds)
         turn.caller_text = transcript.text
         stt_done = time.perf_counter()
@@ -245,6 +271,7 @@ class PipelineEngine:
         return True
 
     async def close(self) -> None:
+        self._drop_early()
         task, self._reply = self._reply, None
         if task is not None and not task.done():
             task.cancel()
