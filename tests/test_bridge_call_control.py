@@ -113,6 +113,7 @@ async def test_a_silent_caller_is_asked_then_said_goodbye_to(
     async with live_bridge(make_settings, models, caller_silence_s=1.5) as bridge:
         assert bridge.switch is not None
         async with SimulatedCall(bridge.url, ACME, switch=bridge.switch) as call:
+            await call.secretary_speaks()
             greeting_end = await call.secretary_silent(quiet_ms=200)
             prompt_at = await call.secretary_speaks(after_ms=greeting_end + 200)
             prompt_end = await call.secretary_silent(quiet_ms=200)
