@@ -31,7 +31,7 @@ from freeswitch.esl_protocol import EslEvent
 
 log = structlog.get_logger(__name__)
 
-SEGMENT_RETENTION_S = 60.0
+SEGMENT_RETENTION_S = 30.0
 PLAY_EVENT = "mod_audio_stream::play"
 _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]{1,512}$")
 
@@ -150,7 +150,7 @@ class Playback:
         self._lead = lead_ms / 1000
         self._clock = clock or asyncio.get_running_loop().time
         self._queue: deque[_Segment] = deque()
-        self._segments: list[_Segment] = []
+        self._segments: deque[_Segment] = deque()
         self._end = 0.0
         self._wakeup = asyncio.Event()
         self._task = asyncio.create_task(self._sender(), name="playback")
@@ -178,8 +178,12 @@ class Playback:
         self._end = start + len(pcm) / 2 / self._rate
         segment = _Segment(pcm, text, tag, start, self._end)
         self._queue.append(segment)
-        self._segments = [s for s in self._segments if s.end > now - SEGMENT_RETENTION_S]
-        self._segments.append(segment)
+        segments = self._segments  # time-ordered: what a barge-in may still need is at the end
+        while segments and (
+            segments[0].end < now - SEGMENT_RETENTION_S or (segments[0].tag != tag and segments[0].end <= now)
+        ):
+            segments.popleft()
+        segments.append(segment)
         self._wakeup.set()
 
     async def drained(self) -> None:
@@ -208,7 +212,7 @@ class Playback:
                     heard.setdefault(segment.tag, []).append(said)
                 if rest:
                     cut.setdefault(segment.tag, []).append(rest)
-        self._segments = []
+        self._segments.clear()
         self._end = min(self._end, now)
         if was_playing:
             await self._transport.stop()
@@ -239,6 +243,7 @@ class Playback:
                 segment.sent += len(chunk)
                 if segment.sent >= len(segment.pcm):
                     self._queue.popleft()
+                    segment.pcm = b""  # sent: only its place on the timeline is still needed
                 await self._transport.send_audio(chunk, self._rate)
         except asyncio.CancelledError:
             raise
