@@ -205,7 +205,7 @@ def passes(result: dict[str, float]) -> bool:
     return bool(result["p99_ms"] < TARGET_P99_MS and complete and not result["failed_calls"])
 
 
-async def main_async(args: argparse.Namespace) -> dict[str, object]:
+def start_bridge() -> tuple[subprocess.Popen[str], int | None]:
     cores = sorted(os.sched_getaffinity(0))
     bridge_core = cores[0] if len(cores) > 1 else None
     if len(cores) > 1:
@@ -216,6 +216,11 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         stdout=subprocess.PIPE,
         text=True,
     )
+    return child, bridge_core
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    child, bridge_core = start_bridge()
     assert child.stdout is not None and child.stdin is not None
     port = int(child.stdout.readline())
     results: list[dict[str, float]] = []

@@ -87,3 +87,16 @@ def test_energy_vad_decides_per_window() -> None:
     loud = (np.ones(160, dtype="<i2") * 3000).tobytes()
     assert vad.feed(bytes(320) + loud + loud[:100]) == [False, True]
     assert vad.feed(loud[100:]) == [True]
+
+
+def test_the_first_clause_of_a_long_sentence_is_spoken_on_its_own() -> None:
+    from secretary.speech.sentences import split_first_clause
+
+    assert split_first_clause("We are at 100 Main Street in Springfield, next to the train station.") == [
+        "We are at 100 Main Street in Springfield,",
+        "next to the train station.",
+    ]
+    assert split_first_clause("Yes, there is free parking behind the building.") == [
+        "Yes, there is free parking behind the building."
+    ]
+    assert split_first_clause("No commas here at all.") == ["No commas here at all."]

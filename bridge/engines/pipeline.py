@@ -26,6 +26,7 @@ from secretary.conversation.conversation import Conversation, ReplyDone, Sentenc
 from secretary.runtime import Runtime
 from secretary.speech.audio import Pcm
 from secretary.speech.interfaces import Transcript
+from secretary.speech.sentences import split_first_clause
 from secretary.speech.utterances import (
     SegmentEvent,
     SpeechPaused,
@@ -209,11 +210,13 @@ class PipelineEngine:
                 first_sentence = first_sentence or time.perf_counter()
                 turn.spoken.append(event.text)
                 call.state.add_usage(f"tts_chars.{self._tts.name}", len(event.text))
-                async for pcm in self._tts.stream(event.text):
-                    call.playback.enqueue(pcm.resampled(self._rate).data, event.text, tag)
-                    if first_audio is None:
-                        first_audio = time.perf_counter()
-                        call.reply_started()
+                parts = split_first_clause(event.text) if len(turn.spoken) == 1 else [event.text]
+                for part in parts:
+                    async for pcm in self._tts.stream(part):
+                        call.playback.enqueue(pcm.resampled(self._rate).data, part, tag)
+                        if first_audio is None:
+                            first_audio = time.perf_counter()
+                            call.reply_started()
             elif isinstance(event, ReplyDone):
                 reply = event.reply
                 for provider in reply.failed:

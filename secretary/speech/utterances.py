@@ -5,8 +5,8 @@ is not an interruption); the turn ends after `end_silence_ms` of silence, and is
 `min_speech_ms` of speech. `pre_roll_ms` of audio from before the detector fired is kept, so STT hears the
 first syllable; the silence after the last word is cut (STT would only spend time on it). After
 `early_stt_ms` of silence, `SpeechPaused` hands out the same audio the turn will have if it ends, so STT
-can start while the end of the turn is still being confirmed (`SpeechResumed` withdraws it). Positions are milliseconds of stream audio, so tests and benchmarks can reason about timing
-without a clock.
+can start while the end of the turn is still being confirmed (`SpeechResumed` withdraws it). Positions are
+milliseconds of stream audio, so tests and benchmarks can reason about timing without a clock.
 """
 
 from __future__ import annotations
