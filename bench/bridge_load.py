@@ -220,6 +220,7 @@ def start_bridge() -> tuple[subprocess.Popen[str], int | None]:
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, object]:
+    load_at_start = os.getloadavg()
     child, bridge_core = start_bridge()
     assert child.stdout is not None and child.stdin is not None
     port = int(child.stdout.readline())
@@ -262,7 +263,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, object]:
         "chunk_ms": 100,
         "seconds_measured_per_step": args.seconds,
         "bridge_pinned_to_core": bridge_core,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_at_start": os.getloadavg()},
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load_avg_at_start": load_at_start},
         "results": sorted(results, key=lambda r: r["calls"]),
         "largest_calls_with_p99_under_5ms": largest,
         "target_calls": 300,

@@ -17,6 +17,7 @@ from http import HTTPStatus
 from typing import Any
 
 import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
@@ -89,6 +90,11 @@ class BridgeServer:
             await self.esl.close()
 
     def _health(self, connection: ServerConnection, request: Request) -> Response | None:
+        """`GET /health` and `GET /metrics` on the bridge's own port (it may run without the ivr service)."""
+        if request.path == "/metrics":
+            response = connection.respond(HTTPStatus.OK, generate_latest(self.runtime.metrics.registry).decode())
+            response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+            return response
         if request.path != "/health":
             return None
         body = {"status": "ok", "active_calls": len(self.sessions), "esl": self._esl_state()}

@@ -215,3 +215,8 @@ async def test_health_endpoint(echo_bridge: Callable[..., object]) -> None:
         response = await reader.read(4096)
         writer.close()
         assert b"200 OK" in response and b'"active_calls": 0' in response
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.server.port)
+        writer.write(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        metrics = await reader.read(65536)
+        writer.close()
+        assert b"200 OK" in metrics and b"voiceai_calls_started" in metrics
