@@ -15,6 +15,7 @@ import hmac
 import json
 from http import HTTPStatus
 from typing import Any
+from uuid import UUID
 
 import structlog
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -37,7 +38,7 @@ from bridge.protocol import (
     parse_path,
 )
 from bridge.session import CallSession
-from freeswitch.esl import EslClient
+from freeswitch.esl import EslClient, EslUnavailable
 from secretary.errors import NotFound, Refused, SecretaryError
 from secretary.runtime import Runtime
 
@@ -155,6 +156,9 @@ class BridgeServer:
         if call_uuid in self.sessions:
             await self._refuse(ws, "call_in_progress", "this call already has a stream")
             return
+        if not await self._call_in_domain(call_uuid, target):
+            await self._refuse(ws, "wrong_domain", "the call belongs to another domain")
+            return
         metadata = codec.metadata
         assert metadata is not None
         engine = self.engines.build(self.runtime, config, metadata.sample_rate, self.prompts)
@@ -215,6 +219,22 @@ class BridgeServer:
         if reason not in dropped:  # once per call and reason: a flood must not become a log flood
             dropped.add(reason)
             log.warning("frame_dropped", reason=reason.value, size=size)
+
+    async def _call_in_domain(self, call_uuid: str, target: StreamTarget) -> bool:
+        """Tenants are walls: a stream may only name a call of its own domain, or its actions (transfer,
+        hangup) would reach another tenant's call. FreeSWITCH knows each channel's `domain_uuid`; when ESL is
+        down the check is skipped (nothing can be done to any call without ESL then)."""
+        if self.esl is None or not self.esl.connected:
+            return True
+        try:
+            reply = await self.esl.api(f"uuid_getvar {call_uuid} domain_uuid")
+        except EslUnavailable:
+            return True
+        try:
+            channel_domain = UUID(reply.reply_text.strip())
+        except ValueError:
+            return True  # no such channel, or no domain on it: nothing of another tenant to reach
+        return channel_domain == target.domain_uuid
 
     def _authorized(self, ws: ServerConnection, target: StreamTarget) -> bool:
         settings = self.runtime.settings.bridge

@@ -26,6 +26,8 @@ class ChannelHooks(Protocol):
 
     def transfer(self, extension: str, context: str) -> None: ...
 
+    def getvar(self, name: str) -> str | None: ...
+
 
 @dataclass(eq=False)
 class _Client:
@@ -168,7 +170,7 @@ class EslServerSimulator:
         name, args = words[0], words[1:]
         if name == "status":
             return "UP 0 years, 0 days (simulated)\nFreeSWITCH (simulator) is ready\n"
-        if name not in ("uuid_transfer", "uuid_kill", "uuid_broadcast", "uuid_break"):
+        if name not in ("uuid_transfer", "uuid_kill", "uuid_broadcast", "uuid_break", "uuid_getvar"):
             return f"-ERR {name} Command not found!\n"
         channel = self.channels.get(args[0]) if args else None
         if channel is None:
@@ -185,4 +187,7 @@ class EslServerSimulator:
         if name == "uuid_break":
             channel.break_all()
             return "+OK\n"
+        if name == "uuid_getvar" and len(args) >= 2:
+            value = channel.getvar(args[1])
+            return "_undef_" if value is None else value
         return f"-USAGE: {name}\n"

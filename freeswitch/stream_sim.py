@@ -60,6 +60,7 @@ class SimulatedCall:
         echo_db: float | None = None,
         temp_dir: Path | None = None,
         query: str = "",
+        channel_domain: str | None = None,
     ) -> None:
         if mode == "event" and (switch is None or temp_dir is None):
             raise ValueError("event mode needs the ESL server simulator and a temp_dir for the audio files")
@@ -76,6 +77,7 @@ class SimulatedCall:
         self._echo = None if echo_db is None else 10 ** (echo_db / 20)
         self._temp_dir = temp_dir
         self._query = query
+        self.variables = {"domain_uuid": channel_domain or domain_uuid, "uuid": self.call_uuid}
         self._frame_bytes = 2 * sample_rate * FRAME_MS // 1000
         self._say: deque[bytes] = deque()
         self._playback = bytearray()
@@ -265,6 +267,9 @@ class SimulatedCall:
 
     def transfer(self, extension: str, context: str) -> None:
         self.transfers.append((extension, context))
+
+    def getvar(self, name: str) -> str | None:
+        return self.variables.get(name)
 
     # -- internals -----------------------------------------------------------------------------------------
 

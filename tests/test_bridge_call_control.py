@@ -157,3 +157,20 @@ async def test_a_message_is_taken_after_the_tone(
     assert record.outcome == "message"
     message = record.turns[-1]
     assert message.brain == "message" and "invoice" in message.caller_text.lower()
+
+
+async def test_a_stream_naming_a_call_of_another_domain_is_refused(
+    make_settings: Callable[..., Settings], models: LocalModels
+) -> None:
+    async with live_bridge(make_settings, models, engine="echo") as bridge:
+        assert bridge.switch is not None
+        # the channel is globex's; the stream claims it for acme (whose token it may hold)
+        call = SimulatedCall(
+            bridge.url, ACME, switch=bridge.switch, channel_domain="d0000000-0002-4000-8000-000000000002"
+        )
+        await call.start()
+        await call.wait_closed(10)
+        await call.hang_up()
+        assert call.close_code == 1008 and "wrong_domain" in call.close_reason
+        assert bridge.switch.commands_for("uuid_getvar") == [f"uuid_getvar {call.call_uuid} domain_uuid"]
+        assert bridge.counter("voiceai_calls_started", transport="realtime") == 0

@@ -5,11 +5,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import structlog
 
 from secretary.speech.audio import parse_wav
 from voiceai.cli import main
 
 pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(autouse=True)
+def keep_logging_config() -> object:
+    """The CLI configures structlog to print to the stderr of its moment (pytest's capture, closed after this
+    test): put back the configuration the other tests log through."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
 
 
 def test_call_realtime_starts_a_bridge_and_prints_the_conversation(
