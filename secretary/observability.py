@@ -66,6 +66,12 @@ class Metrics:
         self.dropped_frames = Counter(
             "voiceai_dropped_frames", "Inbound audio frames dropped, by reason", ["reason"], registry=self.registry
         )
+        self.barge_ins = Counter(
+            "voiceai_barge_ins",
+            "Times a caller interrupted the secretary, by playback mode",
+            ["mode"],
+            registry=self.registry,
+        )
         self.esl_failures = Counter(
             "voiceai_esl_failures",
             "Call-control commands that could not be sent over ESL",

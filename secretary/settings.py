@@ -29,12 +29,62 @@ class IvrSettings(BaseModel):
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="largest request body accepted")
 
 
+class VadSettings(BaseModel):
+    """Voice activity detection and end-of-turn for the realtime pipeline."""
+
+    threshold: float = Field(default=0.5, gt=0, lt=1, description="Silero speech probability that counts as speech")
+    min_level_dbfs: float = Field(
+        default=-40.0, le=0, description="quieter windows never count as speech (line noise, faint echo)"
+    )
+    end_silence_ms: int = Field(default=500, ge=100, le=5000, description="silence that ends a caller turn")
+    early_stt_ms: int = Field(
+        default=200, ge=0, le=5000, description="silence after which STT starts on a guess (0: at the end of the turn)"
+    )
+    min_speech_ms: int = Field(default=250, ge=40, le=5000, description="shorter speech is not a turn (a cough)")
+    barge_in_ms: int = Field(
+        default=160,
+        ge=40,
+        le=2000,
+        description="confirmed speech that interrupts the secretary; Silero confirms speech 30-90 ms after it "
+        "begins, so the caller has spoken about 200 ms by then (clicks and coughs are shorter)",
+    )
+    pre_roll_ms: int = Field(default=300, ge=0, le=2000, description="audio kept from before speech was detected")
+    max_utterance_s: float = Field(default=30.0, ge=1, le=120, description="a longer turn is cut and answered")
+
+
+class EslSettings(BaseModel):
+    """FreeSWITCH's event socket (mod_event_socket), for call control from the bridge."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = 8021
+    password: SecretStr = SecretStr("ClueCon")
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    command_timeout_s: float = Field(default=3.0, gt=0)
+    reconnect_max_s: float = Field(default=10.0, gt=0, description="longest wait between reconnection attempts")
+
+
 class BridgeSettings(BaseModel):
     """The realtime WebSocket server for mod_audio_stream (8080 is FusionPBX's own websocket service)."""
 
     host: str = "127.0.0.1"
     port: int = 8085
-    auth_token: SecretStr | None = None
+    auth_token: SecretStr | None = Field(default=None, description="bearer token every stream must send")
+    domain_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict, description="domain_uuid -> a bearer token valid for that domain only"
+    )
+    default_sample_rate: Literal[8000, 16000] = 8000
+    engine: str | None = Field(default=None, description="force one realtime engine for every domain (benchmarks)")
+    metadata_timeout_s: float = Field(default=2.0, gt=0, description="wait for the metadata frame this long")
+    max_frame_bytes: int = Field(default=96000, gt=0, description="larger inbound frames are dropped")
+    flood_allowance_ms: int = Field(default=1000, ge=100, description="audio a stream may run ahead of real time")
+    playback_chunk_ms: int = Field(default=100, ge=20, le=2000, description="size of each streamAudio message")
+    playback_lead_ms: int = Field(default=200, ge=0, le=5000, description="audio sent ahead into the module's buffer")
+    caller_silence_s: float = Field(default=10.0, gt=0, description="silence before 'are you still there?'")
+    max_call_seconds: int | None = Field(default=None, gt=0, description="caps every domain's max_call_seconds")
+    reply_deadline_s: float = Field(default=10.0, gt=0, description="an engine silent this long after a turn failed")
+    vad: VadSettings = VadSettings()
+    esl: EslSettings = EslSettings()
 
 
 class SpoolSettings(BaseModel):
@@ -124,6 +174,8 @@ class KnowledgeSettings(BaseModel):
         if self.chunk_overlap_chars >= self.chunk_chars:
             raise ValueError("chunk_overlap_chars must be smaller than chunk_chars")
         return self
+
+
 class FallbackSettings(BaseModel):
     """Deadlines, cool-downs and the filler for the provider chains (see `secretary/providers.py`).
 

@@ -101,6 +101,11 @@ def cmd_secretary(args: argparse.Namespace) -> int:
 
 
 def cmd_call(args: argparse.Namespace) -> int:
+    if args.realtime:
+        from voiceai.call_realtime import run_realtime_call
+
+        configure_logging("WARNING", "console")
+        return asyncio.run(run_realtime_call(_settings(), args))
     from voiceai.call import run_call
 
     return int(asyncio.run(run_call(_settings(), args)))
@@ -158,12 +163,22 @@ def build_parser() -> argparse.ArgumentParser:
     secretary.set_defaults(func=cmd_secretary)
 
     call = sub.add_parser("call", help="talk to a secretary through the v1 API, as FreeSWITCH's Lua script would")
-    call.add_argument("--url", default=None, help="ivr_service base URL (default: from the settings)")
+    call.add_argument(
+        "--url",
+        default=None,
+        help="ivr_service base URL, or with --realtime the bridge's ws:// URL (default: settings)",
+    )
     call.add_argument("--domain", default="acme.example.com", help="domain name to call")
     call.add_argument("--say", action=_Utterance, default=[], help="a sentence to speak (repeatable)")
     call.add_argument("--wav", action=_Utterance, default=[], type=Path, help="a WAV to play as a turn (repeatable)")
     call.add_argument("--out", type=Path, default=Path("var/calls"), help="where the replies are saved as WAV")
     call.add_argument("--caller", default="1000", help="caller id number")
+    call.add_argument(
+        "--realtime", action="store_true", help="call the realtime bridge through the mod_audio_stream simulator"
+    )
+    call.add_argument("--domain-uuid", default=None, help="realtime: the domain's uuid (default: looked up by name)")
+    call.add_argument("--rate", type=int, choices=(8000, 16000), default=8000, help="realtime: the call's audio rate")
+    call.add_argument("--in-process", action="store_true", help="realtime: start a bridge here even if one listens")
     call.set_defaults(func=cmd_call, utterances=[])
 
     from voiceai.kb import add_parser as add_kb_parser

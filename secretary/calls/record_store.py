@@ -176,6 +176,7 @@ class PostgresCallRecordStore:
             )
             for r in rows
         ]
+
     async def usage_totals(self, domain_uuid: UUID, since: datetime | None = None) -> dict[str, float]:
         rows = await self._db.fetch(
             """SELECT usage_item.key, sum(usage_item.value::float8) AS total

@@ -170,6 +170,10 @@ class Conversation:
             log.warning("knowledge_unavailable", error=exc.message)
             return None
 
+    def resolve(self, decision: Decision | None) -> tuple[Action, str]:
+        """For engines that decide outside `stream` (a realtime model's tool call): the same rules apply."""
+        return self._resolve(decision)
+
     def _resolve(self, decision: Decision | None) -> tuple[Action, str]:
         """The action a decision stands for, and a sentence to say if the brain said nothing."""
         config = self.config

@@ -36,6 +36,7 @@ class LocalModels:
         self._whisper: Any = None
         self._piper: Any = None
         self._minilm: MiniLm | None = None
+        self._silero: Any = None
 
     def whisper(self) -> Any:
         with self._lock:
@@ -72,6 +73,25 @@ class LocalModels:
 
                 self._minilm = MiniLm(self._settings.embedding_model_path)
             return self._minilm
+
+    def silero_vad(self) -> Any:
+        """Silero VAD as the ONNX model faster-whisper ships (no torch). One session serves every call:
+        onnxruntime sessions are safe to run from several threads, and each call keeps its own state."""
+        with self._lock:
+            if self._silero is None:
+                import onnxruntime
+                from faster_whisper.vad import get_assets_path
+
+                options = onnxruntime.SessionOptions()
+                options.inter_op_num_threads = 1
+                options.intra_op_num_threads = 1
+                options.log_severity_level = 4
+                self._silero = onnxruntime.InferenceSession(
+                    str(Path(get_assets_path()) / "silero_vad_v6.onnx"),
+                    providers=["CPUExecutionProvider"],
+                    sess_options=options,
+                )
+            return self._silero
 
     def piper_paths(self) -> tuple[Path, Path]:
         model, config = self._settings.piper_model_path, self._settings.piper_config_path

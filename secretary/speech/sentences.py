@@ -48,3 +48,16 @@ class SentenceBuffer:
 def split_sentences(text: str) -> list[str]:
     buffer = SentenceBuffer()
     return buffer.feed(text + " ") + buffer.flush()
+
+
+def split_first_clause(sentence: str, min_chars: int = 20) -> list[str]:
+    """A long sentence cut after its first comma-ended clause (when both parts are worth speaking alone), so
+    TTS can voice the opening words while it works on the rest: the caller hears the answer begin sooner,
+    and a comma is a place where a speaker pauses anyway."""
+    start = 0
+    while (comma := sentence.find(", ", start)) >= 0:
+        head, tail = sentence[: comma + 1], sentence[comma + 2 :]
+        if len(head) >= min_chars and len(tail) >= min_chars // 2:
+            return [head, tail]
+        start = comma + 2
+    return [sentence]

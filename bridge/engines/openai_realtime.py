@@ -1,0 +1,389 @@
+"""The OpenAI Realtime engine, through the official `openai` SDK's realtime client (speech to speech).
+
+The session is configured from the domain: the same instructions and tools as the LLM brain (transfer,
+hang up, take a message, plus a knowledge lookup), the domain's voice, server VAD. 8 kHz calls use G.711
+µ-law both ways (no resampling); other rates use PCM at 24 kHz, resampled on the way in and out.
+
+Barge-in: on `input_audio_buffer.speech_started` the local playback stops at once, and the model is told
+how much of its answer the caller heard (`conversation.item.truncate` with `audio_end_ms`), so its memory of
+the conversation matches the caller's. Tool calls are resolved by the core's `Conversation`: the model can
+only transfer to the domain's directory or its fallback destination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from openai import AsyncOpenAI
+from rapidfuzz import fuzz
+
+from bridge.engines.base import CallContext
+from bridge.engines.registry import EngineRequest, EngineUnavailable
+from bridge.prompts import MESSAGE_TAKEN
+from secretary.calls.models import CallPhase, TurnRecord
+from secretary.conversation.actions import Action, ActionType
+from secretary.conversation.brain import BrainRequest, Intent
+from secretary.conversation.conversation import Conversation
+from secretary.conversation.front_desk import FrontDesk, normalise
+from secretary.conversation.llm_brain import decision_from_tool, system_prompt, tool_schemas
+from secretary.errors import ProviderFailed
+from secretary.runtime import Runtime
+from secretary.speech.audio import StreamResampler, ulaw_decode, ulaw_encode
+from secretary.tenants.config import SecretaryConfig
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_MODEL = "gpt-realtime"
+DEFAULT_VOICE = "alloy"
+MODEL_RATE = 24000
+SEND_MIN_BYTES = 640  # batch at least 40 ms of 8 kHz audio per append (fewer, larger messages)
+LOOKUP_TOOL = {
+    "type": "function",
+    "name": "lookup_knowledge",
+    "description": "Look up the company's facts (FAQ, documents) to answer a caller's question.",
+    "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
+}
+
+
+@dataclass(eq=False)
+class _Item:
+    """One assistant answer (a conversation item) as it streams in and plays out."""
+
+    item_id: str
+    transcript: str = ""
+    audio_ms: float = 0.0
+    interrupted: bool = False
+    heard: str | None = None
+    record: TurnRecord | None = None  # the turn it was recorded in, once its response is done
+
+
+@dataclass
+class _Turn:
+    caller_text: str = ""
+    items: list[_Item] = field(default_factory=list)
+    action: Action = field(default_factory=Action.continue_)
+    record: TurnRecord | None = None
+
+
+class OpenAiRealtimeEngine:
+    name = "openai_realtime"
+
+    def __init__(
+        self,
+        client: AsyncOpenAI,
+        model: str,
+        voice: str,
+        runtime: Runtime,
+        config: SecretaryConfig,
+        sample_rate: int,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        self._client = client
+        self._model = model
+        self._voice = voice
+        self._runtime = runtime
+        self._config = config
+        self._rate = sample_rate
+        self._options = options or {}
+        self._g711 = sample_rate == 8000
+        self._up = None if self._g711 else StreamResampler(sample_rate, MODEL_RATE)
+        self._down = None if self._g711 else StreamResampler(MODEL_RATE, sample_rate)
+        self._outgoing = bytearray()
+        self._wake = asyncio.Event()
+        self._conversation = Conversation(config, FrontDesk())
+        self._connection: Any = None
+        self._call: CallContext | None = None
+        self._items: dict[str, _Item] = {}
+        self._turn = _Turn()
+        self._pending_action: Action | None = None
+        self._taking_message = False
+
+    @classmethod
+    def from_request(cls, request: EngineRequest) -> OpenAiRealtimeEngine:
+        spec, llm = request.spec, request.runtime.settings.llm
+        key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
+        if not key and llm.api_key is not None:
+            key = llm.api_key.get_secret_value()
+        base_url = spec.base_url or llm.base_url
+        if not key and base_url is None:
+            raise EngineUnavailable("no API key for OpenAI Realtime (set the provider's api_key_env)")
+        client = AsyncOpenAI(api_key=key or "not-needed", base_url=base_url, max_retries=0)
+        return cls(
+            client,
+            spec.model or DEFAULT_MODEL,
+            spec.voice or DEFAULT_VOICE,
+            request.runtime,
+            request.config,
+            request.sample_rate,
+            dict(spec.options),
+        )
+
+    # -- audio in ------------------------------------------------------------------------------------------
+
+    def feed(self, pcm: bytes) -> None:
+        if self._connection is None:
+            return
+        self._outgoing += ulaw_encode(pcm) if self._up is None else self._up.process(pcm)
+        if len(self._outgoing) >= (SEND_MIN_BYTES // 2 if self._g711 else SEND_MIN_BYTES * 3):
+            self._wake.set()
+
+    async def _sender(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._outgoing:
+                continue
+            chunk = base64.b64encode(self._outgoing).decode("ascii")
+            self._outgoing.clear()
+            await self._connection.send_raw(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
+
+    # -- the conversation ----------------------------------------------------------------------------------
+
+    def _session(self) -> dict[str, Any]:
+        request = BrainRequest(self._config, (), "", datetime.now(UTC))
+        audio_format: dict[str, Any] = {"type": "audio/pcmu"} if self._g711 else {"type": "audio/pcm", "rate": 24000}
+        vad = {
+            "type": "server_vad",
+            "threshold": float(self._options.get("vad_threshold", 0.5)),
+            "prefix_padding_ms": int(self._options.get("prefix_padding_ms", 300)),
+            "silence_duration_ms": int(self._options.get("silence_duration_ms", 500)),
+        }
+        tools = [{"type": "function", **t["function"]} for t in tool_schemas(request)] + [LOOKUP_TOOL]
+        return {
+            "type": "realtime",
+            "model": self._model,
+            "instructions": system_prompt(request),
+            "output_modalities": ["audio"],
+            "audio": {
+                "input": {
+                    "format": audio_format,
+                    "turn_detection": vad,
+                    "transcription": {"model": str(self._options.get("transcription_model", "gpt-4o-mini-transcribe"))},
+                },
+                "output": {"format": audio_format, "voice": self._voice},
+            },
+            "tools": tools,
+            "tool_choice": "auto",
+        }
+
+    async def run(self, call: CallContext) -> None:
+        self._call = call
+        try:
+            manager = self._client.realtime.connect(model=self._model)
+            async with manager as connection:
+                self._connection = connection
+                await self._connection.send({"type": "session.update", "session": self._session()})
+                greeting = self._conversation.opening()
+                await self._respond(f"Greet the caller with exactly these words: {greeting}")
+                sender = asyncio.create_task(self._sender(), name="openai-sender")
+                try:
+                    async for raw in self._events(connection):
+                        if await self._handle(call, raw):
+                            return
+                finally:
+                    sender.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await sender
+        except ProviderFailed:
+            raise
+        except Exception as exc:
+            raise ProviderFailed(f"OpenAI Realtime: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._connection = None
+        raise ProviderFailed("OpenAI Realtime closed the connection mid-call")
+
+    @staticmethod
+    async def _events(connection: Any) -> Any:
+        while True:
+            try:
+                data = await connection.recv_bytes()
+            except Exception as exc:
+                if type(exc).__name__.startswith("ConnectionClosed"):
+                    return
+                raise
+            try:
+                event = json.loads(data)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(event, dict):
+                yield event
+
+    async def _respond(self, instructions: str | None = None) -> None:
+        response: dict[str, Any] = {"type": "response.create"}
+        if instructions:
+            response["response"] = {"instructions": instructions}
+        await self._connection.send(response)
+
+    async def _handle(self, call: CallContext, event: dict[str, Any]) -> bool:
+        """One server event; True when the conversation is over."""
+        kind = event.get("type", "")
+        if kind == "input_audio_buffer.speech_started":
+            call.caller_active()
+            if call.playback.speaking:
+                await self._barge_in(call)
+        elif kind == "input_audio_buffer.speech_stopped":
+            call.caller_active()
+            call.awaiting_reply()
+        elif kind == "conversation.item.input_audio_transcription.completed":
+            text = str(event.get("transcript", "")).strip()
+            if self._taking_message and text:
+                return await self._message_taken(call, text)
+            self._turn.caller_text = (self._turn.caller_text + " " + text).strip()
+        elif kind == "response.output_item.added":
+            item = event.get("item") or {}
+            if item.get("type") == "message":
+                self._item(str(item.get("id", "")))
+        elif kind == "response.output_audio.delta":
+            self._play(call, str(event.get("item_id", "")), str(event.get("delta", "")))
+        elif kind == "response.output_audio_transcript.done":
+            self._item(str(event.get("item_id", ""))).transcript = str(event.get("transcript", ""))
+        elif kind == "response.output_audio_transcript.delta":
+            self._item(str(event.get("item_id", ""))).transcript += str(event.get("delta", ""))
+        elif kind == "response.function_call_arguments.done":
+            await self._tool(event)
+        elif kind == "response.done":
+            return await self._response_done(call, event)
+        elif kind == "error":
+            error = event.get("error") or {}
+            log.warning("openai_realtime_error", code=error.get("code"), message=error.get("message"))
+        return False
+
+    def _item(self, item_id: str) -> _Item:
+        item = self._items.get(item_id)
+        if item is None:
+            item = self._items[item_id] = _Item(item_id)
+            self._turn.items.append(item)
+        return item
+
+    def _play(self, call: CallContext, item_id: str, delta: str) -> None:
+        try:
+            audio = base64.b64decode(delta)
+        except ValueError:
+            return
+        pcm = ulaw_decode(audio) if self._down is None else self._down.process(audio)
+        item = self._item(item_id)
+        item.audio_ms += len(pcm) / 2 / self._rate * 1000
+        call.playback.enqueue(pcm, "", item_id)
+        call.reply_started()
+
+    async def _barge_in(self, call: CallContext) -> None:
+        interruption = await call.playback.interrupt()
+        call.note_barge_in()
+        for item_id, played_ms in interruption.played_ms.items():
+            item = self._items.get(item_id)
+            if item is None or played_ms >= item.audio_ms - 1:
+                continue
+            item.interrupted = True
+            fraction = played_ms / item.audio_ms if item.audio_ms else 0.0
+            words = item.transcript.split()
+            item.heard = " ".join(words[: round(len(words) * fraction)])
+            await self._connection.send(
+                {
+                    "type": "conversation.item.truncate",
+                    "item_id": item_id,
+                    "content_index": 0,
+                    "audio_end_ms": played_ms,
+                }
+            )
+            log.info("barge_in", item_id=item_id, played_ms=played_ms, heard=item.heard)
+            if item.record is not None:
+                item.record.heard_text = item.heard
+
+    async def _tool(self, event: dict[str, Any]) -> None:
+        name, call_id = str(event.get("name", "")), str(event.get("call_id", ""))
+        arguments = str(event.get("arguments", ""))
+        output: dict[str, Any]
+        if name == "lookup_knowledge":
+            output = {"passages": self._lookup(arguments)}
+        else:
+            decision = decision_from_tool(name, arguments)
+            action, sentence = self._conversation.resolve(decision)
+            if decision is None:
+                output = {"ok": False, "error": f"unknown tool {name}"}
+            elif action.type is ActionType.CONTINUE:
+                output = {"ok": False, "say": sentence}  # e.g. nobody of that name: the model says so
+            else:
+                self._pending_action = action
+                if decision.intent is Intent.TAKE_MESSAGE:
+                    self._taking_message = True
+                output = {"ok": True, "say": sentence}
+            self._turn.action = action if decision is not None else self._turn.action
+        await self._connection.send(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "function_call_output", "call_id": call_id, "output": json.dumps(output)},
+            }
+        )
+        await self._respond()
+
+    def _lookup(self, arguments: str) -> list[str]:
+        try:
+            query = str(json.loads(arguments).get("query", ""))
+        except (json.JSONDecodeError, AttributeError):
+            query = arguments
+        heard = normalise(query)
+        scored = [
+            (fuzz.token_set_ratio(normalise(f.question), heard), f"{f.question} {f.answer}") for f in self._config.faq
+        ]
+        return [text for score, text in sorted(scored, reverse=True)[:3] if score >= 50]
+
+    async def _response_done(self, call: CallContext, event: dict[str, Any]) -> bool:
+        response = event.get("response") or {}
+        outputs = response.get("output") or []
+        if any(isinstance(o, dict) and o.get("type") == "function_call" for o in outputs):
+            return False  # the answer to the tool call comes in the next response
+        turn = self._turn
+        said = " ".join(i.transcript for i in turn.items if i.transcript).strip()
+        heard = next((i.heard for i in turn.items if i.interrupted), None)
+        if said or turn.caller_text:
+            record = TurnRecord(
+                index=len(call.state.turns) + 1,
+                at=datetime.now(UTC),
+                caller_text=turn.caller_text,
+                secretary_text=said,
+                heard_text=heard,
+                action=turn.action,
+                brain=self.name,
+            )
+            turn.record = record
+            for item in turn.items:
+                item.record = record
+            call.record_turn(record)
+        self._turn = _Turn()
+        self._items = {i.item_id: i for i in turn.items if not i.interrupted and i.audio_ms}  # late truncates
+        action, self._pending_action = self._pending_action, None
+        if action is None:
+            return False
+        if action.type is ActionType.TAKE_MESSAGE:
+            call.state.phase = CallPhase.TAKING_MESSAGE
+            return False
+        await call.finish(action)
+        return True
+
+    async def _message_taken(self, call: CallContext, message: str) -> bool:
+        call.state.outcome = "message"
+        self._taking_message = False
+        call.record_turn(
+            TurnRecord(
+                index=len(call.state.turns) + 1,
+                at=datetime.now(UTC),
+                caller_text=message,
+                action=Action.hangup(),
+                brain="message",
+            )
+        )
+        self._pending_action = Action.hangup()
+        await self._respond(f"Say exactly: {MESSAGE_TAKEN} {self._config.farewell}")
+        return False
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._client.close()

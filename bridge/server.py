@@ -1,0 +1,266 @@
+"""The WebSocket server FreeSWITCH's `mod_audio_stream` connects to: `ws://<bridge>:8085/stream/{domain}/{call}`.
+
+Before any engine starts, a stream must name a call (the path), carry a valid bearer token (sent by the
+module from `STREAM_EXTRA_HEADERS`) when tokens are configured, and belong to a domain whose secretary is
+enabled; otherwise it is closed with code 1008 and a reason, and logged. Then every binary frame is checked
+(whole samples, a sane size, no faster than real time) and handed to the call's `CallSession`; bad frames
+are dropped and counted, never fatal to the process or to other calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+from http import HTTPStatus
+from typing import Any
+from uuid import UUID
+
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from bridge.engines.registry import EngineRegistry
+from bridge.prompts import PromptAudio
+from bridge.protocol import (
+    AudioFrame,
+    AudioStreamProtocol,
+    DropReason,
+    FrameDropped,
+    MetadataReceived,
+    ProtocolError,
+    RealTimeBudget,
+    StreamEvent,
+    StreamTarget,
+    parse_path,
+)
+from bridge.session import CallSession
+from freeswitch.esl import EslClient, EslUnavailable
+from secretary.errors import NotFound, Refused, SecretaryError
+from secretary.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+POLICY_VIOLATION = 1008
+SERVER_ERROR = 1011
+MAX_MESSAGE_BYTES = 2**20 + 4096  # larger messages close that one stream (1009); smaller bad ones are dropped
+
+
+class BridgeServer:
+    def __init__(self, runtime: Runtime, engines: EngineRegistry | None = None, esl: EslClient | None = None) -> None:
+        self.runtime = runtime
+        self.engines = engines or EngineRegistry()
+        self.esl = esl
+        self.prompts = PromptAudio(runtime)
+        self.sessions: dict[str, CallSession] = {}
+        self._server: Server | None = None
+        self._handlers: set[asyncio.Task[Any]] = set()
+        self.port = 0
+
+    async def start(self, host: str | None = None, port: int | None = None) -> BridgeServer:
+        settings = self.runtime.settings.bridge
+        if not settings.auth_token and not settings.domain_tokens:
+            log.warning("bridge_without_auth", detail="no bridge.auth_token: any client reaching the port is served")
+        self._server = await serve(
+            self._handle,
+            settings.host if host is None else host,
+            settings.port if port is None else port,
+            process_request=self._health,
+            max_size=MAX_MESSAGE_BYTES,
+            compression=None,
+        )
+        self.port = next(iter(self._server.sockets)).getsockname()[1]
+        return self
+
+    async def close(self) -> None:
+        """Stops accepting streams, ends every call (saving its record), and disconnects ESL."""
+        if self._server is not None:
+            self._server.close(close_connections=False)
+        for session in list(self.sessions.values()):
+            session.shut_down()
+        if self._handlers:
+            await asyncio.wait(list(self._handlers), timeout=10)
+        if self._server is not None:
+            self._server.close()
+            with contextlib.suppress(Exception):
+                await self._server.wait_closed()
+        if self.esl is not None:
+            await self.esl.close()
+
+    def _health(self, connection: ServerConnection, request: Request) -> Response | None:
+        """`GET /health` and `GET /metrics` on the bridge's own port (it may run without the ivr service)."""
+        if request.path == "/metrics":
+            response = connection.respond(HTTPStatus.OK, generate_latest(self.runtime.metrics.registry).decode())
+            response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+            return response
+        if request.path != "/health":
+            return None
+        body = {"status": "ok", "active_calls": len(self.sessions), "esl": self._esl_state()}
+        response = connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
+        response.headers["Content-Type"] = "application/json"
+        return response
+
+    def _esl_state(self) -> str:
+        if self.esl is None:
+            return "disabled"
+        return "ok" if self.esl.connected else "down"
+
+    # -- one stream ----------------------------------------------------------------------------------------
+
+    async def _handle(self, ws: ServerConnection) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._handlers.add(task)
+        structlog.contextvars.clear_contextvars()
+        try:
+            await self._stream(ws)
+        finally:
+            if task is not None:
+                self._handlers.discard(task)
+
+    async def _stream(self, ws: ServerConnection) -> None:
+        settings = self.runtime.settings.bridge
+        try:
+            target = parse_path(ws.request.path if ws.request is not None else "")
+        except ProtocolError as exc:
+            await self._refuse(ws, "bad_path", exc.reason)
+            return
+        structlog.contextvars.bind_contextvars(call_uuid=str(target.call_uuid), domain_uuid=str(target.domain_uuid))
+        if not self._authorized(ws, target):
+            await self._refuse(ws, "unauthorized", "missing or invalid bearer token")
+            return
+        codec = AudioStreamProtocol(target, settings.default_sample_rate, settings.max_frame_bytes)
+        first: str | bytes | None = None
+        try:
+            async with asyncio.timeout(settings.metadata_timeout_s):
+                first = await ws.recv()
+        except TimeoutError:
+            pass
+        except ConnectionClosed:
+            return  # opened and dropped without a word
+        events: list[StreamEvent] = codec.receive(first) if first is not None else [codec.no_metadata()]
+        try:
+            config = await self.runtime.secretaries.by_uuid(target.domain_uuid)
+        except (NotFound, Refused) as exc:
+            await self._refuse(ws, exc.code, exc.message)
+            return
+        except SecretaryError as exc:
+            log.error("stream_not_served", code=exc.code, reason=exc.message)
+            self.runtime.metrics.errors.labels(exc.code).inc()
+            await ws.close(SERVER_ERROR, exc.code)
+            return
+        call_uuid = str(target.call_uuid)
+        if call_uuid in self.sessions:
+            await self._refuse(ws, "call_in_progress", "this call already has a stream")
+            return
+        if not await self._call_in_domain(call_uuid, target):
+            await self._refuse(ws, "wrong_domain", "the call belongs to another domain")
+            return
+        metadata = codec.metadata
+        assert metadata is not None
+        engine = self.engines.build(self.runtime, config, metadata.sample_rate, self.prompts)
+        session = CallSession(self.runtime, config, target, metadata, ws, engine, self.prompts, self.esl)
+        self.sessions[call_uuid] = session
+        run = asyncio.create_task(session.run(), name="session")
+        try:
+            dropped: set[DropReason] = set()
+            self._apply(events, session, dropped)
+            await self._frames(ws, codec, session, run, dropped)
+        finally:
+            session.socket_closed(ws.close_code)
+            with contextlib.suppress(Exception):
+                await asyncio.shield(run)
+            self.sessions.pop(call_uuid, None)
+
+    async def _frames(
+        self,
+        ws: ServerConnection,
+        codec: AudioStreamProtocol,
+        session: CallSession,
+        run: asyncio.Task[Any],
+        dropped: set[DropReason],
+    ) -> None:
+        settings = self.runtime.settings.bridge
+        loop = asyncio.get_running_loop()
+        budget = RealTimeBudget(session.sample_rate, settings.flood_allowance_ms / 1000, loop.time())
+        limit = settings.max_frame_bytes
+        metrics = self.runtime.metrics.dropped_frames
+        try:
+            async for message in ws:
+                size = len(message)
+                if type(message) is bytes and 0 < size <= limit and not size & 1:  # the per-frame fast path
+                    if budget.admit(size, loop.time()):
+                        session.feed(message)
+                    else:
+                        metrics.labels(DropReason.FLOOD.value).inc()
+                        self._note_drop(dropped, DropReason.FLOOD, size)
+                else:
+                    self._apply(codec.receive(message), session, dropped)
+                if run.done():
+                    return
+        except ConnectionClosed:
+            return
+
+    def _apply(self, events: list[StreamEvent], session: CallSession, dropped: set[DropReason]) -> None:
+        for event in events:
+            if isinstance(event, AudioFrame):
+                session.feed(event.pcm)
+            elif isinstance(event, FrameDropped):
+                self.runtime.metrics.dropped_frames.labels(event.reason.value).inc()
+                self._note_drop(dropped, event.reason, event.size)
+            elif isinstance(event, MetadataReceived) and event.problems:
+                log.warning("stream_metadata", problems=list(event.problems), sample_rate=event.metadata.sample_rate)
+
+    @staticmethod
+    def _note_drop(dropped: set[DropReason], reason: DropReason, size: int) -> None:
+        if reason not in dropped:  # once per call and reason: a flood must not become a log flood
+            dropped.add(reason)
+            log.warning("frame_dropped", reason=reason.value, size=size)
+
+    async def _call_in_domain(self, call_uuid: str, target: StreamTarget) -> bool:
+        """Tenants are walls: a stream may only name a call of its own domain, or its actions (transfer,
+        hangup) would reach another tenant's call. FreeSWITCH knows each channel's `domain_uuid`; when ESL is
+        down the check is skipped (nothing can be done to any call without ESL then)."""
+        if self.esl is None or not self.esl.connected:
+            return True
+        try:
+            reply = await self.esl.api(f"uuid_getvar {call_uuid} domain_uuid")
+        except EslUnavailable:
+            return True
+        try:
+            channel_domain = UUID(reply.reply_text.strip())
+        except ValueError:
+            return True  # no such channel, or no domain on it: nothing of another tenant to reach
+        return channel_domain == target.domain_uuid
+
+    def _authorized(self, ws: ServerConnection, target: StreamTarget) -> bool:
+        settings = self.runtime.settings.bridge
+        if settings.auth_token is None and not settings.domain_tokens:
+            return True
+        accepted = [t.get_secret_value() for t in (settings.auth_token,) if t is not None]
+        domain_token = settings.domain_tokens.get(str(target.domain_uuid))
+        if domain_token is not None:
+            accepted.append(domain_token.get_secret_value())
+        header = ws.request.headers.get("Authorization", "") if ws.request is not None else ""
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return False
+        return any(hmac.compare_digest(token.strip().encode(), ok.encode()) for ok in accepted)
+
+    async def _refuse(self, ws: ServerConnection, code: str, reason: str) -> None:
+        log.warning("stream_refused", code=code, reason=reason)
+        self.runtime.metrics.errors.labels(code).inc()
+        with contextlib.suppress(ConnectionClosed, OSError):
+            await ws.close(POLICY_VIOLATION, f"{code}: {reason}"[:120])
+
+
+async def start_bridge(runtime: Runtime) -> BridgeServer:
+    """Used by `voiceai serve`: the bridge on the configured port, with its shared ESL connection."""
+    esl_settings = runtime.settings.bridge.esl
+    esl = EslClient(esl_settings) if esl_settings.enabled else None
+    if esl is not None:
+        esl.start()
+    return await BridgeServer(runtime, esl=esl).start()

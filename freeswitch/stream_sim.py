@@ -1,0 +1,384 @@
+"""A FreeSWITCH call with `mod_audio_stream`, simulated: the client side of the bridge's protocol.
+
+It connects as the module does (URL path, `STREAM_EXTRA_HEADERS`, a metadata text frame), then sends the
+caller's audio as L16 frames paced on an absolute 20 ms clock (batched like `STREAM_BUFFER_SIZE`), silence
+when the caller says nothing. What the bridge sends back plays into the caller's ear one 20 ms tick at a
+time, so `heard()` is what the caller heard with its real timing:
+
+- `module` mode (a playback build): `streamAudio` chunks go into a playback buffer; `stopAudio` empties it.
+- `event` mode (the community build): each chunk is written to a file and announced as the event
+  `mod_audio_stream::play` on the simulated ESL server; `uuid_broadcast` plays it, `uuid_break` stops it.
+
+Media time (`*_ms`) counts 20 ms ticks from the start of the stream, the timeline the caller lives in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from bridge.protocol import OtherText, StopAudio, StreamAudio, parse_server_message
+from freeswitch.esl_protocol import EslEvent
+from freeswitch.esl_server_sim import EslServerSimulator
+from secretary.speech.audio import Pcm, StreamResampler, wav_bytes
+
+FRAME_MS = 20
+SPEECH_LEVEL = 500  # |sample| above this counts as sound when looking for onsets in the timelines
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    at_ms: int
+    message: StreamAudio | StopAudio | OtherText
+
+
+class SimulatedCall:
+    def __init__(
+        self,
+        url: str,
+        domain_uuid: str,
+        call_uuid: str | None = None,
+        *,
+        sample_rate: int = 8000,
+        token: str | None = None,
+        metadata: dict[str, Any] | str | None = None,
+        send_metadata: bool = True,
+        mode: Literal["module", "event"] = "module",
+        switch: EslServerSimulator | None = None,
+        buffer_ms: int = FRAME_MS,
+        echo_db: float | None = None,
+        temp_dir: Path | None = None,
+        query: str = "",
+        channel_domain: str | None = None,
+    ) -> None:
+        if mode == "event" and (switch is None or temp_dir is None):
+            raise ValueError("event mode needs the ESL server simulator and a temp_dir for the audio files")
+        self.url = url.rstrip("/")
+        self.domain_uuid = domain_uuid
+        self.call_uuid = call_uuid or str(uuid.uuid4())
+        self.rate = sample_rate
+        self.mode = mode
+        self._token = token
+        self._metadata = metadata
+        self._send_metadata = send_metadata
+        self._switch = switch
+        self._batch = max(1, buffer_ms // FRAME_MS)
+        self._echo = None if echo_db is None else 10 ** (echo_db / 20)
+        self._temp_dir = temp_dir
+        self._query = query
+        self.variables = {"domain_uuid": channel_domain or domain_uuid, "uuid": self.call_uuid}
+        self._frame_bytes = 2 * sample_rate * FRAME_MS // 1000
+        self._say: deque[bytes] = deque()
+        self._playback = bytearray()
+        self._heard = bytearray()
+        self._sent = bytearray()
+        self._tick = 0
+        self._files = 0
+        self._ws: ClientConnection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._hung_up = asyncio.Event()
+        self.received: list[Received] = []
+        self.stops: list[int] = []  # media ms at which playback was stopped (stopAudio / uuid_break)
+        self.transfers: list[tuple[str, str]] = []
+        self.hangup_cause: str | None = None
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.closed = asyncio.Event()
+        self._ticked = asyncio.Condition()  # notified every 20 ms tick and when the stream closes
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+
+    async def start(self) -> SimulatedCall:
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        self._ws = await connect(
+            f"{self.url}/stream/{self.domain_uuid}/{self.call_uuid}" + (f"?{self._query}" if self._query else ""),
+            additional_headers=headers,
+            max_size=None,
+            compression=None,
+        )
+        if self._switch is not None:
+            self._switch.register(self.call_uuid, self)
+            self._fire("mod_audio_stream::connect", {"status": "connected"})
+        if self._send_metadata:
+            metadata = self._metadata
+            if metadata is None:
+                metadata = {"caller_id_number": "1000", "destination_number": "5000", "sample_rate": self.rate}
+            await self._ws.send(metadata if isinstance(metadata, str) else json.dumps(metadata))
+        self._tasks = [
+            asyncio.create_task(self._media(), name="sim-media"),
+            asyncio.create_task(self._receive(), name="sim-receive"),
+        ]
+        return self
+
+    async def __aenter__(self) -> SimulatedCall:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.hang_up()
+
+    async def hang_up(self, code: int = 1000, reason: str = "hangup") -> None:
+        """The caller hangs up: the module closes the stream."""
+        self._hung_up.set()
+        if self._ws is not None:
+            with contextlib.suppress(ConnectionClosed, OSError):
+                await self._ws.close(code, reason)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
+                await task
+        if self._switch is not None:
+            self._switch.unregister(self.call_uuid)
+
+    # -- the caller ----------------------------------------------------------------------------------------
+
+    def say(self, pcm: Pcm) -> int:
+        """Queue caller speech after what is already queued; returns the media ms it will start at."""
+        if pcm.sample_rate != self.rate:
+            pcm = pcm.resampled(self.rate)
+        start = self.media_ms + FRAME_MS * len(self._say)
+        data = pcm.data
+        for i in range(0, len(data), self._frame_bytes):
+            self._say.append(data[i : i + self._frame_bytes].ljust(self._frame_bytes, b"\0"))
+        return start
+
+    @property
+    def media_ms(self) -> int:
+        return self._tick * FRAME_MS
+
+    @property
+    def playing(self) -> bool:
+        return bool(self._playback)
+
+    @property
+    def saying(self) -> bool:
+        return bool(self._say)
+
+    def heard(self) -> Pcm:
+        return Pcm(bytes(self._heard), self.rate)
+
+    def sent(self) -> Pcm:
+        return Pcm(bytes(self._sent), self.rate)
+
+    def write_heard(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(wav_bytes(self.heard()))
+        return path
+
+    def json_messages(self) -> list[dict[str, Any]]:
+        out = []
+        for item in self.received:
+            if isinstance(item.message, OtherText):
+                with contextlib.suppress(json.JSONDecodeError):
+                    out.append(json.loads(item.message.text))
+        return out
+
+    # -- waiting -------------------------------------------------------------------------------------------
+
+    async def _until(self, condition: Callable[[], bool], timeout_s: float) -> None:
+        """Waits, tick by tick, until `condition()` holds or the stream closes."""
+        async with asyncio.timeout(timeout_s), self._ticked:
+            await self._ticked.wait_for(lambda: condition() or self.closed.is_set())
+
+    async def wait_until(self, media_ms: int, timeout_s: float = 30.0) -> None:
+        await self._until(lambda: self.media_ms >= media_ms, timeout_s)
+
+    async def secretary_speaks(self, after_ms: int = 0, timeout_s: float = 30.0) -> int:
+        """Waits until the caller hears audio at or after `after_ms`; returns the media ms it started."""
+        scanned = [after_ms]
+        found: list[int] = []
+
+        def spoke() -> bool:
+            onset = self._onset_since(scanned[0])
+            if onset is not None:
+                found.append(onset)
+            scanned[0] = max(after_ms, self.media_ms - FRAME_MS)
+            return bool(found)
+
+        await self._until(spoke, timeout_s)
+        if not found:
+            raise ConnectionError(f"stream closed ({self.close_code}) before the secretary spoke")
+        return found[0]
+
+    def _onset_since(self, media_ms: int) -> int | None:
+        first = media_ms // FRAME_MS
+        view = memoryview(self._heard)[first * self._frame_bytes :]
+        try:
+            samples = np.frombuffer(view, dtype="<i2")
+            loud = np.flatnonzero(np.abs(samples) > SPEECH_LEVEL)
+            return None if loud.size == 0 else (first + int(loud[0]) * 2 // self._frame_bytes) * FRAME_MS
+        finally:
+            del samples
+            view.release()
+
+    async def secretary_silent(self, quiet_ms: int = 700, timeout_s: float = 30.0) -> int:
+        """Waits until nothing has played for `quiet_ms` (the secretary finished); returns the media ms."""
+        quiet_since: list[int] = []
+
+        def quiet() -> bool:
+            if self.playing:
+                quiet_since.clear()
+            elif not quiet_since:
+                quiet_since.append(self.media_ms)
+            return bool(quiet_since) and self.media_ms - quiet_since[0] >= quiet_ms
+
+        await self._until(quiet, timeout_s)
+        return quiet_since[0] if quiet_since else self.media_ms
+
+    async def caller_finished(self, timeout_s: float = 30.0) -> int:
+        await self._until(lambda: not self._say, timeout_s)
+        return self.media_ms
+
+    async def wait_closed(self, timeout_s: float = 30.0) -> None:
+        async with asyncio.timeout(timeout_s):
+            await self.closed.wait()
+
+    async def _notify(self) -> None:
+        async with self._ticked:
+            self._ticked.notify_all()
+
+    # -- ESL hooks (the simulated channel) -----------------------------------------------------------------
+
+    def play_file(self, path: str) -> bool:
+        file = Path(path)
+        if not file.is_file():
+            return False
+        self._playback += file.read_bytes()
+        return True
+
+    def break_all(self) -> None:
+        self._stop_playback()
+
+    def hangup(self, cause: str) -> None:
+        self.hangup_cause = cause
+        task = asyncio.get_running_loop().create_task(self.hang_up(1000, "hangup"))
+        task.add_done_callback(lambda t: None)
+
+    def transfer(self, extension: str, context: str) -> None:
+        self.transfers.append((extension, context))
+
+    def getvar(self, name: str) -> str | None:
+        return self.variables.get(name)
+
+    # -- internals -----------------------------------------------------------------------------------------
+
+    def _stop_playback(self) -> None:
+        self._playback.clear()
+        self.stops.append(self.media_ms)
+
+    def _fire(self, subclass: str, body: dict[str, Any] | str) -> None:
+        if self._switch is None:
+            return
+        headers = {
+            "Event-Name": "CUSTOM",
+            "Event-Subclass": subclass,
+            "Unique-ID": self.call_uuid,
+            "Channel-Call-UUID": self.call_uuid,
+        }
+        text = body if isinstance(body, str) else json.dumps(body, separators=(",", ":"))
+        self._switch.fire(EslEvent(headers, text))
+
+    async def _media(self) -> None:
+        assert self._ws is not None
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        batch: list[bytes] = []
+        silence = bytes(self._frame_bytes)
+        size = self._frame_bytes
+        while not self._hung_up.is_set():
+            delay = start + self._tick * FRAME_MS / 1000 - loop.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            heard = bytes(self._playback[:size]).ljust(size, b"\0")
+            del self._playback[:size]
+            frame = self._say.popleft() if self._say else silence
+            if self._echo is not None and heard != silence:
+                mixed = np.frombuffer(frame, "<i2") + np.frombuffer(heard, "<i2") * self._echo
+                frame = np.clip(mixed, -32768, 32767).astype("<i2").tobytes()
+            self._heard += heard
+            self._sent += frame
+            self._tick += 1
+            await self._notify()
+            batch.append(frame)
+            if len(batch) >= self._batch:
+                try:
+                    await self._ws.send(b"".join(batch))
+                except ConnectionClosed:
+                    return
+                batch.clear()
+
+    async def _receive(self) -> None:
+        assert self._ws is not None
+        resamplers: dict[int, StreamResampler] = {}
+        try:
+            async for raw in self._ws:
+                if isinstance(raw, bytes):
+                    continue  # some forks play binary frames; the module we simulate ignores them
+                parsed = parse_server_message(raw)
+                self.received.append(Received(self.media_ms, parsed))
+                if isinstance(parsed, StreamAudio):
+                    pcm = parsed.pcm
+                    if parsed.sample_rate != self.rate:
+                        resampler = resamplers.setdefault(
+                            parsed.sample_rate, StreamResampler(parsed.sample_rate, self.rate)
+                        )
+                        pcm = resampler.process(pcm)
+                    if self.mode == "module":
+                        self._playback += pcm
+                    else:
+                        self._announce_file(pcm, parsed)
+                elif isinstance(parsed, StopAudio):
+                    if self.mode == "module":
+                        self._stop_playback()
+                else:
+                    self._fire("mod_audio_stream::json", parsed.text)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_code = self._ws.close_code
+            self.close_reason = self._ws.close_reason or ""
+            self._hung_up.set()
+            self._fire("mod_audio_stream::disconnect", {"status": "disconnected"})
+            self.closed.set()
+            await self._notify()
+
+    def _announce_file(self, pcm: bytes, parsed: StreamAudio) -> None:
+        assert self._temp_dir is not None
+        self._files += 1
+        suffix = f"r{self.rate // 1000}"
+        path = self._temp_dir / f"{self.call_uuid}_{self._files}.tmp.{suffix}"
+        path.write_bytes(pcm)
+        self._fire("mod_audio_stream::play", {**parsed.data, "sampleRate": self.rate, "file": str(path)})
+
+
+def sound_onset(pcm: Pcm, after_ms: int = 0) -> int | None:
+    """Media ms of the first 20 ms frame at or after `after_ms` that holds sound."""
+    frame = 2 * pcm.sample_rate * FRAME_MS // 1000
+    first = after_ms // FRAME_MS
+    samples = np.abs(np.frombuffer(pcm.data[first * frame :], dtype="<i2"))
+    loud = np.nonzero(samples > SPEECH_LEVEL)[0]
+    if loud.size == 0:
+        return None
+    return (first + int(loud[0]) * 2 // frame) * FRAME_MS
+
+
+def sound_end(pcm: Pcm, after_ms: int = 0) -> int | None:
+    """Media ms just after the last frame at or after `after_ms` that holds sound."""
+    frame = 2 * pcm.sample_rate * FRAME_MS // 1000
+    first = after_ms // FRAME_MS
+    samples = np.abs(np.frombuffer(pcm.data[first * frame :], dtype="<i2"))
+    loud = np.nonzero(samples > SPEECH_LEVEL)[0]
+    if loud.size == 0:
+        return None
+    return (first + int(loud[-1]) * 2 // frame + 1) * FRAME_MS

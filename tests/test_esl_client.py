@@ -1,0 +1,139 @@
+"""The ESL call-control client against the simulated event socket: auth, commands, filtered events,
+reconnection with subscriptions replayed, timeouts and a wrong password."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from pydantic import SecretStr
+
+from freeswitch.esl import PLACEHOLDER_FILTER, EslClient, EslUnavailable
+from freeswitch.esl_protocol import EslEvent
+from freeswitch.esl_server_sim import EslServerSimulator
+from secretary.settings import EslSettings
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Channel:
+    def __init__(self) -> None:
+        self.done: list[str] = []
+
+    def play_file(self, path: str) -> bool:
+        self.done.append(f"play {path}")
+        return True
+
+    def break_all(self) -> None:
+        self.done.append("break")
+
+    def hangup(self, cause: str) -> None:
+        self.done.append(f"hangup {cause}")
+
+    def transfer(self, extension: str, context: str) -> None:
+        self.done.append(f"transfer {extension} {context}")
+
+
+@pytest.fixture
+async def switch() -> AsyncIterator[EslServerSimulator]:
+    server = EslServerSimulator()
+    await server.start()
+    yield server
+    await server.close()
+
+
+def settings(port: int, **extra: object) -> EslSettings:
+    return EslSettings.model_validate({"port": port, "reconnect_max_s": 0.3, "command_timeout_s": 1.0, **extra})
+
+
+def play_event(call_uuid: str) -> EslEvent:
+    return EslEvent(
+        {"Event-Name": "CUSTOM", "Event-Subclass": "mod_audio_stream::play", "Unique-ID": call_uuid},
+        '{"file":"/tmp/x.r8"}',
+    )
+
+
+async def test_commands_and_events_only_for_watched_calls(switch: EslServerSimulator) -> None:
+    channel = Channel()
+    switch.register("call-1", channel)
+    client = EslClient(settings(switch.port))
+    client.start()
+    try:
+        assert await client.wait_connected(5)
+        reply = await client.transfer("call-1", "1003", "acme.example.com")
+        assert reply.ok and channel.done == ["transfer 1003 acme.example.com"]
+        assert not (await client.api("uuid_kill no-such-call")).ok
+        received: list[EslEvent] = []
+        unwatch = client.watch("call-1", received.append)
+        await asyncio.sleep(0.1)
+        switch.fire(play_event("call-2"))  # another call on the same FreeSWITCH: filtered out
+        switch.fire(play_event("call-1"))
+        await asyncio.sleep(0.2)
+        assert [e.unique_id for e in received] == ["call-1"]
+        unwatch()
+        await asyncio.sleep(0.1)
+        switch.fire(play_event("call-1"))
+        await asyncio.sleep(0.2)
+        assert len(received) == 1
+    finally:
+        await client.close()
+
+
+async def test_reconnects_and_replays_its_subscriptions(switch: EslServerSimulator) -> None:
+    client = EslClient(settings(switch.port))
+    client.start()
+    try:
+        assert await client.wait_connected(5)
+        received: list[EslEvent] = []
+        client.watch("call-9", received.append)
+        port = switch.port
+        await switch.close()  # FreeSWITCH restarts
+        await asyncio.sleep(0.2)
+        assert not client.connected
+        with pytest.raises(EslUnavailable):
+            await client.api("status")
+        restarted = EslServerSimulator()
+        await restarted.start(port=port)
+        try:
+            assert await client.wait_connected(5)
+            assert client.connections == 2
+            assert (await client.api("status")).ok
+            switch_events = restarted
+            switch_events.fire(play_event("call-9"))
+            await asyncio.sleep(0.2)
+            assert [e.unique_id for e in received] == ["call-9"]
+        finally:
+            await restarted.close()
+    finally:
+        await client.close()
+
+
+async def test_a_command_without_reply_times_out_and_the_link_is_rebuilt(switch: EslServerSimulator) -> None:
+    client = EslClient(settings(switch.port))
+    client.start()
+    try:
+        assert await client.wait_connected(5)
+        switch.reply_delay_s = 2.0
+        with pytest.raises(EslUnavailable, match="no reply"):
+            await client.api("status")
+        switch.reply_delay_s = 0.0
+        assert await client.wait_connected(5)
+        assert (await client.api("status")).ok and client.connections == 2
+    finally:
+        await client.close()
+
+
+async def test_wrong_password_never_connects(switch: EslServerSimulator) -> None:
+    client = EslClient(settings(switch.port, password=SecretStr("wrong")))
+    client.start()
+    try:
+        assert not await client.wait_connected(1.0)
+        with pytest.raises(EslUnavailable):
+            await client.kill("call-1")
+    finally:
+        await client.close()
+
+
+def test_placeholder_filter_is_a_uuid_no_call_has() -> None:
+    assert PLACEHOLDER_FILTER == "00000000-0000-0000-0000-000000000000"
