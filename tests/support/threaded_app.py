@@ -33,12 +33,12 @@ def serve_app(app: web.Application) -> Iterator[str]:
 
     thread = threading.Thread(target=run, name="test-http-app", daemon=True)
     thread.start()
-    if not ready.wait(10):
+    if not ready.wait(30):
         raise RuntimeError("the test HTTP app did not start")
     try:
         yield str(state["url"])
     finally:
-        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(10)
+        asyncio.run_coroutine_threadsafe(state["runner"].cleanup(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
+        thread.join(30)
         loop.close()
