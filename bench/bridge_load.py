@@ -216,9 +216,11 @@ async def measure(child: subprocess.Popen[str], port: int, calls: int, seconds: 
     child.stdin.write("start\n")
     child.stdin.flush()
     cpu_before, wall_before = cpu_seconds(pid), time.perf_counter()
+    own_before = cpu_seconds(os.getpid())
     await asyncio.sleep(seconds)
     cpu = cpu_seconds(pid) - cpu_before
     wall = time.perf_counter() - wall_before
+    own = cpu_seconds(os.getpid()) - own_before
     child.stdin.write("stop\n")
     child.stdin.flush()
     handling = json.loads(await asyncio.get_running_loop().run_in_executor(None, child.stdout.readline))
@@ -249,6 +251,7 @@ async def measure(child: subprocess.Popen[str], port: int, calls: int, seconds: 
         "round_trip_p99_ms": round(float(np.percentile(latencies, 99)), 2) if latencies.size else nan,
         "bridge_cpu_percent": round(100 * cpu / wall, 1),
         "cpu_percent_per_call": round(100 * cpu / wall / calls, 3),
+        "callers_cpu_percent": round(100 * own / wall, 1),
         "caller_late_ticks": int(late_ms.size),
         "caller_late_p99_ms": round(float(np.percentile(late_ms, 99)), 2) if late_ms.size else 0.0,
         "failed_calls": len(failed),

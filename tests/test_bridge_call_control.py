@@ -4,6 +4,8 @@ caller silence, the maximum duration, and a message taken."""
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable
 from pathlib import Path
 
@@ -156,7 +158,8 @@ async def test_a_message_is_taken_after_the_tone(
         record = await bridge.call_over(call.call_uuid)
     assert record.outcome == "message"
     message = record.turns[-1]
-    assert message.brain == "message" and "invoice" in message.caller_text.lower()
+    # the message is the caller's words (Whisper's spelling of "invoice" varies with where the VAD cut)
+    assert message.brain == "message" and {"call", "back"} <= set(re.findall(r"[a-z]+", message.caller_text.lower()))
 
 
 async def test_a_stream_naming_a_call_of_another_domain_is_refused(
