@@ -5,7 +5,6 @@ caller silence, the maximum duration, and a message taken."""
 from __future__ import annotations
 
 import re
-
 from collections.abc import Callable
 from pathlib import Path
 
