@@ -100,8 +100,12 @@ class CloudEngine(RealtimeEngine, Protocol):
     connected: asyncio.Event  # set on the provider's first message (the session is ready)
 
     @property
+    def replying(self) -> bool:
+        """A reply of the engine's is unfinished: more of its audio is still to come."""
+
+    @property
     def quiet_s(self) -> float:
-        """Seconds since the provider's last message while a reply of its own is unfinished; 0 otherwise."""
+        """Seconds since the provider's last message while `replying`; 0 otherwise."""
 
     def handoff(self, interruption: Interruption) -> Handoff:
         """The turn in progress, given what the playback says was heard of each item (`played_ms`)."""

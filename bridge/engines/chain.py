@@ -254,8 +254,9 @@ class EngineChain:
 
     async def _handoff(self, engine: CloudEngine, call: CallContext, apology: bytes) -> Takeover:
         """Stops what the failed engine was saying and sets the pipeline up to go on from there."""
-        interruption = await call.playback.interrupt()
-        cut = engine.handoff(interruption)
+        cut = Handoff()
+        if engine.replying:  # stop the broken reply; a complete one plays out, the apology after it
+            cut = engine.handoff(await call.playback.interrupt())
         remainder = _unheard(cut) if cut.heard_text else ""
         history = [ChatMessage(role="assistant", content=self._config.opening_line)]
         for turn in call.state.turns:

@@ -433,12 +433,17 @@ class ElevenLabsConvaiEngine:
     # -- for the engine chain -------------------------------------------------------------------------------
 
     @property
-    def quiet_s(self) -> float:
+    def replying(self) -> bool:
+        """Audio of the reply has come, but less than its text needs at a brisk pace."""
         turn = self._turn
         if turn.last_audio is None or not turn.said or self._done:
+            return False
+        return turn.audio_s < len(turn.said.split()) / WORDS_PER_S
+
+    @property
+    def quiet_s(self) -> float:
+        if not self.replying:
             return 0.0
-        if turn.audio_s >= len(turn.said.split()) / WORDS_PER_S:
-            return 0.0  # as much audio as the text needs: the reply is complete
         return asyncio.get_running_loop().time() - self._last_message
 
     def handoff(self, interruption: Interruption) -> Handoff:

@@ -77,6 +77,7 @@ class _Turn:
     audio_s: float = 0.0
     heard: str | None = None
     action: Action = field(default_factory=Action.continue_)
+    record: TurnRecord | None = None
 
 
 def _gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -332,6 +333,8 @@ class GeminiLiveEngine:
             call.note_barge_in()
             turn.heard = _heard(turn.said, played / turn.audio_s)
             log.info("barge_in", heard=turn.heard)
+            if turn.record is not None:
+                self._record(call)
 
     async def _tool_calls(self, ws: ClientConnection, calls: list[Any]) -> None:
         responses = []
@@ -349,11 +352,12 @@ class GeminiLiveEngine:
         await ws.send(json.dumps({"toolResponse": {"functionResponses": responses}}))
 
     def _record(self, call: CallContext) -> None:
+        """Writes the turn to the transcript, or updates it (a barge-in after the reply was complete)."""
         turn = self._turn
         if not turn.caller_text:
             return  # the greeting
-        call.record_turn(
-            TurnRecord(
+        if turn.record is None:
+            turn.record = TurnRecord(
                 index=len(call.state.turns) + 1,
                 at=datetime.now(UTC),
                 caller_text=turn.caller_text,
@@ -362,8 +366,11 @@ class GeminiLiveEngine:
                 action=turn.action,
                 brain=self.name,
             )
-        )
-        turn.caller_text = turn.said = ""
+            call.record_turn(turn.record)
+        else:
+            turn.record.secretary_text = turn.said
+            turn.record.heard_text = turn.heard
+            turn.record.action = turn.action
 
     async def _turn_complete(self, call: CallContext) -> bool:
         self._record(call)
@@ -400,6 +407,10 @@ class GeminiLiveEngine:
         return True
 
     # -- for the engine chain -------------------------------------------------------------------------------
+
+    @property
+    def replying(self) -> bool:
+        return self._replying and not self._done
 
     @property
     def quiet_s(self) -> float:

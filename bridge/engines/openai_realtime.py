@@ -370,6 +370,10 @@ class OpenAiRealtimeEngine:
     # -- for the engine chain -------------------------------------------------------------------------------
 
     @property
+    def replying(self) -> bool:
+        return self._responding
+
+    @property
     def quiet_s(self) -> float:
         if not self._responding:
             return 0.0
