@@ -66,6 +66,7 @@ log = structlog.get_logger(__name__)
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 KEY_ENV = "ELEVENLABS_API_KEY"
 SEND_MS = 100  # caller audio per user_audio_chunk
+SPEAKING_WORDS_PER_S = 2.7  # a usual text-to-speech pace (about 160 words a minute)
 TICK_S = 0.2
 SETTLE_S = 0.6  # no agent audio this long after a reply's last chunk: the reply is over
 WORDS_PER_S = 4.0  # a brisk speaking pace: a reply's text needs at least this much audio
@@ -394,6 +395,8 @@ class ElevenLabsConvaiEngine:
         action, turn = self._pending, self._turn
         if turn.last_audio is None or asyncio.get_running_loop().time() - turn.last_audio < SETTLE_S:
             return False
+        if self.replying:
+            return False  # audio stopped short of the text: a stall (the chain judges it), not the end
         if turn.said and (turn.record is None or turn.record.secretary_text != turn.said):
             self._record(call)
         if action is None:
@@ -449,7 +452,9 @@ class ElevenLabsConvaiEngine:
     def handoff(self, interruption: Interruption) -> Handoff:
         turn = self._turn
         played = interruption.played_ms.get(turn.tag, 0) / 1000
-        heard = _heard(turn.said, played / turn.audio_s) if turn.audio_s else ""
+        # The reply broke off: its full length is unknown, so the words heard are counted at a speaking pace.
+        words = turn.said.split()
+        heard = " ".join(words[: min(len(words), round(played * SPEAKING_WORDS_PER_S))])
         return Handoff(turn.caller_text, turn.said, heard)
 
     async def probe(self) -> None:

@@ -60,6 +60,7 @@ KEY_ENV = "GEMINI_API_KEY"
 IN_FORMAT = "pcm_16000"
 OUT_FORMAT = "pcm_24000"
 SEND_MS = 100
+SPEAKING_WORDS_PER_S = 2.7  # a usual text-to-speech pace (about 160 words a minute)
 
 
 class GeminiFailed(ProviderFailed):
@@ -421,7 +422,9 @@ class GeminiLiveEngine:
     def handoff(self, interruption: Interruption) -> Handoff:
         turn = self._turn
         played = interruption.played_ms.get(turn.tag, 0) / 1000
-        heard = _heard(turn.said, played / turn.audio_s) if turn.audio_s else ""
+        # The reply broke off: its full length is unknown, so the words heard are counted at a speaking pace.
+        words = turn.said.split()
+        heard = " ".join(words[: min(len(words), round(played * SPEAKING_WORDS_PER_S))])
         return Handoff(turn.caller_text, turn.said, heard)
 
     async def probe(self) -> None:
