@@ -38,6 +38,7 @@ from secretary.calls.models import CallPhase, TurnRecord
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.brain import ChatMessage
 from secretary.conversation.conversation import Conversation, ReplyDone, Sentence
+from secretary.deadlines import ProviderTimeout
 from secretary.errors import ProviderFailed
 from secretary.runtime import Runtime
 from secretary.speech.audio import Pcm
@@ -140,6 +141,10 @@ class PipelineEngine:
         self._unanswered: Pcm | None = None  # a VAD-closed turn the streaming STT has not answered yet
         self._filler = b""
         self._late: asyncio.TimerHandle | None = None
+        self._stream_deadline: asyncio.TimerHandle | None = None
+        self._stream_abandoned = False
+        self._closing: set[asyncio.Future[None]] = set()
+        self._opening: asyncio.Future[None] | None = None
         self._events: asyncio.Queue[_Event] = asyncio.Queue()
         self._reply: asyncio.Task[bool] | None = None
         self._turn: _Turn | None = None
@@ -168,7 +173,7 @@ class PipelineEngine:
         brain = providers.brain(self._config, self._usage)
         fallback = self._runtime.settings.fallback
         filler = asyncio.ensure_future(self._runtime.tts_cache.held(self._tts, fallback.filler_text))
-        await self._open_stream()
+        self._opening = asyncio.ensure_future(self._open_stream())  # the greeting does not wait for it
         takeover = self._takeover
         if takeover is None:
             self._conversation = Conversation(self._config, brain)
@@ -202,10 +207,13 @@ class PipelineEngine:
             elif isinstance(event, _Streamed):
                 self._streamed_upto_ms = self._segmenter.position_ms
                 self._unanswered = None
+                self._cancel_stream_deadline()
                 await self._turn_over(call, Pcm(b"", self._rate), event.text)
             elif self._streaming is not None and not self._streaming.failed:
                 if isinstance(event, UtteranceEnded) and event.end_ms > self._streamed_upto_ms:
                     self._unanswered = event.audio  # kept until the provider's transcript comes
+                    self._arm_filler()
+                    self._arm_stream_deadline()
             elif isinstance(event, SpeechPaused):
                 if self._carry is None and self._reply is None:
                     self._early = self._transcribe(event.audio)
@@ -256,14 +264,36 @@ class PipelineEngine:
         self._runtime.providers.health.failed(health_key(stt), exc, getattr(stt, "probe", None))
         log.warning("streaming_stt_failed", provider=stt.name, error=str(exc) or type(exc).__name__)
 
+    def _arm_stream_deadline(self) -> None:
+        """Our VAD heard the turn end; the provider, whose endpointing is quicker, must say so soon."""
+        self._cancel_stream_deadline()
+        wait = self._runtime.settings.fallback.stt_stall_s
+
+        def missed() -> None:
+            self._stream_deadline = None
+            self._events.put_nowait(_StreamLost(ProviderTimeout(f"no end of turn from the stream within {wait}s")))
+
+        self._stream_deadline = asyncio.get_running_loop().call_later(wait, missed)
+
+    def _cancel_stream_deadline(self) -> None:
+        deadline, self._stream_deadline = self._stream_deadline, None
+        if deadline is not None:
+            deadline.cancel()
+
     def _stream_lost(self, error: BaseException) -> None:
         """Mid-call: on with the VAD and Whisper; a turn the VAD closed that got no transcript is answered."""
+        self._cancel_stream_deadline()
         streaming = self._streaming
-        if streaming is None:
+        if streaming is None or self._stream_abandoned:
             return
+        self._stream_abandoned = True
+        streaming.failed = True
+        task, self._stream_task = self._stream_task, None
+        if task is not None:
+            task.cancel()
+        self._closing.add(asyncio.ensure_future(streaming.close()))
         self._stream_failed(streaming.stt, error)
         self._usage.audio_seconds(streaming.provider, round(streaming.sent_s, 2))
-        self._usage.add("fallbacks.stt")
         pending, self._unanswered = self._unanswered, None
         if pending is not None and not self._finishing:
             self._start_reply(pending)
@@ -322,7 +352,8 @@ class PipelineEngine:
             if early is not None:
                 early.cancel()
                 early = None
-        self._arm_filler()
+        if self._late is None:  # armed already if the turn ended while the streaming STT was awaited
+            self._arm_filler()
         task = asyncio.create_task(self._answer(audio, early, text), name="pipeline-reply")
         task.add_done_callback(lambda t: self._events.put_nowait(_ReplyOver(t)))
         self._reply = task
@@ -466,6 +497,12 @@ class PipelineEngine:
 
     async def close(self) -> None:
         self._disarm_filler()
+        self._cancel_stream_deadline()
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening.cancel()
+            with contextlib.suppress(BaseException):
+                await opening
         stream_task, self._stream_task = self._stream_task, None
         if stream_task is not None:
             stream_task.cancel()
@@ -473,10 +510,13 @@ class PipelineEngine:
                 await stream_task
         streaming, self._streaming = self._streaming, None
         if streaming is not None:
-            if not streaming.failed:
+            if not self._stream_abandoned:
                 self._usage.audio_seconds(streaming.provider, round(streaming.sent_s, 2))
             with contextlib.suppress(Exception):
                 await streaming.close()
+        for closing in self._closing:
+            with contextlib.suppress(BaseException):
+                await closing
         self._drop_early()
         task, self._reply = self._reply, None
         if task is not None and not task.done():
