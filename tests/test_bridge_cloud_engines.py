@@ -230,3 +230,64 @@ async def test_every_fault_ends_on_the_pipeline(
     finally:
         for server in faulty.values():
             await server.stop()
+
+
+async def test_a_late_cloud_reply_gets_the_filler_once(
+    servers: dict[str, FakeServer],
+    make_settings: Callable[..., Settings],
+    models: LocalModels,
+    speech: Speech,
+    tmp_path: Path,
+) -> None:
+    server = servers["elevenlabs_convai"]
+    assert isinstance(server, FakeConvai)
+    server.fault, server.reply_delay_s = Fault.NONE, 2.5
+    question = speech.say("Where are you located?", 8000)
+    try:
+        async with live_bridge(
+            make_settings,
+            models,
+            secretaries_file=secretaries(tmp_path, [_spec("elevenlabs_convai", server.url)]),
+            fallback=FALLBACK | {"late_after_s": 0.8},
+        ) as bridge:
+            async with SimulatedCall(bridge.url, ACME) as call:
+                await call.secretary_speaks()
+                await call.secretary_silent()
+                asked = call.say(question)
+                await call.secretary_speaks(after_ms=asked + 300)
+                await call.secretary_silent(quiet_ms=1500)
+                heard = speech.transcribe(after(call, asked)).lower()
+            record = await bridge.call_over(call.call_uuid)
+    finally:
+        server.reply_delay_s = 0.0
+    assert "moment" in heard.split("main street")[0] and heard.count("moment") == 1, heard  # the filler, then
+    assert "main street" in heard  # the engine's own answer: late is not failed
+    assert record.usage["fillers"] == 1 and "fallbacks.realtime" not in record.usage
+
+
+async def test_openai_realtime_lost_mid_call_continues_on_the_pipeline(
+    make_settings: Callable[..., Settings], models: LocalModels, speech: Speech, tmp_path: Path
+) -> None:
+    from tests.support.realtime_server import RealtimeServer
+    from tests.support.realtime_server import Say as RealtimeSay
+
+    server = RealtimeServer(lambda text: speech.say(text, 24000), speech.transcribe, lambda text: RealtimeSay(LOCATED))
+    base_url = await server.start()
+    question = speech.say("Where are you located?", 8000)
+    try:
+        path = secretaries(tmp_path, [{"name": "openai_realtime", "base_url": base_url}])
+        async with live_bridge(make_settings, models, secretaries_file=path, fallback=FALLBACK) as bridge:
+            async with SimulatedCall(bridge.url, ACME) as call:
+                await call.secretary_speaks()
+                await call.secretary_silent()
+                server.mode = "disconnect"
+                asked = call.say(question)
+                await call.secretary_speaks(after_ms=asked + 200)
+                await call.secretary_silent(quiet_ms=1500)
+                heard = speech.transcribe(after(call, asked)).lower()
+            record = await bridge.call_over(call.call_uuid)
+    finally:
+        await server.close()
+    assert "one moment" in heard and heard.count("main street") == 1, heard
+    assert record.turns[-1].brain == "front_desk" and "located" in record.turns[-1].caller_text.lower()
+    assert record.usage["failures.realtime.openai_realtime"] == 1 and record.usage["fallbacks.realtime"] == 1

@@ -242,6 +242,7 @@ class EngineChain:
                             self._runtime.providers.local_tts, settings.filler_text, self._rate
                         )
                         call.playback.enqueue(filler, settings.filler_text, "filler")
+                        usage.add("fillers")
                     if now - since > settings.realtime_reply_s:
                         raise ProviderTimeout(f"{engine.name} did not reply within {settings.realtime_reply_s}s")
                 if engine.quiet_s > settings.realtime_stall_s:

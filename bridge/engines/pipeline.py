@@ -140,6 +140,7 @@ class PipelineEngine:
         self._streamed_upto_ms = 0.0  # stream position the streaming STT's last utterance covered
         self._unanswered: Pcm | None = None  # a VAD-closed turn the streaming STT has not answered yet
         self._filler = b""
+        self._apology = b""  # a takeover's apology held until the caller finishes speaking
         self._late: asyncio.TimerHandle | None = None
         self._stream_deadline: asyncio.TimerHandle | None = None
         self._stream_abandoned = False
@@ -320,14 +321,18 @@ class PipelineEngine:
     # -- taking over ------------------------------------------------------------------------------------------
 
     async def _resume(self, call: CallContext, takeover: Takeover) -> None:
-        call.playback.enqueue(takeover.apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
+        replay = takeover.replay + bytes(self._early_frames)
+        self._early_frames.clear()
+        events = self._segmenter.feed(replay)
+        if self._segmenter.active:  # the caller is speaking: the apology opens the answer to their words
+            self._apology = takeover.apology
+        else:
+            call.playback.enqueue(takeover.apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
         if takeover.remainder:
             tag = f"turn-{len(call.state.turns)}-rest"
             async for pcm in self._tts.stream(takeover.remainder):
                 call.playback.enqueue(pcm.resampled(self._rate).data, takeover.remainder, tag)
-        replay = takeover.replay + bytes(self._early_frames)
-        self._early_frames.clear()
-        for event in self._segmenter.feed(replay):
+        for event in events:
             if isinstance(event, UtteranceEnded):
                 self._start_reply(event.audio)
             elif isinstance(event, SpeechStarted):
@@ -352,7 +357,10 @@ class PipelineEngine:
             if early is not None:
                 early.cancel()
                 early = None
-        if self._late is None:  # armed already if the turn ended while the streaming STT was awaited
+        apology, self._apology = self._apology, b""
+        if apology and self._call is not None:  # the takeover's "Sorry, one moment." is this turn's filler
+            self._call.playback.enqueue(apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
+        elif self._late is None:  # armed already if the turn ended while the streaming STT was awaited
             self._arm_filler()
         task = asyncio.create_task(self._answer(audio, early, text), name="pipeline-reply")
         task.add_done_callback(lambda t: self._events.put_nowait(_ReplyOver(t)))

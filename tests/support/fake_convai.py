@@ -45,6 +45,7 @@ class FakeConvai(FakeServer):
         self.transcripts: list[str] = []
         self.pongs = 0
         self.audio_chunks = 0
+        self.reply_delay_s = 0.0  # a slow model: this long before each answer to the caller
         self._signatures: set[str] = set()
 
     def app(self) -> web.Application:
@@ -173,6 +174,8 @@ class _Conversation:
         self.response = asyncio.create_task(self.respond(reply))
 
     async def respond(self, reply: Say | CallTool) -> None:
+        if self.turns:
+            await asyncio.sleep(self.server.reply_delay_s)
         if isinstance(reply, CallTool):
             loop = asyncio.get_running_loop()
             self.tool_result = loop.create_future()
