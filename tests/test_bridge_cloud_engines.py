@@ -126,7 +126,8 @@ async def test_cloud_engine_answers_barge_in_and_transfer(
             assert "parking" in speech.transcribe(after(call, parking_at)).lower()
             call.say(billing)
             await call.wait_closed(30)
-        assert call.transfers == [("1003", "acme.example.com")]
+        assert call.transfers == [("1003", "acme.example.com")], (
+            getattr(server, "transcripts", None), getattr(server, "tool_results", None))
         record = await bridge.call_over(call.call_uuid)
     assert record.outcome == "transfer" and record.outcome_destination == "1003"
     located = next(t for t in record.turns if t.secretary_text == LOCATED)
@@ -215,7 +216,7 @@ async def test_every_fault_ends_on_the_pipeline(
                     continue
                 # mid-call: the apology, then the pipeline answers; nothing twice
                 assert usage[f"realtime.{engine}.requests"] == 1
-                assert "one moment" in heard, (fault, heard)
+                assert "moment" in heard, (fault, heard)  # "Sorry, one moment." (over the caller: Whisper may slip)
                 assert heard.count("main street") <= 1 and heard.count("parking") <= 1, (fault, heard)
                 if fault is Fault.STALL:  # the cut sentence is not said again; the unheard rest is
                     assert "parking is behind the building" in heard, heard

@@ -69,7 +69,7 @@ SEND_MS = 100  # caller audio per user_audio_chunk
 SPEAKING_WORDS_PER_S = 2.7  # a usual text-to-speech pace (about 160 words a minute)
 TICK_S = 0.2
 SETTLE_S = 0.6  # no agent audio this long after a reply's last chunk: the reply is over
-WORDS_PER_S = 4.0  # a brisk speaking pace: a reply's text needs at least this much audio
+WORDS_PER_S = 5.4  # twice the usual pace: a reply with less audio than its text needs at this pace is unfinished
 
 
 class ConvaiFailed(ProviderFailed):

@@ -141,6 +141,7 @@ class PipelineEngine:
         self._unanswered: Pcm | None = None  # a VAD-closed turn the streaming STT has not answered yet
         self._filler = b""
         self._apology = b""  # a takeover's apology held until the caller finishes speaking
+        self._filler_due = True  # the current turn may still get its filler
         self._late: asyncio.TimerHandle | None = None
         self._stream_deadline: asyncio.TimerHandle | None = None
         self._stream_abandoned = False
@@ -213,6 +214,7 @@ class PipelineEngine:
             elif self._streaming is not None and not self._streaming.failed:
                 if isinstance(event, UtteranceEnded) and event.end_ms > self._streamed_upto_ms:
                     self._unanswered = event.audio  # kept until the provider's transcript comes
+                    self._filler_due = True
                     self._arm_filler()
                     self._arm_stream_deadline()
             elif isinstance(event, SpeechPaused):
@@ -225,6 +227,8 @@ class PipelineEngine:
 
     async def _turn_over(self, call: CallContext, audio: Pcm, text: str | None = None) -> None:
         call.caller_active()
+        if self._late is None:
+            self._filler_due = True  # a new turn (unless its filler is already counting down)
         if self._reply is not None:  # the caller went on talking: answer the whole of it
             await self._barge_in(call)
         self._start_reply(audio, text)
@@ -302,7 +306,9 @@ class PipelineEngine:
     # -- a turn being late -----------------------------------------------------------------------------------
 
     def _arm_filler(self) -> None:
-        self._disarm_filler()
+        """At most one filler a turn: armed when the caller's turn ends, spent when it plays."""
+        if self._late is not None or not self._filler_due:
+            return
         if self._filler:
             delay = self._runtime.settings.fallback.late_after_s
             self._late = asyncio.get_running_loop().call_later(delay, self._play_filler)
@@ -314,6 +320,7 @@ class PipelineEngine:
 
     def _play_filler(self) -> None:
         self._late = None
+        self._filler_due = False
         if self._call is not None and not self._finishing:
             self._call.playback.enqueue(self._filler, self._runtime.settings.fallback.filler_text, "filler")
             self._usage.add("fillers")
@@ -360,7 +367,7 @@ class PipelineEngine:
         apology, self._apology = self._apology, b""
         if apology and self._call is not None:  # the takeover's "Sorry, one moment." is this turn's filler
             self._call.playback.enqueue(apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
-        elif self._late is None:  # armed already if the turn ended while the streaming STT was awaited
+        else:  # (armed already if the turn ended while the streaming STT was awaited)
             self._arm_filler()
         task = asyncio.create_task(self._answer(audio, early, text), name="pipeline-reply")
         task.add_done_callback(lambda t: self._events.put_nowait(_ReplyOver(t)))
