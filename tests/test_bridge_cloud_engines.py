@@ -127,7 +127,9 @@ async def test_cloud_engine_answers_barge_in_and_transfer(
             call.say(billing)
             await call.wait_closed(30)
         assert call.transfers == [("1003", "acme.example.com")], (
-            getattr(server, "transcripts", None), getattr(server, "tool_results", None))
+            getattr(server, "transcripts", None),
+            getattr(server, "tool_results", None),
+        )
         record = await bridge.call_over(call.call_uuid)
     assert record.outcome == "transfer" and record.outcome_destination == "1003"
     located = next(t for t in record.turns if t.secretary_text == LOCATED)

@@ -132,6 +132,7 @@ class EngineChain:
         self._ring = bytearray()
         self._ring_limit = 2 * int(sample_rate * RING_S)
         self._watch: _Watch | None = None
+        self._leftovers: set[asyncio.Future[None]] = set()  # failed engines still closing
         self._loop = asyncio.get_running_loop()
 
     # -- RealtimeEngine ------------------------------------------------------------------------------------
@@ -173,8 +174,7 @@ class EngineChain:
                     continue  # nothing was said yet: the next engine greets as if it had been first
                 finally:
                     self._current = None
-                    with contextlib.suppress(Exception):
-                        await engine.close()
+                    self._leftovers.add(asyncio.ensure_future(engine.close()))  # the next engine doesn't wait
                 if served:
                     return
         finally:
@@ -194,6 +194,10 @@ class EngineChain:
         current, self._current = self._current, None
         if current is not None:
             await current.close()
+        leftovers, self._leftovers = self._leftovers, set()
+        for leftover in leftovers:
+            with contextlib.suppress(BaseException):
+                await leftover
 
     # -- what the watched engine tells the chain -----------------------------------------------------------
 
@@ -249,9 +253,8 @@ class EngineChain:
                     raise ProviderTimeout(f"{engine.name} stalled mid-reply ({settings.realtime_stall_s}s)")
         finally:
             if not task.done():
-                task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
+                task.cancel()  # its socket's closing handshake finishes in the background
+                self._leftovers.add(task)
 
     async def _handoff(self, engine: CloudEngine, call: CallContext, apology: bytes) -> Takeover:
         """Stops what the failed engine was saying and sets the pipeline up to go on from there."""

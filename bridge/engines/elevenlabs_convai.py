@@ -65,6 +65,7 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 KEY_ENV = "ELEVENLABS_API_KEY"
+CLOSE_S = 0.5  # a failed provider gets this long for the closing handshake, not websockets' 10 s
 SEND_MS = 100  # caller audio per user_audio_chunk
 SPEAKING_WORDS_PER_S = 2.7  # a usual text-to-speech pace (about 160 words a minute)
 TICK_S = 0.2
@@ -226,7 +227,7 @@ class ElevenLabsConvaiEngine:
         try:
             url = await self._url()
             async with asyncio.timeout(self._connect_timeout_s):
-                ws = await websockets.connect(url, max_size=16 * 1024 * 1024, open_timeout=None)
+                ws = await websockets.connect(url, max_size=16 * 1024 * 1024, open_timeout=None, close_timeout=CLOSE_S)
         except ProviderFailed:
             raise
         except InvalidStatus as exc:

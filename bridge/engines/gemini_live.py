@@ -59,6 +59,7 @@ DEFAULT_VOICE = "Puck"
 KEY_ENV = "GEMINI_API_KEY"
 IN_FORMAT = "pcm_16000"
 OUT_FORMAT = "pcm_24000"
+CLOSE_S = 0.5  # a failed provider gets this long for the closing handshake, not websockets' 10 s
 SEND_MS = 100
 SPEAKING_WORDS_PER_S = 2.7  # a usual text-to-speech pace (about 160 words a minute)
 
@@ -216,7 +217,11 @@ class GeminiLiveEngine:
         try:
             async with asyncio.timeout(self._connect_timeout_s):
                 ws = await websockets.connect(
-                    self._url, additional_headers={"x-goog-api-key": self._key}, max_size=None, open_timeout=None
+                    self._url,
+                    additional_headers={"x-goog-api-key": self._key},
+                    max_size=None,
+                    open_timeout=None,
+                    close_timeout=CLOSE_S,
                 )
         except InvalidStatus as exc:
             status = exc.response.status_code

@@ -46,6 +46,7 @@ class FakeConvai(FakeServer):
         self.pongs = 0
         self.audio_chunks = 0
         self.reply_delay_s = 0.0  # a slow model: this long before each answer to the caller
+        self.failed_at: float | None = None  # loop time a mid-call fault fired (for the benchmark)
         self._signatures: set[str] = set()
 
     def app(self) -> web.Application:
@@ -150,6 +151,7 @@ class _Conversation:
         if heard == "started":
             if self.fault is Fault.DISCONNECT and self.turns == 0:
                 self.broken = True
+                self.server.failed_at = asyncio.get_running_loop().time()
                 await self.ws.close(code=1011, message=b"simulated failure")
                 return
             if (self.response is not None and not self.response.done()) or self.talking():
@@ -162,6 +164,7 @@ class _Conversation:
             text = await asyncio.to_thread(self.server._transcribe, heard)
             self.server.transcripts.append(text)
             if self.fault is Fault.MALFORMED and self.turns == 1:
+                self.server.failed_at = asyncio.get_running_loop().time()
                 await self.ws.send_str('{"type": "user_transcript", "user_transcription_event": {"user_tr')
                 self.broken = True
                 return

@@ -43,6 +43,7 @@ class FakeGemini(FakeServer):
         self.transcripts: list[str] = []
         self.client_messages: list[str] = []  # the top-level key of every message but audio
         self.mime_types: set[str] = set()
+        self.failed_at: float | None = None  # loop time a mid-call fault fired (for the benchmark)
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -124,6 +125,7 @@ class _Session:
         if heard == "started":
             if self.fault is Fault.DISCONNECT and self.turns == 0:
                 self.broken = True
+                self.server.failed_at = asyncio.get_running_loop().time()
                 await self.ws.close(code=1011, message=b"simulated failure")
                 return
             if (self.response is not None and not self.response.done()) or self.talking():
@@ -136,6 +138,7 @@ class _Session:
             text = await asyncio.to_thread(self.server._transcribe, heard)
             self.server.transcripts.append(text)
             if self.fault is Fault.MALFORMED and self.turns == 1:
+                self.server.failed_at = asyncio.get_running_loop().time()
                 await self.ws.send_str('{"serverContent": {"inputTranscription": {"te')
                 self.broken = True
                 return
