@@ -140,7 +140,7 @@ class EngineChain:
     def feed(self, pcm: bytes) -> None:
         if not isinstance(self._current, PipelineEngine):
             self._ring += pcm
-            if len(self._ring) > self._ring_limit:
+            if len(self._ring) > self._ring_limit + self._ring_limit // 4:  # trimmed now and then, not per frame
                 del self._ring[: len(self._ring) - self._ring_limit]
         if self._current is not None:
             self._current.feed(pcm)

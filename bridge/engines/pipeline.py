@@ -152,6 +152,7 @@ class PipelineEngine:
         self._turn: _Turn | None = None
         self._call: CallContext | None = None
         self._carry: Pcm | None = None  # a turn cut before the caller heard any of its reply
+        self._carry_text = ""  # its words, when a streaming STT had them
         self._early: asyncio.Future[Transcript] | None = None  # STT started on a pause, before the turn ended
         self._finishing = False
 
@@ -184,7 +185,10 @@ class PipelineEngine:
         else:
             self._conversation = Conversation(self._config, brain, list(takeover.history), turns=takeover.turns)
             await self._resume(call, takeover)
-        self._filler = (await filler).resampled(self._rate).data
+        try:
+            self._filler = (await filler).resampled(self._rate).data
+        except Exception as exc:  # no filler for this call, but the call goes on
+            log.warning("filler_unavailable", error=str(exc) or type(exc).__name__)
         while True:
             event = await self._events.get()
             if isinstance(event, _ReplyOver):
@@ -358,9 +362,10 @@ class PipelineEngine:
         early, self._early = self._early, None
         if self._carry is not None:
             if text is None:
-                audio, self._carry = self._carry + audio, None
-            else:
-                self._carry = None  # the streaming transcript covers both parts
+                audio, self._carry, self._carry_text = self._carry + audio, None, ""
+            else:  # streamed: the cut turn's words go first
+                text = " ".join(filter(None, [self._carry_text, text]))
+                self._carry, self._carry_text = None, ""
             if early is not None:
                 early.cancel()
                 early = None
@@ -394,6 +399,7 @@ class PipelineEngine:
             return  # the reply had been heard to the end: nothing was interrupted
         if turn.record is None and not heard:
             self._carry = turn.audio  # nothing of the reply reached the caller: answer both parts together
+            self._carry_text = turn.caller_text
             return
         call.note_barge_in()
         log.info("barge_in", heard=heard, cut=cut)
