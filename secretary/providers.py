@@ -10,6 +10,7 @@ Provider names, per kind (see the providers table in the README):
   stt:   whisper | deepgram | openai
   brain: front_desk | openai | groq | ollama | openai_compatible (also llamacpp, vllm)
   tts:   piper | openai | elevenlabs
+  embeddings: minilm | openai (and other OpenAI-compatible servers) | ollama
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from secretary.conversation.brain_chain import BrainChain
 from secretary.conversation.front_desk import FrontDesk
 from secretary.conversation.llm_brain import OpenAiCompatibleBrain
 from secretary.deadlines import Deadlines
+from secretary.knowledge.embedders import Embedder, GuardedEmbedder, OllamaEmbedder, OpenAiEmbedder
 from secretary.observability import Metrics
 from secretary.provider_health import ProviderHealth
 from secretary.settings import Settings
@@ -128,6 +130,28 @@ class ProviderFactory:
             first_event_s=llm.first_token_deadline_s, stall_s=fallback.brain_stall_s, total_s=llm.total_deadline_s
         )
         return BrainChain(brains, deadlines, health=self.health, usage=usage, late_after_s=fallback.late_after_s)
+
+    def embedder(self, config: SecretaryConfig, local: Embedder) -> Embedder:
+        """The domain's embedder: its first `providers.embeddings` entry that can be built, else `local`."""
+        for spec in config.providers.embeddings:
+            if spec.name in ("minilm", "local"):
+                return local
+            try:
+                return self._cached("embeddings", spec, self._embedder)
+            except (UnknownProvider, ValueError) as exc:
+                log.warning("provider_skipped", kind="embeddings", provider=spec.name, reason=str(exc))
+        return local
+
+    def _embedder(self, spec: ProviderSpec) -> GuardedEmbedder:
+        inner: OpenAiEmbedder | OllamaEmbedder
+        if spec.name == "ollama" and not (spec.base_url or "").rstrip("/").endswith("/v1"):
+            inner = OllamaEmbedder(spec.base_url or "http://127.0.0.1:11434", spec.model or "nomic-embed-text")
+        elif spec.name in OPENAI_COMPATIBLE:
+            inner = OpenAiEmbedder(self._openai_client(spec), spec.model or "text-embedding-3-small")
+        else:
+            raise UnknownProvider(f"no embeddings provider named {spec.name!r}")
+        key = f"embeddings:{spec.name}:{spec.base_url or 'default'}:{spec.model or ''}"
+        return GuardedEmbedder(inner, self.health, key, self._settings.knowledge.search_timeout_s * 0.75)
 
     def _build(self, kind: str, specs: list[ProviderSpec], make: Callable[[ProviderSpec], T], local: T) -> list[T]:
         engines: list[T] = []
@@ -293,7 +317,7 @@ class ProviderFactory:
     async def close(self) -> None:
         await self.health.close()
         for engine in self._engines.values():
-            close = getattr(engine, "close", None)
+            close = getattr(getattr(engine, "inner", engine), "close", None)
             if close is not None:
                 await close()
         for client in self._clients.values():

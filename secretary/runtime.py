@@ -8,16 +8,18 @@ Production sets them; the tests exercise both paths.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from uuid import UUID
 
 from secretary.calls.record_store import CallRecordStore, FileCallRecordStore, PostgresCallRecordStore
 from secretary.calls.state_store import CallStateStore, MemoryCallStateStore, RedisCallStateStore
 from secretary.credentials.secret_box import SecretBox
 from secretary.credentials.store import CredentialStore
 from secretary.db.database import Database
+from secretary.errors import SecretaryError
 from secretary.knowledge.base import KnowledgeBase
 from secretary.knowledge.chroma_index import ChromaIndex
 from secretary.knowledge.documents import DocumentStore
-from secretary.knowledge.embedders import MiniLmEmbedder
+from secretary.knowledge.embedders import Embedder, MiniLmEmbedder
 from secretary.knowledge.file_documents import FileDocumentStore
 from secretary.knowledge.pg_documents import PostgresDocumentStore
 from secretary.messages.courier import MessageCourier
@@ -79,12 +81,22 @@ class Runtime:
         pool = CpuPool(settings.engines.workers)
         models = models or LocalModels(settings.engines)
         metrics = Metrics()
+        providers = ProviderFactory(settings, models, pool, metrics)
+        minilm = MiniLmEmbedder(models, pool)
+
+        async def embedder_for(domain_uuid: UUID) -> Embedder:
+            try:
+                config = await secretaries.by_uuid(domain_uuid)
+            except SecretaryError:  # no secretary (or a disabled one): the default embedder
+                return minilm
+            return providers.embedder(config, minilm)
+
         return cls(
             settings=settings,
             secretaries=secretaries,
             call_states=states,
             call_records=records,
-            providers=ProviderFactory(settings, models, pool, metrics),
+            providers=providers,
             models=models,
             tts_cache=TtsCache(settings.spool.dir / "cache", settings.spool.reply_sample_rate),
             metrics=metrics,
@@ -96,10 +108,11 @@ class Runtime:
             knowledge=KnowledgeBase(
                 documents=documents,
                 index=ChromaIndex(settings.knowledge, settings.data_dir / "chroma"),
-                embedder=MiniLmEmbedder(models, pool),
+                embedder=minilm,
                 secretaries=secretaries,
                 settings=settings.knowledge,
                 pool=pool,
+                embedder_for=embedder_for,
             ),
         )
 

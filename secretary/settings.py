@@ -188,10 +188,27 @@ class FallbackSettings(BaseModel):
         default=0.6, ge=0, description="start the local Whisper alongside a cloud STT that has not answered yet"
     )
     tts_first_audio_s: float = Field(default=1.0, gt=0, description="first audio of a sentence must arrive by then")
-    tts_stall_s: float = Field(default=1.0, gt=0, description="longest gap between audio chunks of a sentence")
+    tts_stall_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="longest gap between audio chunks of a sentence; cloud TTS streams faster than real time, so "
+        "a longer gap is a stall, and every extra wait is heard as silence once the buffered audio has played",
+    )
     brain_stall_s: float = Field(default=1.0, gt=0, description="longest gap between streamed LLM tokens")
     late_after_s: float = Field(default=1.0, gt=0, description="a reply this late gets a filler (realtime calls)")
     filler_text: str = Field(default="One moment, please.", min_length=1)
+    realtime_connect_s: float = Field(
+        default=1.0, gt=0, description="a cloud realtime engine's first message (session ready) must arrive by then"
+    )
+    realtime_reply_s: float = Field(
+        default=3.0, gt=0, description="a cloud realtime engine must start speaking this long after the caller's turn"
+    )
+    realtime_stall_s: float = Field(
+        default=1.0, gt=0, description="longest silence from a cloud realtime engine in the middle of a reply"
+    )
+    realtime_lost_text: str = Field(
+        default="Sorry, one moment.", min_length=1, description="said when a call moves to the pipeline engine"
+    )
     cool_down_s: float = Field(default=30.0, ge=0, description="a failed provider sits out at least this long")
     probe_interval_s: float = Field(default=10.0, gt=0, description="how often an unhealthy provider is probed")
     probe_timeout_s: float = Field(default=3.0, gt=0)

@@ -11,26 +11,48 @@ owns the conversation. The contract, small on purpose so cloud engines plug in:
   apologises and transfers the caller to the domain's fallback destination.
 - `close()`: release what `run` holds (sockets to a provider); called once, whether `run` ended or not.
 
-`CallContext` is the session as an engine sees it.
+`CallContext` is the session as an engine sees it. Cloud engines (`CloudEngine`) also say when they are
+connected, whether a reply is streaming, and what they leave behind when they fail, so `EngineChain` can
+move a call that loses one to the next engine (ending in the pipeline) with the conversation so far.
 """
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass
 from typing import Protocol
 
-from bridge.playback import Playback
+from bridge.playback import Interruption
 from secretary.calls.models import CallState, TurnRecord
 from secretary.conversation.actions import Action
 from secretary.runtime import Runtime
 from secretary.tenants.config import SecretaryConfig
 
 
+class AudioOut(Protocol):
+    """What an engine does with the call's outbound audio (`bridge.playback.Playback`)."""
+
+    @property
+    def speaking(self) -> bool: ...
+
+    @property
+    def ends_at(self) -> float: ...
+
+    def enqueue(self, pcm: bytes, text: str = "", tag: str = "") -> None: ...
+
+    async def interrupt(self) -> Interruption: ...
+
+    async def drained(self) -> None: ...
+
+
 class CallContext(Protocol):
     runtime: Runtime
     config: SecretaryConfig
     state: CallState
-    playback: Playback
     sample_rate: int
+
+    @property
+    def playback(self) -> AudioOut: ...
 
     def caller_active(self) -> None:
         """The caller is speaking (resets the caller-silence timer)."""
@@ -59,3 +81,34 @@ class RealtimeEngine(Protocol):
     async def run(self, call: CallContext) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Handoff:
+    """The turn a failed engine was in: what the caller said (empty if it never came back as text), what the
+    engine was saying, and how much of that the caller heard. Finished turns are in `call.state.turns`."""
+
+    caller_text: str = ""
+    said_text: str = ""
+    heard_text: str = ""
+
+
+class CloudEngine(RealtimeEngine, Protocol):
+    """A realtime engine behind a network connection: one that can fail mid-call."""
+
+    health_key: str
+    connected: asyncio.Event  # set on the provider's first message (the session is ready)
+
+    @property
+    def replying(self) -> bool:
+        """A reply of the engine's is unfinished: more of its audio is still to come."""
+
+    @property
+    def quiet_s(self) -> float:
+        """Seconds since the provider's last message while `replying`; 0 otherwise."""
+
+    def handoff(self, interruption: Interruption) -> Handoff:
+        """The turn in progress, given what the playback says was heard of each item (`played_ms`)."""
+
+    async def probe(self) -> None:
+        """Connect, wait for the first message, disconnect: proves the provider is back."""

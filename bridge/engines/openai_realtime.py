@@ -23,17 +23,17 @@ from typing import Any
 
 import structlog
 from openai import AsyncOpenAI
-from rapidfuzz import fuzz
 
-from bridge.engines.base import CallContext
-from bridge.engines.registry import EngineRequest, EngineUnavailable
+from bridge.engines import realtime_tools
+from bridge.engines.base import CallContext, Handoff
+from bridge.engines.realtime_tools import ToolDesk
+from bridge.engines.registry import EngineRequest, EngineUnavailable, engine_health_key
+from bridge.playback import Interruption
 from bridge.prompts import MESSAGE_TAKEN
 from secretary.calls.models import CallPhase, TurnRecord
 from secretary.conversation.actions import Action, ActionType
-from secretary.conversation.brain import BrainRequest, Intent
 from secretary.conversation.conversation import Conversation
-from secretary.conversation.front_desk import FrontDesk, normalise
-from secretary.conversation.llm_brain import decision_from_tool, system_prompt, tool_schemas
+from secretary.conversation.front_desk import FrontDesk
 from secretary.errors import ProviderFailed
 from secretary.runtime import Runtime
 from secretary.speech.audio import StreamResampler, ulaw_decode, ulaw_encode
@@ -45,12 +45,6 @@ DEFAULT_MODEL = "gpt-realtime"
 DEFAULT_VOICE = "alloy"
 MODEL_RATE = 24000
 SEND_MIN_BYTES = 640  # batch at least 40 ms of 8 kHz audio per append (fewer, larger messages)
-LOOKUP_TOOL = {
-    "type": "function",
-    "name": "lookup_knowledge",
-    "description": "Look up the company's facts (FAQ, documents) to answer a caller's question.",
-    "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]},
-}
 
 
 @dataclass(eq=False)
@@ -105,6 +99,11 @@ class OpenAiRealtimeEngine:
         self._turn = _Turn()
         self._pending_action: Action | None = None
         self._taking_message = False
+        self._tools = ToolDesk(runtime, config, self._conversation)
+        self._responding = False
+        self._last_message = 0.0
+        self.connected = asyncio.Event()
+        self.health_key = f"realtime:{self.name}"
 
     @classmethod
     def from_request(cls, request: EngineRequest) -> OpenAiRealtimeEngine:
@@ -116,7 +115,7 @@ class OpenAiRealtimeEngine:
         if not key and base_url is None:
             raise EngineUnavailable("no API key for OpenAI Realtime (set the provider's api_key_env)")
         client = AsyncOpenAI(api_key=key or "not-needed", base_url=base_url, max_retries=0)
-        return cls(
+        engine = cls(
             client,
             spec.model or DEFAULT_MODEL,
             spec.voice or DEFAULT_VOICE,
@@ -125,6 +124,8 @@ class OpenAiRealtimeEngine:
             request.sample_rate,
             dict(spec.options),
         )
+        engine.health_key = engine_health_key(spec, key, base_url)
+        return engine
 
     # -- audio in ------------------------------------------------------------------------------------------
 
@@ -148,7 +149,6 @@ class OpenAiRealtimeEngine:
     # -- the conversation ----------------------------------------------------------------------------------
 
     def _session(self) -> dict[str, Any]:
-        request = BrainRequest(self._config, (), "", datetime.now(UTC))
         audio_format: dict[str, Any] = {"type": "audio/pcmu"} if self._g711 else {"type": "audio/pcm", "rate": 24000}
         vad = {
             "type": "server_vad",
@@ -156,11 +156,11 @@ class OpenAiRealtimeEngine:
             "prefix_padding_ms": int(self._options.get("prefix_padding_ms", 300)),
             "silence_duration_ms": int(self._options.get("silence_duration_ms", 500)),
         }
-        tools = [{"type": "function", **t["function"]} for t in tool_schemas(request)] + [LOOKUP_TOOL]
+        tools = [{"type": "function", **t} for t in realtime_tools.definitions(self._config)]
         return {
             "type": "realtime",
             "model": self._model,
-            "instructions": system_prompt(request),
+            "instructions": realtime_tools.instructions(self._config),
             "output_modalities": ["audio"],
             "audio": {
                 "input": {
@@ -200,8 +200,8 @@ class OpenAiRealtimeEngine:
             self._connection = None
         raise ProviderFailed("OpenAI Realtime closed the connection mid-call")
 
-    @staticmethod
-    async def _events(connection: Any) -> Any:
+    async def _events(self, connection: Any) -> Any:
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 data = await connection.recv_bytes()
@@ -209,10 +209,12 @@ class OpenAiRealtimeEngine:
                 if type(exc).__name__.startswith("ConnectionClosed"):
                     return
                 raise
+            self._last_message = loop.time()
+            self.connected.set()
             try:
                 event = json.loads(data)
             except json.JSONDecodeError:
-                continue
+                raise ProviderFailed("OpenAI Realtime sent a malformed message") from None
             if isinstance(event, dict):
                 yield event
 
@@ -237,6 +239,8 @@ class OpenAiRealtimeEngine:
             if self._taking_message and text:
                 return await self._message_taken(call, text)
             self._turn.caller_text = (self._turn.caller_text + " " + text).strip()
+        elif kind == "response.created":
+            self._responding = True
         elif kind == "response.output_item.added":
             item = event.get("item") or {}
             if item.get("type") == "message":
@@ -250,6 +254,7 @@ class OpenAiRealtimeEngine:
         elif kind == "response.function_call_arguments.done":
             await self._tool(event)
         elif kind == "response.done":
+            self._responding = False
             return await self._response_done(call, event)
         elif kind == "error":
             error = event.get("error") or {}
@@ -299,41 +304,19 @@ class OpenAiRealtimeEngine:
 
     async def _tool(self, event: dict[str, Any]) -> None:
         name, call_id = str(event.get("name", "")), str(event.get("call_id", ""))
-        arguments = str(event.get("arguments", ""))
-        output: dict[str, Any]
-        if name == "lookup_knowledge":
-            output = {"passages": self._lookup(arguments)}
-        else:
-            decision = decision_from_tool(name, arguments)
-            action, sentence = self._conversation.resolve(decision)
-            if decision is None:
-                output = {"ok": False, "error": f"unknown tool {name}"}
-            elif action.type is ActionType.CONTINUE:
-                output = {"ok": False, "say": sentence}  # e.g. nobody of that name: the model says so
-            else:
-                self._pending_action = action
-                if decision.intent is Intent.TAKE_MESSAGE:
-                    self._taking_message = True
-                output = {"ok": True, "say": sentence}
-            self._turn.action = action if decision is not None else self._turn.action
+        result = await self._tools.call(name, str(event.get("arguments", "")))
+        if result.action is not None:
+            self._pending_action = result.action
+            self._taking_message = result.action.type is ActionType.TAKE_MESSAGE
+        if result.decided:
+            self._turn.action = result.action or Action.continue_()
         await self._connection.send(
             {
                 "type": "conversation.item.create",
-                "item": {"type": "function_call_output", "call_id": call_id, "output": json.dumps(output)},
+                "item": {"type": "function_call_output", "call_id": call_id, "output": json.dumps(result.output)},
             }
         )
         await self._respond()
-
-    def _lookup(self, arguments: str) -> list[str]:
-        try:
-            query = str(json.loads(arguments).get("query", ""))
-        except (json.JSONDecodeError, AttributeError):
-            query = arguments
-        heard = normalise(query)
-        scored = [
-            (fuzz.token_set_ratio(normalise(f.question), heard), f"{f.question} {f.answer}") for f in self._config.faq
-        ]
-        return [text for score, text in sorted(scored, reverse=True)[:3] if score >= 50]
 
     async def _response_done(self, call: CallContext, event: dict[str, Any]) -> bool:
         response = event.get("response") or {}
@@ -383,6 +366,33 @@ class OpenAiRealtimeEngine:
         self._pending_action = Action.hangup()
         await self._respond(f"Say exactly: {MESSAGE_TAKEN} {self._config.farewell}")
         return False
+
+    # -- for the engine chain -------------------------------------------------------------------------------
+
+    @property
+    def replying(self) -> bool:
+        return self._responding
+
+    @property
+    def quiet_s(self) -> float:
+        if not self._responding:
+            return 0.0
+        return asyncio.get_running_loop().time() - self._last_message
+
+    def handoff(self, interruption: Interruption) -> Handoff:
+        turn = self._turn
+        said = " ".join(i.transcript for i in turn.items if i.transcript).strip()
+        heard: list[str] = []
+        for item in turn.items:
+            played = interruption.played_ms.get(item.item_id, 0)
+            words = item.transcript.split()
+            share = min(1.0, played / item.audio_ms) if item.audio_ms else 0.0
+            heard.extend(words[: round(len(words) * share)])
+        return Handoff(turn.caller_text, said, " ".join(heard))
+
+    async def probe(self) -> None:
+        async with self._client.realtime.connect(model=self._model) as connection:
+            await connection.recv_bytes()
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

@@ -5,6 +5,19 @@ exists. The greeting comes first, from the TTS cache.
 
 Barge-in: speech confirmed while the secretary talks (or while a reply is still being thought up) stops the
 playback, drops the rest of the reply, and the transcript keeps what the caller actually heard.
+
+When the domain's STT chain starts with a streaming provider (Deepgram), the caller's frames also go to it
+(`StreamedTurns`) and the turn ends when the provider says so, transcript included; our VAD keeps doing
+barge-in, and if the stream fails mid-call the pipeline goes on with its VAD and Whisper — an utterance the
+VAD had already closed but the provider had not answered yet is answered from the VAD's audio.
+
+A late turn (nothing audible `fallback.late_after_s` after the caller's turn ended: slow STT, LLM or TTS, or
+a fallback at work) gets the filler ("One moment, please."), held in memory, once per turn. Usage (provider
+per stage, audio seconds, tokens, characters, failures, fallbacks) goes to the call's `usage`.
+
+`takeover`: the pipeline continues a call another engine started (`EngineChain`): no greeting, the
+conversation so far as history, "Sorry, one moment.", the unheard rest of the cut reply, then the caller's
+audio since that engine last spoke is run through the VAD, so words it never answered are answered now.
 """
 
 from __future__ import annotations
@@ -14,17 +27,22 @@ import contextlib
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import structlog
 
 from bridge.engines.base import CallContext
+from bridge.engines.streamed_turns import StreamedTurns
 from bridge.prompts import MESSAGE_TAKEN, PromptAudio, beep
 from secretary.calls.models import CallPhase, TurnRecord
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.brain import ChatMessage
 from secretary.conversation.conversation import Conversation, ReplyDone, Sentence
+from secretary.deadlines import ProviderTimeout
+from secretary.errors import ProviderFailed
 from secretary.runtime import Runtime
 from secretary.speech.audio import Pcm
+from secretary.speech.chains import SttChain, TtsChain, health_key
 from secretary.speech.interfaces import Transcript
 from secretary.speech.sentences import split_first_clause
 from secretary.speech.utterances import (
@@ -37,8 +55,11 @@ from secretary.speech.utterances import (
 )
 from secretary.speech.vad import SileroVad
 from secretary.tenants.config import SecretaryConfig
+from secretary.usage import UsageMeter
 
 log = structlog.get_logger(__name__)
+
+STREAM_GATE_PROBABILITY = 0.3  # a Silero window this speech-like opens the streaming STT's gate
 
 
 def _ms(seconds: float) -> int:
@@ -61,38 +82,113 @@ class _ReplyOver:
     task: asyncio.Task[bool]
 
 
+@dataclass(frozen=True, slots=True)
+class _Streamed:
+    """The streaming STT ended the caller's turn, with its transcript."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class _StreamLost:
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class Takeover:
+    """How the pipeline picks up a call another engine started (see `EngineChain`)."""
+
+    history: list[ChatMessage]
+    turns: int
+    replay: bytes  # the caller's audio since that engine last spoke, at the call rate
+    remainder: str  # the part of the cut reply the caller has not heard yet ("" if none)
+    apology: bytes  # "Sorry, one moment." at the call rate
+
+
+_Event = SegmentEvent | _ReplyOver | _Streamed | _StreamLost
+
+
 class PipelineEngine:
     name = "pipeline"
 
-    def __init__(self, runtime: Runtime, config: SecretaryConfig, sample_rate: int, prompts: PromptAudio) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: SecretaryConfig,
+        sample_rate: int,
+        prompts: PromptAudio,
+        *,
+        takeover: Takeover | None = None,
+    ) -> None:
         vad_settings = runtime.settings.bridge.vad
-        vad = SileroVad(runtime.models.silero_vad(), sample_rate, vad_settings.threshold, vad_settings.min_level_dbfs)
-        self._segmenter = UtteranceSegmenter(vad, sample_rate, vad_settings)
+        self._vad = SileroVad(
+            runtime.models.silero_vad(), sample_rate, vad_settings.threshold, vad_settings.min_level_dbfs
+        )
+        self._segmenter = UtteranceSegmenter(self._vad, sample_rate, vad_settings)
         self._runtime = runtime
         self._config = config
         self._rate = sample_rate
         self._prompts = prompts
-        self._stt = runtime.providers.stt(config)
-        self._tts = runtime.providers.tts(config)
-        self._conversation = Conversation(config, runtime.providers.brain(config))
-        self._events: asyncio.Queue[SegmentEvent | _ReplyOver] = asyncio.Queue()
+        self._takeover = takeover
+        self._early_frames = bytearray()  # a takeover's frames that arrive before `run` starts
+        self._usage = UsageMeter()
+        self._stt: SttChain = runtime.providers.stt(config, self._usage)
+        self._tts: TtsChain = runtime.providers.tts(config, self._usage)
+        self._conversation = Conversation(config, runtime.providers.brain(config, self._usage))
+        self._streaming: StreamedTurns | None = None
+        self._stream_task: asyncio.Task[None] | None = None
+        self._streamed_upto_ms = 0.0  # stream position the streaming STT's last utterance covered
+        self._unanswered: Pcm | None = None  # a VAD-closed turn the streaming STT has not answered yet
+        self._filler = b""
+        self._apology = b""  # a takeover's apology held until the caller finishes speaking
+        self._filler_due = True  # the current turn may still get its filler
+        self._late: asyncio.TimerHandle | None = None
+        self._stream_deadline: asyncio.TimerHandle | None = None
+        self._stream_abandoned = False
+        self._closing: set[asyncio.Future[None]] = set()
+        self._opening: asyncio.Future[None] | None = None
+        self._events: asyncio.Queue[_Event] = asyncio.Queue()
         self._reply: asyncio.Task[bool] | None = None
         self._turn: _Turn | None = None
         self._call: CallContext | None = None
         self._carry: Pcm | None = None  # a turn cut before the caller heard any of its reply
+        self._carry_text = ""  # its words, when a streaming STT had them
         self._early: asyncio.Future[Transcript] | None = None  # STT started on a pause, before the turn ended
         self._finishing = False
 
     def feed(self, pcm: bytes) -> None:
         if self._call is None:
+            if self._takeover is not None:
+                self._early_frames += pcm
             return
         for event in self._segmenter.feed(pcm):
             self._events.put_nowait(event)
+        streaming = self._streaming
+        if streaming is not None and not streaming.failed:
+            streaming.feed(pcm, self._segmenter.active or self._vad.last_probability >= STREAM_GATE_PROBABILITY)
 
     async def run(self, call: CallContext) -> None:
         self._call = call
-        greeting = self._conversation.opening()
-        call.playback.enqueue(await self._prompts.audio(self._tts, greeting, self._rate), greeting, "greeting")
+        self._usage = UsageMeter(call.state.usage)
+        providers = self._runtime.providers
+        self._stt = providers.stt(self._config, self._usage)
+        self._tts = providers.tts(self._config, self._usage)
+        brain = providers.brain(self._config, self._usage)
+        fallback = self._runtime.settings.fallback
+        filler = asyncio.ensure_future(self._runtime.tts_cache.held(self._tts, fallback.filler_text))
+        self._opening = asyncio.ensure_future(self._open_stream())  # the greeting does not wait for it
+        takeover = self._takeover
+        if takeover is None:
+            self._conversation = Conversation(self._config, brain)
+            greeting = self._conversation.opening()
+            call.playback.enqueue(await self._prompts.audio(self._tts, greeting, self._rate), greeting, "greeting")
+        else:
+            self._conversation = Conversation(self._config, brain, list(takeover.history), turns=takeover.turns)
+            await self._resume(call, takeover)
+        try:
+            self._filler = (await filler).resampled(self._rate).data
+        except Exception as exc:  # no filler for this call, but the call goes on
+            log.warning("filler_unavailable", error=str(exc) or type(exc).__name__)
         while True:
             event = await self._events.get()
             if isinstance(event, _ReplyOver):
@@ -106,22 +202,152 @@ class PipelineEngine:
                     raise error
                 if event.task.result():  # the conversation is over
                     return
+            elif isinstance(event, _StreamLost):
+                self._stream_lost(event.error)
             elif self._finishing:
                 continue  # the farewell or the transfer announcement plays to the end
             elif isinstance(event, SpeechStarted):
                 call.caller_active()
                 if call.playback.speaking or self._reply is not None:
                     await self._barge_in(call)
+            elif isinstance(event, _Streamed):
+                self._streamed_upto_ms = self._segmenter.position_ms
+                self._unanswered = None
+                self._cancel_stream_deadline()
+                await self._turn_over(call, Pcm(b"", self._rate), event.text)
+            elif self._streaming is not None and not self._streaming.failed:
+                if isinstance(event, UtteranceEnded) and event.end_ms > self._streamed_upto_ms:
+                    self._unanswered = event.audio  # kept until the provider's transcript comes
+                    self._filler_due = True
+                    self._arm_filler()
+                    self._arm_stream_deadline()
             elif isinstance(event, SpeechPaused):
                 if self._carry is None and self._reply is None:
                     self._early = self._transcribe(event.audio)
             elif isinstance(event, SpeechResumed):
                 self._drop_early()
             elif isinstance(event, UtteranceEnded):
-                call.caller_active()
-                if self._reply is not None:  # the caller went on talking: answer the whole of it
-                    await self._barge_in(call)
+                await self._turn_over(call, event.audio)
+
+    async def _turn_over(self, call: CallContext, audio: Pcm, text: str | None = None) -> None:
+        call.caller_active()
+        if self._late is None:
+            self._filler_due = True  # a new turn (unless its filler is already counting down)
+        if self._reply is not None:  # the caller went on talking: answer the whole of it
+            await self._barge_in(call)
+        self._start_reply(audio, text)
+
+    # -- the streaming STT -----------------------------------------------------------------------------------
+
+    async def _open_stream(self) -> None:
+        providers = self._runtime.providers
+        stt = providers.streaming_stt(self._config)
+        if stt is None:
+            return
+        settings = self._runtime.settings.fallback
+        hints = [name for t in self._config.directory for name in t.spoken_names]
+        hold_s = float(getattr(stt, "hold_s", 1.5))
+        streaming = StreamedTurns(stt, self._rate, self._config.language, hints, hold_s)
+        try:
+            async with asyncio.timeout(settings.stt_first_result_s):
+                await streaming.open()
+        except (ProviderFailed, TimeoutError) as exc:
+            self._stream_failed(stt, exc)
+            return
+        self._usage.served("stt", stt.name, fallback=False)
+        self._streaming = streaming
+
+        async def on_utterance(text: str) -> None:
+            self._events.put_nowait(_Streamed(text))
+
+        async def listen() -> None:
+            try:
+                await streaming.run(on_utterance)
+            except ProviderFailed as exc:
+                self._events.put_nowait(_StreamLost(exc))
+
+        self._stream_task = asyncio.create_task(listen(), name="pipeline-stt-stream")
+
+    def _stream_failed(self, stt: Any, exc: BaseException) -> None:
+        self._usage.failure("stt", stt.name)
+        self._runtime.providers.health.failed(health_key(stt), exc, getattr(stt, "probe", None))
+        log.warning("streaming_stt_failed", provider=stt.name, error=str(exc) or type(exc).__name__)
+
+    def _arm_stream_deadline(self) -> None:
+        """Our VAD heard the turn end; the provider, whose endpointing is quicker, must say so soon."""
+        self._cancel_stream_deadline()
+        wait = self._runtime.settings.fallback.stt_stall_s
+
+        def missed() -> None:
+            self._stream_deadline = None
+            self._events.put_nowait(_StreamLost(ProviderTimeout(f"no end of turn from the stream within {wait}s")))
+
+        self._stream_deadline = asyncio.get_running_loop().call_later(wait, missed)
+
+    def _cancel_stream_deadline(self) -> None:
+        deadline, self._stream_deadline = self._stream_deadline, None
+        if deadline is not None:
+            deadline.cancel()
+
+    def _stream_lost(self, error: BaseException) -> None:
+        """Mid-call: on with the VAD and Whisper; a turn the VAD closed that got no transcript is answered."""
+        self._cancel_stream_deadline()
+        streaming = self._streaming
+        if streaming is None or self._stream_abandoned:
+            return
+        self._stream_abandoned = True
+        streaming.failed = True
+        task, self._stream_task = self._stream_task, None
+        if task is not None:
+            task.cancel()
+        self._closing.add(asyncio.ensure_future(streaming.close()))
+        self._stream_failed(streaming.stt, error)
+        self._usage.audio_seconds(streaming.provider, round(streaming.sent_s, 2))
+        pending, self._unanswered = self._unanswered, None
+        if pending is not None and not self._finishing:
+            self._start_reply(pending)
+
+    # -- a turn being late -----------------------------------------------------------------------------------
+
+    def _arm_filler(self) -> None:
+        """At most one filler a turn: armed when the caller's turn ends, spent when it plays."""
+        if self._late is not None or not self._filler_due:
+            return
+        if self._filler:
+            delay = self._runtime.settings.fallback.late_after_s
+            self._late = asyncio.get_running_loop().call_later(delay, self._play_filler)
+
+    def _disarm_filler(self) -> None:
+        late, self._late = self._late, None
+        if late is not None:
+            late.cancel()
+
+    def _play_filler(self) -> None:
+        self._late = None
+        self._filler_due = False
+        if self._call is not None and not self._finishing:
+            self._call.playback.enqueue(self._filler, self._runtime.settings.fallback.filler_text, "filler")
+            self._usage.add("fillers")
+
+    # -- taking over ------------------------------------------------------------------------------------------
+
+    async def _resume(self, call: CallContext, takeover: Takeover) -> None:
+        replay = takeover.replay + bytes(self._early_frames)
+        self._early_frames.clear()
+        events = self._segmenter.feed(replay)
+        if self._segmenter.active:  # the caller is speaking: the apology opens the answer to their words
+            self._apology = takeover.apology
+        else:
+            call.playback.enqueue(takeover.apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
+        if takeover.remainder:
+            tag = f"turn-{len(call.state.turns)}-rest"
+            async for pcm in self._tts.stream(takeover.remainder):
+                call.playback.enqueue(pcm.resampled(self._rate).data, takeover.remainder, tag)
+        for event in events:
+            if isinstance(event, UtteranceEnded):
                 self._start_reply(event.audio)
+            elif isinstance(event, SpeechStarted):
+                call.caller_active()
 
     def _drop_early(self) -> None:
         early, self._early = self._early, None
@@ -132,18 +358,28 @@ class PipelineEngine:
         hints = [name for t in self._config.directory for name in t.spoken_names]
         return asyncio.ensure_future(self._stt.transcribe(audio, self._config.language, hints))
 
-    def _start_reply(self, audio: Pcm) -> None:
+    def _start_reply(self, audio: Pcm, text: str | None = None) -> None:
         early, self._early = self._early, None
         if self._carry is not None:
-            audio, self._carry = self._carry + audio, None
+            if text is None:
+                audio, self._carry, self._carry_text = self._carry + audio, None, ""
+            else:  # streamed: the cut turn's words go first
+                text = " ".join(filter(None, [self._carry_text, text]))
+                self._carry, self._carry_text = None, ""
             if early is not None:
                 early.cancel()
                 early = None
-        task = asyncio.create_task(self._answer(audio, early), name="pipeline-reply")
+        apology, self._apology = self._apology, b""
+        if apology and self._call is not None:  # the takeover's "Sorry, one moment." is this turn's filler
+            self._call.playback.enqueue(apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
+        else:  # (armed already if the turn ended while the streaming STT was awaited)
+            self._arm_filler()
+        task = asyncio.create_task(self._answer(audio, early, text), name="pipeline-reply")
         task.add_done_callback(lambda t: self._events.put_nowait(_ReplyOver(t)))
         self._reply = task
 
     async def _barge_in(self, call: CallContext) -> None:
+        self._disarm_filler()
         task, self._reply = self._reply, None
         if task is not None and not task.done():
             task.cancel()  # it can't queue more audio: it only runs again to raise CancelledError
@@ -163,6 +399,7 @@ class PipelineEngine:
             return  # the reply had been heard to the end: nothing was interrupted
         if turn.record is None and not heard:
             self._carry = turn.audio  # nothing of the reply reached the caller: answer both parts together
+            self._carry_text = turn.caller_text
             return
         call.note_barge_in()
         log.info("barge_in", heard=heard, cut=cut)
@@ -186,8 +423,10 @@ class PipelineEngine:
                 )
             )
 
-    async def _answer(self, audio: Pcm, early: asyncio.Future[Transcript] | None = None) -> bool:
-        """One turn; returns True when it ended the conversation."""
+    async def _answer(
+        self, audio: Pcm, early: asyncio.Future[Transcript] | None = None, text: str | None = None
+    ) -> bool:
+        """One turn; returns True when it ended the conversation. `text`: already transcribed (streaming)."""
         call = self._call
         assert call is not None
         call.awaiting_reply()
@@ -195,8 +434,10 @@ class PipelineEngine:
         tag = f"turn-{len(call.state.turns) + 1}"
         turn = _Turn(tag, audio)
         self._turn = turn
-        transcript = await (early if early is not None else self._transcribe(audio))
-        call.state.add_usage(f"stt_seconds.{transcript.provider}", transcript.audio_seconds)
+        if text is not None:
+            transcript = Transcript(text, self._streaming.provider if self._streaming else "stream", 0.0)
+        else:
+            transcript = await (early if early is not None else self._transcribe(audio))
         turn.caller_text = transcript.text
         stt_done = time.perf_counter()
 
@@ -209,14 +450,14 @@ class PipelineEngine:
             if isinstance(event, Sentence):
                 first_sentence = first_sentence or time.perf_counter()
                 turn.spoken.append(event.text)
-                call.state.add_usage(f"tts_chars.{self._tts.name}", len(event.text))
                 parts = split_first_clause(event.text) if len(turn.spoken) == 1 else [event.text]
                 for part in parts:
                     async for pcm in self._tts.stream(part):
-                        call.playback.enqueue(pcm.resampled(self._rate).data, part, tag)
                         if first_audio is None:
                             first_audio = time.perf_counter()
+                            self._disarm_filler()
                             call.reply_started()
+                        call.playback.enqueue(pcm.resampled(self._rate).data, part, tag)
             elif isinstance(event, ReplyDone):
                 reply = event.reply
                 for provider in reply.failed:
@@ -255,7 +496,9 @@ class PipelineEngine:
         config = self._config
         call.state.outcome = "message"
         text = f"{MESSAGE_TAKEN} {config.farewell}"
-        call.playback.enqueue(await self._prompts.audio(self._tts, text, self._rate), text, turn.tag)
+        audio = await self._prompts.audio(self._tts, text, self._rate)
+        self._disarm_filler()
+        call.playback.enqueue(audio, text, turn.tag)
         call.reply_started()
         record = TurnRecord(
             index=len(call.state.turns) + 1,
@@ -274,6 +517,27 @@ class PipelineEngine:
         return True
 
     async def close(self) -> None:
+        self._disarm_filler()
+        self._cancel_stream_deadline()
+        opening, self._opening = self._opening, None
+        if opening is not None:
+            opening.cancel()
+            with contextlib.suppress(BaseException):
+                await opening
+        stream_task, self._stream_task = self._stream_task, None
+        if stream_task is not None:
+            stream_task.cancel()
+            with contextlib.suppress(BaseException):
+                await stream_task
+        streaming, self._streaming = self._streaming, None
+        if streaming is not None:
+            if not self._stream_abandoned:
+                self._usage.audio_seconds(streaming.provider, round(streaming.sent_s, 2))
+            with contextlib.suppress(Exception):
+                await streaming.close()
+        for closing in self._closing:
+            with contextlib.suppress(BaseException):
+                await closing
         self._drop_early()
         task, self._reply = self._reply, None
         if task is not None and not task.done():

@@ -1,15 +1,22 @@
-"""Which realtime engine serves a call: the first usable entry of the domain's `providers.realtime` chain
-(or the one `bridge.engine` forces), falling back to the offline pipeline. Engines register a builder by
-name, so another provider (Deepgram, ElevenLabs, Gemini Live…) plugs in without touching the session."""
+"""Which realtime engine serves a call: the domain's `providers.realtime` chain (or the one engine
+`bridge.engine` forces). Cloud engines in the chain are tried in order and the offline pipeline closes it
+(`EngineChain`: a call that loses a cloud engine mid-call goes on with the next); a domain on the pipeline
+alone gets the pipeline itself. Engines register a builder by name, so another provider plugs in without
+touching the session; a builder that can't serve the call (no key…) raises `EngineUnavailable` and is skipped.
+
+Names: `pipeline` (`local`), `openai_realtime` (`openai`), `elevenlabs_convai` (`elevenlabs`),
+`gemini_live` (`gemini`), `echo`."""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
 
-from bridge.engines.base import RealtimeEngine
+from bridge.engines.base import CloudEngine, RealtimeEngine
 from bridge.engines.echo import EchoEngine
 from bridge.engines.pipeline import PipelineEngine
 from bridge.prompts import PromptAudio
@@ -35,6 +42,12 @@ class EngineUnavailable(ValueError):
     """A builder can't serve this call (missing credentials, unsupported rate…): the next entry is tried."""
 
 
+def engine_health_key(spec: ProviderSpec, key: str, base_url: str | None) -> str:
+    """One health entry per provider, endpoint, model and key (a domain's bad key benches only its own)."""
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:8] if key else "nokey"
+    return f"realtime:{spec.name}:{base_url or 'default'}:{spec.model or ''}:{fingerprint}"
+
+
 def _pipeline(request: EngineRequest) -> RealtimeEngine:
     return PipelineEngine(request.runtime, request.config, request.sample_rate, request.prompts)
 
@@ -49,6 +62,21 @@ def _openai(request: EngineRequest) -> RealtimeEngine:
     return OpenAiRealtimeEngine.from_request(request)
 
 
+def _elevenlabs(request: EngineRequest) -> RealtimeEngine:
+    from bridge.engines.elevenlabs_convai import ElevenLabsConvaiEngine
+
+    return ElevenLabsConvaiEngine.from_request(request)
+
+
+def _gemini(request: EngineRequest) -> RealtimeEngine:
+    from bridge.engines.gemini_live import GeminiLiveEngine
+
+    return GeminiLiveEngine.from_request(request)
+
+
+LOCAL = {"pipeline", "local"}
+
+
 class EngineRegistry:
     def __init__(self) -> None:
         self._builders: dict[str, EngineBuilder] = {
@@ -57,6 +85,10 @@ class EngineRegistry:
             "echo": _echo,
             "openai": _openai,
             "openai_realtime": _openai,
+            "elevenlabs": _elevenlabs,
+            "elevenlabs_convai": _elevenlabs,
+            "gemini": _gemini,
+            "gemini_live": _gemini,
         }
 
     def register(self, name: str, builder: EngineBuilder) -> None:
@@ -70,14 +102,39 @@ class EngineRegistry:
         self, runtime: Runtime, config: SecretaryConfig, sample_rate: int, prompts: PromptAudio
     ) -> RealtimeEngine:
         forced = runtime.settings.bridge.engine
-        specs = [ProviderSpec(name=forced)] if forced else list(config.providers.realtime)
-        for spec in specs:
-            builder = self._builders.get(spec.name)
-            if builder is None:
-                log.warning("realtime_engine_unknown", engine=spec.name)
+        if forced:
+            engine = self._build_one(ProviderSpec(name=forced), runtime, config, sample_rate, prompts)
+            pipeline = EngineRequest(runtime, config, ProviderSpec(name="pipeline"), sample_rate, prompts)
+            return engine or _pipeline(pipeline)
+        cloud: list[CloudEngine] = []
+        for spec in config.providers.realtime:
+            if spec.name in LOCAL:
+                break  # the pipeline closes the chain: entries after it are never reached
+            engine = self._build_one(spec, runtime, config, sample_rate, prompts)
+            if engine is None:
                 continue
-            try:
-                return builder(EngineRequest(runtime, config, spec, sample_rate, prompts))
-            except EngineUnavailable as exc:
-                log.warning("realtime_engine_unavailable", engine=spec.name, reason=str(exc))
-        return _pipeline(EngineRequest(runtime, config, ProviderSpec(name="pipeline"), sample_rate, prompts))
+            if not isinstance(getattr(engine, "connected", None), asyncio.Event):
+                if not cloud:
+                    return engine  # a local engine of its own (echo): no chain
+                log.warning("realtime_engine_not_chainable", engine=spec.name)
+                continue
+            cloud.append(engine)  # type: ignore[arg-type]
+        pipeline_request = EngineRequest(runtime, config, ProviderSpec(name="pipeline"), sample_rate, prompts)
+        if not cloud:
+            return _pipeline(pipeline_request)
+        from bridge.engines.chain import EngineChain
+
+        return EngineChain(runtime, config, sample_rate, prompts, cloud)
+
+    def _build_one(
+        self, spec: ProviderSpec, runtime: Runtime, config: SecretaryConfig, sample_rate: int, prompts: PromptAudio
+    ) -> RealtimeEngine | None:
+        builder = self._builders.get(spec.name)
+        if builder is None:
+            log.warning("realtime_engine_unknown", engine=spec.name)
+            return None
+        try:
+            return builder(EngineRequest(runtime, config, spec, sample_rate, prompts))
+        except EngineUnavailable as exc:
+            log.warning("realtime_engine_unavailable", engine=spec.name, reason=str(exc))
+            return None

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from uuid import UUID, uuid4
 
@@ -82,10 +82,13 @@ class KnowledgeBase:
         secretaries: SecretaryStore,
         settings: KnowledgeSettings,
         pool: CpuPool,
+        embedder_for: Callable[[UUID], Awaitable[Embedder]] | None = None,
     ) -> None:
+        """`embedder` is the default (MiniLM); `embedder_for` picks a domain's own (its `providers.embeddings`)."""
         self.documents = documents
         self.index = index
         self.embedder = embedder
+        self._embedder_for = embedder_for
         self._secretaries = secretaries
         self._settings = settings
         self._pool = pool
@@ -215,25 +218,33 @@ class KnowledgeBase:
                 built_by = await self.index.embedder_of(domain)
                 if built_by is None:
                     return None
-                if built_by != self.embedder.name:
-                    log.warning("knowledge_reindex_needed", domain_uuid=str(domain), built_by=built_by)
+                embedder = await self.embedder_of(domain)
+                if built_by != embedder.name:
+                    log.warning("knowledge_reindex_needed", domain_uuid=str(domain), built_by=built_by,
+                                embedder=embedder.name)  # fmt: skip
                     return None
-                vector = (await self.embedder.embed([query]))[0]
+                vector = (await embedder.embed([query]))[0]
                 hits = await self.index.query(domain, vector, limit)
                 if hits is None:
                     return None
-                return await self._rescored(hits, vector)
+                return await self._rescored(embedder, hits, vector)
         except TimeoutError:
             raise DependencyUnavailable("knowledge index", "search timed out") from None
 
-    async def _rescored(self, hits: list[Hit], question: Sequence[float]) -> list[KnowledgeChunk]:
+    async def embedder_of(self, domain_uuid: UUID) -> Embedder:
+        """The embedder the domain's knowledge is (to be) indexed with."""
+        if self._embedder_for is None:
+            return self.embedder
+        return await self._embedder_for(domain_uuid)
+
+    async def _rescored(self, embedder: Embedder, hits: list[Hit], question: Sequence[float]) -> list[KnowledgeChunk]:
         """The best passages are scored again by their sentences: a caller's question is short, and it is
         closer to the one sentence that answers it than to a passage that also says other things (measured
         on the demo documents: answerable questions gain ~0.1, the others almost nothing). The nearest
         sentences become the passage's `answer`, the part the front desk reads out."""
         groups = [reading_sentences(h.text) if rank < RESCORED_HITS else [] for rank, h in enumerate(hits)]
         flat = [s for group in groups if len(group) > 1 for s in group]
-        vectors = await self.embedder.embed(flat) if flat else []
+        vectors = await embedder.embed(flat) if flat else []
         closeness = iter(float(np.dot(v, question)) for v in vectors)
         chunks = []
         for hit, group in zip(hits, groups, strict=True):
@@ -258,18 +269,19 @@ class KnowledgeBase:
     ) -> DocumentInfo:
         domain_uuid, document_uuid = info.domain_uuid, info.document_uuid
         try:
+            embedder = await self.embedder_of(domain_uuid)
             built_by = await self.index.embedder_of(domain_uuid)
-            if built_by is not None and built_by != self.embedder.name:
+            if built_by is not None and built_by != embedder.name:
                 raise DependencyUnavailable(
                     "knowledge index", f"the domain was indexed with {built_by}: re-index the whole domain"
                 )
             done = 0
             for start in range(0, len(chunks), INDEX_BATCH):
                 batch = chunks[start : start + INDEX_BATCH]
-                vectors = await self.embedder.embed([c.embedding_text for c in batch])
+                vectors = await embedder.embed([c.embedding_text for c in batch])
                 await self.index.add(
                     domain_uuid,
-                    self.embedder.name,
+                    embedder.name,
                     ids=[f"{document_uuid}:{c.index}" for c in batch],
                     vectors=vectors,
                     texts=[c.text for c in batch],

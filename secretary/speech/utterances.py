@@ -83,6 +83,11 @@ class UtteranceSegmenter:
         return self._state == "speaking"
 
     @property
+    def active(self) -> bool:
+        """Speech has begun (perhaps not yet confirmed) and the turn has not ended."""
+        return self._state != "idle"
+
+    @property
     def position_ms(self) -> float:
         return self._fed_ms
 

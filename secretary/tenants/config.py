@@ -192,6 +192,9 @@ class ProviderChains(BaseModel):
     brain: list[ProviderSpec] = _chain("front_desk")
     tts: list[ProviderSpec] = _chain("piper")
     realtime: list[ProviderSpec] = _chain("pipeline")
+    # The first entry that can be built embeds the domain's knowledge base (a collection is bound to the
+    # embedder that built it: changing this means re-indexing the domain).
+    embeddings: list[ProviderSpec] = _chain("minilm")
 
 
 class SmtpServer(BaseModel):

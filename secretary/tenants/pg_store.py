@@ -16,6 +16,7 @@ from secretary.errors import DomainDisabled, NoSecretary, SecretaryDisabled, Sec
 from secretary.tenants.config import SecretaryConfig, TransferTarget
 
 log = structlog.get_logger(__name__)
+PROVIDER_KINDS = ("stt", "brain", "tts", "realtime", "embeddings")
 
 # domain_enabled is boolean in every FusionPBX version, but compare as text like the other flags so the
 # query reads the same on 5.4 and 5.5; NULL counts as disabled, as in FusionPBX's own queries.
@@ -90,11 +91,7 @@ class PostgresSecretaryStore:
     async def _with_secrets(self, config: SecretaryConfig) -> SecretaryConfig:
         """Attach the decrypted credentials the config refers to. A missing or undecryptable one is logged
         and skipped: the chain then falls back (env variable, next provider, local engine), the call goes on."""
-        specs = [
-            s
-            for chain in (config.providers.stt, config.providers.brain, config.providers.tts, config.providers.realtime)
-            for s in chain
-        ]
+        specs = [s for kind in PROVIDER_KINDS for s in getattr(config.providers, kind)]
         messages = config.messages
         wanted = {s.api_key_ref for s in specs if s.api_key_ref}
         wanted |= {r for r in (messages.webhook_secret_ref, messages.smtp.password_ref if messages.smtp else None) if r}
@@ -113,7 +110,7 @@ class PostgresSecretaryStore:
             return [s.with_api_key(secrets.get(s.api_key_ref)) if s.api_key_ref else s for s in chain]
 
         providers = config.providers.model_copy(
-            update={kind: resolve(getattr(config.providers, kind)) for kind in ("stt", "brain", "tts", "realtime")}
+            update={kind: resolve(getattr(config.providers, kind)) for kind in PROVIDER_KINDS}
         )
         messages = messages.model_copy()
         webhook_secret = secrets.get(messages.webhook_secret_ref or "")

@@ -64,7 +64,6 @@ class _Session:
     def __init__(self, server: FakeDeepgram, ws: web.WebSocketResponse, query: Any) -> None:
         self.server = server
         self.ws = ws
-        self.fault = server.fault
         self.rate = int(query.get("sample_rate", "16000"))
         self.mulaw = query.get("encoding", "linear16") == "mulaw"
         self.interim = query.get("interim_results") == "true"
@@ -84,6 +83,11 @@ class _Session:
         self.since_word = 0.0
         self.broken = False  # a fault has fired: say nothing more
         self.started = asyncio.get_running_loop().time()
+
+    @property
+    def fault(self) -> Fault:
+        """Read live: a test can break a stream that is already open (mid-call)."""
+        return self.server.fault
 
     async def run(self) -> None:
         while True:

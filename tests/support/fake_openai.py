@@ -1,6 +1,7 @@
 """A local OpenAI-compatible server: chat completions (SSE with `tool_calls` deltas and a usage chunk),
-`/v1/audio/speech` (raw 24 kHz PCM from Piper), `/v1/audio/transcriptions` (Whisper on the upload) and
-`/v1/models`. The same routes under `/openai/v1` make it a Groq endpoint (Groq sends `x_groq.usage`).
+`/v1/audio/speech` (raw 24 kHz PCM from Piper), `/v1/audio/transcriptions` (Whisper on the upload),
+`/v1/embeddings` (real sentence vectors from the given `embed`, e.g. MiniLM) and `/v1/models`. The same
+routes under `/openai/v1` make it a Groq endpoint (Groq sends `x_groq.usage`).
 
 Replies are derived from the request: a directory name the caller said becomes a `transfer_call` tool call
 (arguments split over two deltas, as real servers stream them); anything else is answered in text that
@@ -30,10 +31,16 @@ def _sse(payload: dict[str, Any]) -> bytes:
 
 
 class FakeOpenAi(FakeServer):
-    def __init__(self, say: Callable[[str, int], Pcm], transcribe: Callable[[Pcm], str]) -> None:
+    def __init__(
+        self,
+        say: Callable[[str, int], Pcm],
+        transcribe: Callable[[Pcm], str],
+        embed: Callable[[list[str]], list[list[float]]] | None = None,
+    ) -> None:
         super().__init__()
         self._say = say
         self._transcribe = transcribe
+        self._embed = embed
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -42,6 +49,7 @@ class FakeOpenAi(FakeServer):
             app.router.add_post(prefix + "/audio/speech", self.speech)
             app.router.add_post(prefix + "/audio/transcriptions", self.transcriptions)
             app.router.add_get(prefix + "/models", self.models)
+            app.router.add_post(prefix + "/embeddings", self.embeddings)
         return app
 
     # -- shared fault handling ---------------------------------------------------------------------------
@@ -192,3 +200,43 @@ class FakeOpenAi(FakeServer):
                 await abort(request)
             return response
         return web.Response(body=payload.encode(), content_type="application/json")
+
+    # -- embeddings ---------------------------------------------------------------------------------------
+
+    async def embeddings(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        self.requests.append({"route": "embeddings", "model": body.get("model"), "input": texts})
+        early = await self._before_headers()
+        if early is not None:
+            return early
+        if self._embed is None:
+            return web.json_response({"error": {"message": "no embeddings here"}}, status=404)
+        vectors = await asyncio.to_thread(self._embed, texts)
+        tokens = sum(len(t.split()) for t in texts)
+        payload = json.dumps(
+            {
+                "object": "list",
+                "data": [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)],
+                "model": body.get("model"),
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+            }
+        )
+        return await json_faults(request, self, payload)
+
+
+async def json_faults(request: web.Request, server: FakeServer, payload: str) -> web.StreamResponse:
+    """A JSON body, broken the way the server's fault says (malformed, stalled or cut mid-body)."""
+    if server.fault is Fault.MALFORMED:
+        return web.Response(body=payload[: len(payload) // 2].encode(), content_type="application/json")
+    if server.fault in (Fault.STALL, Fault.DISCONNECT):
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        response.content_length = len(payload)
+        await response.prepare(request)
+        await response.write(payload[:10].encode())
+        if server.fault is Fault.STALL:
+            await server.hang()
+        else:
+            await abort(request)
+        return response
+    return web.Response(body=payload.encode(), content_type="application/json")

@@ -69,6 +69,7 @@ class RealtimeServer:
         self.sessions: list[dict[str, Any]] = []
         self.audio_appends = 0
         self.paths: list[str] = []
+        self.failed_at: float | None = None  # loop time the fault fired: the socket dropped, or the reply owed
         self._server: Server | None = None
 
     async def start(self) -> str:
@@ -146,6 +147,7 @@ class RealtimeServer:
             await self._send(ws, {"type": "input_audio_buffer.speech_started", "audio_start_ms": session.position_ms,
                                   "item_id": "item_in_" + uuid.uuid4().hex[:8]})  # fmt: skip
             if self.mode == "disconnect":
+                self.failed_at = asyncio.get_running_loop().time()
                 await ws.close(1011, "simulated failure")
         elif session.speaking and session.quiet_ms >= 500:
             session.speaking, session.loud_ms = False, 0
@@ -153,6 +155,7 @@ class RealtimeServer:
             await self._send(ws, {"type": "input_audio_buffer.speech_stopped", "audio_end_ms": session.position_ms})
             await self._send(ws, {"type": "input_audio_buffer.committed", "item_id": "item_in"})
             if self.mode == "hang":
+                self.failed_at = asyncio.get_running_loop().time()
                 return
             text = await asyncio.to_thread(self._transcribe, utterance)
             await self._send(ws, {"type": "conversation.item.input_audio_transcription.completed",

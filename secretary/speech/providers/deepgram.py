@@ -76,6 +76,11 @@ class DeepgramStt:
         self._connect_timeout_s = connect_timeout_s
         self._deadlines = result_deadlines
 
+    @property
+    def hold_s(self) -> float:
+        """How long after the caller's last sound audio must still flow for Deepgram to end the turn."""
+        return (self._endpointing_ms + self._utterance_end_ms) / 1000 + 0.3
+
     async def open(self, sample_rate: int, language: str, hints: Sequence[str] = ()) -> DeepgramStream:
         params: dict[str, Any] = {
             "model": self._model,
