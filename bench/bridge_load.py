@@ -73,6 +73,18 @@ def serve(core: int | None) -> None:
 
         latencies = array("d")
         recording = [False]
+        collections: list[tuple[int, float]] = []  # (generation, seconds) of each cyclic GC while recording
+        gc_started = [0.0]
+
+        def on_gc(phase: str, info: dict[str, int]) -> None:
+            if not recording[0]:
+                return
+            if phase == "start":
+                gc_started[0] = time.perf_counter()
+            else:
+                collections.append((info["generation"], time.perf_counter() - gc_started[0]))
+
+        gc.callbacks.append(on_gc)
 
         class TimedEcho(EchoEngine):
             def feed(self, pcm: bytes) -> None:
@@ -101,6 +113,7 @@ def serve(core: int | None) -> None:
         while command := (await loop.run_in_executor(None, sys.stdin.readline)).strip():
             if command == "start":
                 del latencies[:]
+                collections.clear()
                 recording[0] = True
             elif command == "stop":
                 recording[0] = False
@@ -112,6 +125,9 @@ def serve(core: int | None) -> None:
                         "p99": float(np.percentile(ms, 99)),
                         "max": float(ms.max()),
                     }
+                for generation in range(3):
+                    pauses = [s * 1000 for g, s in collections if g == generation]
+                    stats[f"gc{generation}"] = {"n": len(pauses), "max_ms": round(max(pauses, default=0.0), 2)}
                 print(json.dumps(stats), flush=True)
         await server.close()
         await runtime.close()
@@ -255,6 +271,7 @@ async def measure(child: subprocess.Popen[str], port: int, calls: int, seconds: 
         "caller_late_ticks": int(late_ms.size),
         "caller_late_p99_ms": round(float(np.percentile(late_ms, 99)), 2) if late_ms.size else 0.0,
         "failed_calls": len(failed),
+        "gc_pauses": {f"gen{g}": handling[f"gc{g}"] for g in range(3)},
     }
 
 
@@ -343,14 +360,15 @@ def write(report: dict[str, object]) -> None:
         " (other work on the machine inflates every figure).",
         "",
         "| calls | frame handling p50 ms | p99 ms | max ms | round trip p50 ms | p99 ms |"
-        " bridge CPU % of a core | CPU % per call | frames measured |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        " bridge CPU % of a core | CPU % per call | frames measured | full GCs (longest ms) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in report["results"]:  # type: ignore[attr-defined]
         lines.append(
             f"| {r['calls']} | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['round_trip_p50_ms']} |"
             f" {r['round_trip_p99_ms']} | {r['bridge_cpu_percent']} | {r['cpu_percent_per_call']} |"
             f" {r['frames_measured']}/{r['frames_expected']} |"
+            f" {r['gc_pauses']['gen2']['n']} ({r['gc_pauses']['gen2']['max_ms']}) |"
         )
     lines += ["", f"Largest N with p99 under 5 ms: **{report['largest_calls_with_p99_under_5ms']}** (target 300)."]
     (RESULTS / "bridge_load.md").write_text("\n".join(lines) + "\n")

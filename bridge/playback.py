@@ -183,7 +183,11 @@ class Playback:
             segments[0].end < now - SEGMENT_RETENTION_S or (segments[0].tag != tag and segments[0].end <= now)
         ):
             segments.popleft()
-        segments.append(segment)
+        last = segments[-1] if segments else None
+        if last is not None and not text and not last.text and last.tag == tag and last.end == start:
+            last.end = self._end  # a realtime model's stream of chunks: one span, not thousands of GC'd objects
+        else:
+            segments.append(segment)
         self._wakeup.set()
 
     async def drained(self) -> None:

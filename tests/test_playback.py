@@ -60,3 +60,23 @@ async def test_nothing_is_stopped_when_nothing_plays() -> None:
     playback = Playback(sink, 8000, lead_ms=200)
     assert await playback.interrupt() is not None and sink.sent == []
     await playback.close()
+
+
+async def test_a_stream_of_untexted_chunks_is_one_span_with_the_same_accounting() -> None:
+    """A realtime model's reply arrives as hundreds of small chunks: the timeline keeps one span for them (a
+    per-chunk object would make every full garbage collection walk thousands per call), and a barge-in still
+    reports how much of each reply was played, and the words of a texted segment that follows."""
+    now = [50.0]
+    sink = Sink(chunk_ms=None)
+    playback = Playback(sink, 8000, lead_ms=200, clock=lambda: now[0])
+    for _ in range(200):  # 4 s of 20 ms chunks
+        playback.enqueue(seconds(0.02), "", "item-1")
+    playback.enqueue(seconds(1.0), "", "item-2")
+    playback.enqueue(seconds(2.0), "Please hold the line.", "item-2")
+    assert len(playback._segments) == 3
+    await asyncio.sleep(0.01)
+    now[0] += 6.0  # item-1, item-2's chunk and half of its sentence have played
+    interruption = await playback.interrupt()
+    assert interruption.played_ms == {"item-1": 4000, "item-2": 2000}
+    assert interruption.heard == {"item-2": "Please hold"} and interruption.cut == {"item-2": "the line."}
+    await playback.close()
