@@ -179,6 +179,38 @@ async def _faulty_call(
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+async def test_cloud_engine_takes_a_message_after_the_tone(
+    engine: str,
+    servers: dict[str, FakeServer],
+    make_settings: Callable[..., Settings],
+    models: LocalModels,
+    speech: Speech,
+    tmp_path: Path,
+) -> None:
+    """The agent calls `take_message`: its sentence plays, then the tone; the caller's next words are the
+    message, thanked for in the local voice, and the call is hung up."""
+    server = servers[engine]
+    server.fault = Fault.NONE
+    async with cloud_bridge(make_settings, models, tmp_path, [_spec(engine, server.url)]) as bridge:
+        assert bridge.switch is not None
+        async with SimulatedCall(bridge.url, ACME, switch=bridge.switch) as call:
+            await call.secretary_speaks()
+            await call.secretary_silent()
+            asked = call.say(speech.say("I would like to leave a message.", 8000))
+            await call.secretary_speaks(after_ms=asked + 300)
+            await call.secretary_silent(quiet_ms=700)  # the agent's sentence, then the tone
+            thanked = call.say(speech.say("Please call Jane back about the invoice.", 8000))
+            await call.wait_closed(40)
+        assert call.hangup_cause == "NORMAL_CLEARING"
+        record = await bridge.call_over(call.call_uuid)
+    assert record.outcome == "message"
+    message = record.turns[-1]
+    assert message.brain == "message" and {"call", "back"} <= set(message.caller_text.lower().replace(".", "").split())
+    assert "message" in record.turns[-2].caller_text.lower() and record.turns[-2].brain == engine
+    assert "thank" in speech.transcribe(after(call, thanked)).lower()
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 async def test_every_fault_ends_on_the_pipeline(
     engine: str,
     make_settings: Callable[..., Settings],

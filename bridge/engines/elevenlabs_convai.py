@@ -34,8 +34,6 @@ import base64
 import contextlib
 import json
 import os
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -46,13 +44,14 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from bridge.engines import realtime_tools
+from bridge.engines.agent_turn import AgentTurn, thank_for_message
 from bridge.engines.base import CallContext, Handoff
 from bridge.engines.realtime_tools import ToolDesk
 from bridge.engines.registry import EngineRequest, EngineUnavailable, engine_health_key
 from bridge.engines.wire_audio import WireAudio
 from bridge.playback import Interruption
-from bridge.prompts import MESSAGE_TAKEN, PromptAudio, beep
-from secretary.calls.models import CallPhase, TurnRecord
+from bridge.prompts import PromptAudio, beep
+from secretary.calls.models import CallPhase
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Conversation
 from secretary.conversation.front_desk import FrontDesk
@@ -67,7 +66,6 @@ DEFAULT_BASE_URL = "https://api.elevenlabs.io"
 KEY_ENV = "ELEVENLABS_API_KEY"
 CLOSE_S = 0.5  # a failed provider gets this long for the closing handshake, not websockets' 10 s
 SEND_MS = 100  # caller audio per user_audio_chunk
-SPEAKING_WORDS_PER_S = 2.7  # a usual text-to-speech pace (about 160 words a minute)
 TICK_S = 0.2
 SETTLE_S = 0.6  # no agent audio this long after a reply's last chunk: the reply is over
 WORDS_PER_S = 5.4  # twice the usual pace: a reply with less audio than its text needs at this pace is unfinished
@@ -78,18 +76,6 @@ class ConvaiFailed(ProviderFailed):
         super().__init__(message)
         self.status_code = status_code
         self.retry_after_s = retry_after_s
-
-
-@dataclass
-class _Turn:
-    caller_text: str = ""
-    said: str = ""
-    tag: str = "el-0"
-    audio_s: float = 0.0
-    last_audio: float | None = None
-    heard: str | None = None
-    action: Action = field(default_factory=Action.continue_)
-    record: TurnRecord | None = None
 
 
 class ElevenLabsConvaiEngine:
@@ -126,7 +112,7 @@ class ElevenLabsConvaiEngine:
         self._wake = asyncio.Event()
         self._call: CallContext | None = None
         self._usage = UsageMeter()
-        self._turn = _Turn()
+        self._turn = AgentTurn("el-0")
         self._turns = 0
         self._last_interrupt = 0
         self._pending: Action | None = None
@@ -333,34 +319,13 @@ class ElevenLabsConvaiEngine:
             return False
         if self._taking_message:
             return await self._message_taken(call, text)
-        self._record(call)
+        self._turn.write(call, self.name)
         if self._pending is not None:  # the caller spoke before the agent acted on it: the action stands
             return False
         self._turns += 1
-        self._turn = _Turn(caller_text=text, tag=f"el-{self._turns}")
+        self._turn = AgentTurn(f"el-{self._turns}", caller_text=text)
         call.awaiting_reply()
         return False
-
-    def _record(self, call: CallContext) -> None:
-        """Writes the turn to the transcript, or updates it (more was said after a tool call)."""
-        turn = self._turn
-        if not turn.caller_text:
-            return  # the greeting
-        if turn.record is None:
-            turn.record = TurnRecord(
-                index=len(call.state.turns) + 1,
-                at=datetime.now(UTC),
-                caller_text=turn.caller_text,
-                secretary_text=turn.said,
-                heard_text=turn.heard,
-                action=turn.action,
-                brain=self.name,
-            )
-            call.record_turn(turn.record)
-        else:
-            turn.record.secretary_text = turn.said
-            turn.record.heard_text = turn.heard
-            turn.record.action = turn.action
 
     async def _barge_in(self, call: CallContext) -> None:
         interruption = await call.playback.interrupt()
@@ -368,7 +333,7 @@ class ElevenLabsConvaiEngine:
         played = interruption.played_ms.get(turn.tag, 0) / 1000
         if turn.audio_s and played < turn.audio_s - 0.05:
             call.note_barge_in()
-            turn.heard = _heard(turn.said, played / turn.audio_s)
+            turn.cut_at(played)
             log.info("barge_in", heard=turn.heard)
 
     async def _tool(self, ws: ClientConnection, tool_call: dict[str, Any]) -> None:
@@ -399,39 +364,24 @@ class ElevenLabsConvaiEngine:
         if self.replying:
             return False  # audio stopped short of the text: a stall (the chain judges it), not the end
         if turn.said and (turn.record is None or turn.record.secretary_text != turn.said):
-            self._record(call)
+            self._turn.write(call, self.name)
         if action is None:
             return False
         self._pending = None
         if action.type is ActionType.TAKE_MESSAGE:
-            self._record(call)
+            self._turn.write(call, self.name)
             call.state.phase = CallPhase.TAKING_MESSAGE
             self._taking_message = True
             call.playback.enqueue(beep(self._rate), "", "beep")
             return False
-        self._record(call)
+        self._turn.write(call, self.name)
         self._done = True
         await call.finish(action)
         return True
 
     async def _message_taken(self, call: CallContext, message: str) -> bool:
-        """The caller's message is in: thank them in the local voice (the agent is not asked to improvise)."""
         self._done = True
-        call.state.outcome = "message"
-        text = f"{MESSAGE_TAKEN} {self._config.farewell}"
-        call.record_turn(
-            TurnRecord(
-                index=len(call.state.turns) + 1,
-                at=datetime.now(UTC),
-                caller_text=message,
-                secretary_text=text,
-                action=Action.hangup(),
-                brain="message",
-            )
-        )
-        tts = self._runtime.providers.tts(self._config)
-        call.playback.enqueue(await self._prompts.audio(tts, text, self._rate), text, "message-taken")
-        await call.finish(Action.hangup())
+        await thank_for_message(call, self._runtime, self._config, self._prompts, self._rate, message)
         return True
 
     # -- for the engine chain -------------------------------------------------------------------------------
@@ -451,12 +401,7 @@ class ElevenLabsConvaiEngine:
         return asyncio.get_running_loop().time() - self._last_message
 
     def handoff(self, interruption: Interruption) -> Handoff:
-        turn = self._turn
-        played = interruption.played_ms.get(turn.tag, 0) / 1000
-        # The reply broke off: its full length is unknown, so the words heard are counted at a speaking pace.
-        words = turn.said.split()
-        heard = " ".join(words[: min(len(words), round(played * SPEAKING_WORDS_PER_S))])
-        return Handoff(turn.caller_text, turn.said, heard)
+        return self._turn.handoff(interruption)
 
     async def probe(self) -> None:
         url = await self._url()
@@ -474,8 +419,3 @@ class ElevenLabsConvaiEngine:
 
 def _ws(base: str) -> str:
     return "ws" + base[len("http") :] if base.startswith("http") else base
-
-
-def _heard(text: str, fraction: float) -> str:
-    words = text.split()
-    return " ".join(words[: round(len(words) * min(1.0, max(0.0, fraction)))])

@@ -25,8 +25,6 @@ import base64
 import contextlib
 import json
 import os
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -35,13 +33,14 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from bridge.engines import realtime_tools
+from bridge.engines.agent_turn import AgentTurn, thank_for_message
 from bridge.engines.base import CallContext, Handoff
 from bridge.engines.realtime_tools import ToolDesk
 from bridge.engines.registry import EngineRequest, EngineUnavailable, engine_health_key
 from bridge.engines.wire_audio import WireAudio
 from bridge.playback import Interruption
-from bridge.prompts import MESSAGE_TAKEN, PromptAudio, beep
-from secretary.calls.models import CallPhase, TurnRecord
+from bridge.prompts import PromptAudio, beep
+from secretary.calls.models import CallPhase
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Conversation
 from secretary.conversation.front_desk import FrontDesk
@@ -61,7 +60,6 @@ IN_FORMAT = "pcm_16000"
 OUT_FORMAT = "pcm_24000"
 CLOSE_S = 0.5  # a failed provider gets this long for the closing handshake, not websockets' 10 s
 SEND_MS = 100
-SPEAKING_WORDS_PER_S = 2.7  # a usual text-to-speech pace (about 160 words a minute)
 
 
 class GeminiFailed(ProviderFailed):
@@ -69,17 +67,6 @@ class GeminiFailed(ProviderFailed):
         super().__init__(message)
         self.status_code = status_code
         self.retry_after_s = retry_after_s
-
-
-@dataclass
-class _Turn:
-    caller_text: str = ""
-    said: str = ""
-    tag: str = "gl-0"
-    audio_s: float = 0.0
-    heard: str | None = None
-    action: Action = field(default_factory=Action.continue_)
-    record: TurnRecord | None = None
 
 
 def _gemini_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -131,7 +118,7 @@ class GeminiLiveEngine:
         self._outgoing = bytearray()
         self._wake = asyncio.Event()
         self._usage = UsageMeter()
-        self._turn = _Turn()
+        self._turn = AgentTurn("gl-0")
         self._turns = 0
         self._replying = False
         self._pending: Action | None = None
@@ -297,9 +284,9 @@ class GeminiLiveEngine:
             if self._taking_message:
                 return await self._message_taken(call, str(heard_caller).strip())
             if self._turn.said or self._turn.audio_s:  # the model had its say: this is a new caller turn
-                self._record(call)
+                self._turn.write(call, self.name)
                 self._turns += 1
-                self._turn = _Turn(tag=f"gl-{self._turns}")
+                self._turn = AgentTurn(f"gl-{self._turns}")
             self._turn.caller_text = " ".join(filter(None, [self._turn.caller_text, str(heard_caller).strip()]))
             call.awaiting_reply()
         said = (content.get("outputTranscription") or {}).get("text")
@@ -337,10 +324,10 @@ class GeminiLiveEngine:
         played = interruption.played_ms.get(turn.tag, 0) / 1000
         if turn.audio_s and played < turn.audio_s - 0.05:
             call.note_barge_in()
-            turn.heard = _heard(turn.said, played / turn.audio_s)
+            turn.cut_at(played)
             log.info("barge_in", heard=turn.heard)
             if turn.record is not None:
-                self._record(call)
+                self._turn.write(call, self.name)
 
     async def _tool_calls(self, ws: ClientConnection, calls: list[Any]) -> None:
         responses = []
@@ -357,29 +344,8 @@ class GeminiLiveEngine:
             responses.append({"id": function_call.get("id"), "name": name, "response": result.output})
         await ws.send(json.dumps({"toolResponse": {"functionResponses": responses}}))
 
-    def _record(self, call: CallContext) -> None:
-        """Writes the turn to the transcript, or updates it (a barge-in after the reply was complete)."""
-        turn = self._turn
-        if not turn.caller_text:
-            return  # the greeting
-        if turn.record is None:
-            turn.record = TurnRecord(
-                index=len(call.state.turns) + 1,
-                at=datetime.now(UTC),
-                caller_text=turn.caller_text,
-                secretary_text=turn.said,
-                heard_text=turn.heard,
-                action=turn.action,
-                brain=self.name,
-            )
-            call.record_turn(turn.record)
-        else:
-            turn.record.secretary_text = turn.said
-            turn.record.heard_text = turn.heard
-            turn.record.action = turn.action
-
     async def _turn_complete(self, call: CallContext) -> bool:
-        self._record(call)
+        self._turn.write(call, self.name)
         action, self._pending = self._pending, None
         if action is None:
             return False
@@ -393,23 +359,8 @@ class GeminiLiveEngine:
         return True
 
     async def _message_taken(self, call: CallContext, message: str) -> bool:
-        """The caller's message is in: thank them in the local voice, then hang up."""
         self._done = True
-        call.state.outcome = "message"
-        text = f"{MESSAGE_TAKEN} {self._config.farewell}"
-        call.record_turn(
-            TurnRecord(
-                index=len(call.state.turns) + 1,
-                at=datetime.now(UTC),
-                caller_text=message,
-                secretary_text=text,
-                action=Action.hangup(),
-                brain="message",
-            )
-        )
-        tts = self._runtime.providers.tts(self._config)
-        call.playback.enqueue(await self._prompts.audio(tts, text, self._rate), text, "message-taken")
-        await call.finish(Action.hangup())
+        await thank_for_message(call, self._runtime, self._config, self._prompts, self._rate, message)
         return True
 
     # -- for the engine chain -------------------------------------------------------------------------------
@@ -425,12 +376,7 @@ class GeminiLiveEngine:
         return asyncio.get_running_loop().time() - self._last_message
 
     def handoff(self, interruption: Interruption) -> Handoff:
-        turn = self._turn
-        played = interruption.played_ms.get(turn.tag, 0) / 1000
-        # The reply broke off: its full length is unknown, so the words heard are counted at a speaking pace.
-        words = turn.said.split()
-        heard = " ".join(words[: min(len(words), round(played * SPEAKING_WORDS_PER_S))])
-        return Handoff(turn.caller_text, turn.said, heard)
+        return self._turn.handoff(interruption)
 
     async def probe(self) -> None:
         async with websockets.connect(
@@ -445,8 +391,3 @@ class GeminiLiveEngine:
         if ws is not None:
             with contextlib.suppress(Exception):
                 await ws.close()
-
-
-def _heard(text: str, fraction: float) -> str:
-    words = text.split()
-    return " ".join(words[: round(len(words) * min(1.0, max(0.0, fraction)))])
