@@ -51,7 +51,7 @@ async def run_call(settings: Settings, args: argparse.Namespace) -> int:
     async with _service(settings, url) as (service_url, models):
         with tempfile.TemporaryDirectory(prefix="voiceai-call-") as scratch:
             prompt = Path(scratch) / "fallback-prompt.wav"
-            prompt.write_bytes(wav_bytes(await asyncio.to_thread(_speak, models, FALLBACK_PROMPT_TEXT)))
+            prompt.write_bytes(wav_bytes(await asyncio.to_thread(speak, models, FALLBACK_PROMPT_TEXT)))
             sim = FreeSwitchSim(
                 variables={
                     "domain_name": args.domain,
@@ -118,7 +118,7 @@ async def _answers(url: str) -> bool:
         return False
 
 
-def _speak(models: LocalModels, text: str) -> Pcm:
+def speak(models: LocalModels, text: str) -> Pcm:
     """The caller's voice. Without Piper's random variation the same sentence is the same audio, so a call
     can be repeated exactly."""
     from piper import SynthesisConfig
@@ -142,7 +142,7 @@ def _caller(utterances: list[Utterance], models: LocalModels) -> Callable[[], Ca
         kind, value = item
         if kind == "say":
             print(f"you say:    {value}")
-            return Say(_speak(models, str(value)))
+            return Say(speak(models, str(value)))
         print(f"you play:   {value}")
         try:
             return Say(parse_wav(Path(value).read_bytes()))
@@ -158,7 +158,7 @@ def _typed(models: LocalModels) -> CallerAction | None:
         line = input("you (empty line hangs up)> ").strip()
     except EOFError:
         line = ""
-    return Say(_speak(models, line)) if line else None
+    return Say(speak(models, line)) if line else None
 
 
 def _print_exchange(exchange: CurlExchange) -> None:

@@ -25,8 +25,10 @@ from secretary.runtime import Runtime
 from secretary.settings import Settings
 from secretary.speech.audio import Pcm, parse_wav
 from secretary.speech.local_engines import LocalModels
+from voiceai.call import speak
 
 REPLY_WAIT_S = 30.0
+ACTION_WAIT_S = 2.0
 
 
 @dataclass
@@ -80,9 +82,7 @@ def _turns(args: argparse.Namespace, models: LocalModels, rate: int) -> list[tup
     turns: list[tuple[str, Pcm]] = []
     for kind, value in args.utterances:
         if kind == "say":
-            voice = models.piper()
-            audio = b"".join(chunk.audio_int16_bytes for chunk in voice.synthesize(value))
-            turns.append((value, Pcm(audio, voice.config.sample_rate).resampled(rate)))
+            turns.append((value, speak(models, value).resampled(rate)))
         else:
             turns.append((str(value), parse_wav(Path(value).read_bytes()).resampled(rate)))
     return turns
@@ -163,3 +163,7 @@ async def _converse(call: SimulatedCall, turns: list[tuple[str, Pcm]], models: L
         print(f"secretary: {await asyncio.to_thread(_transcribe, models, _since(call, start))}")
     if not call.closed.is_set():
         await call.secretary_silent(quiet_ms=500, timeout_s=REPLY_WAIT_S)
+        # A transfer or goodbye is carried out once the last words have played on the bridge's timeline, which
+        # may end a little after the simulator's: give the bridge that moment before the caller hangs up.
+        with contextlib.suppress(TimeoutError):
+            await call.wait_closed(ACTION_WAIT_S)
