@@ -131,7 +131,8 @@ class Interruption:
     played_ms: dict[str, int] = field(default_factory=dict)
 
 
-def _heard_words(text: str, fraction: float) -> tuple[str, str]:
+def split_heard(text: str, fraction: float) -> tuple[str, str]:
+    """The words of `text` heard when `fraction` of its audio has played, and the rest."""
     words = text.split()
     count = round(len(words) * fraction)
     return " ".join(words[:count]), " ".join(words[count:])
@@ -211,7 +212,7 @@ class Playback:
             fraction = min(1.0, max(0.0, (now - segment.start) / duration)) if duration > 0 else 1.0
             played[segment.tag] = played.get(segment.tag, 0.0) + fraction * duration
             if segment.text:
-                said, rest = _heard_words(segment.text, fraction)
+                said, rest = split_heard(segment.text, fraction)
                 if said:
                     heard.setdefault(segment.tag, []).append(said)
                 if rest:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from bridge.engines.base import CallContext, Handoff
-from bridge.playback import Interruption
+from bridge.playback import Interruption, split_heard
 from bridge.prompts import MESSAGE_TAKEN, PromptAudio
 from secretary.calls.models import TurnRecord
 from secretary.conversation.actions import Action
@@ -34,9 +34,8 @@ class AgentTurn:
 
     def cut_at(self, played_s: float) -> None:
         """A barge-in after `played_s` of the reply: the words heard are its share of the text."""
-        words = self.said.split()
         fraction = min(1.0, max(0.0, played_s / self.audio_s)) if self.audio_s else 0.0
-        self.heard = " ".join(words[: round(len(words) * fraction)])
+        self.heard = split_heard(self.said, fraction)[0]
 
     def write(self, call: CallContext, brain: str) -> None:
         """Writes the turn to the transcript, or updates it (more was said after a tool call, or a barge-in came

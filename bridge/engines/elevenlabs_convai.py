@@ -364,17 +364,17 @@ class ElevenLabsConvaiEngine:
         if self.replying:
             return False  # audio stopped short of the text: a stall (the chain judges it), not the end
         if turn.said and (turn.record is None or turn.record.secretary_text != turn.said):
-            self._turn.write(call, self.name)
+            turn.write(call, self.name)
         if action is None:
             return False
         self._pending = None
         if action.type is ActionType.TAKE_MESSAGE:
-            self._turn.write(call, self.name)
+            turn.write(call, self.name)
             call.state.phase = CallPhase.TAKING_MESSAGE
             self._taking_message = True
             call.playback.enqueue(beep(self._rate), "", "beep")
             return False
-        self._turn.write(call, self.name)
+        turn.write(call, self.name)
         self._done = True
         await call.finish(action)
         return True
