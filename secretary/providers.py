@@ -2,9 +2,9 @@
 
 Every chain ends in the local engine of its kind (Whisper, Piper, the front desk), appended if the admin
 did not list it, so a domain with only cloud providers still answers when they all fail. Cloud adapters are
-built once per distinct provider entry and reused by every call; API keys are read from the environment
-variable the entry names (`api_key_env`) and never logged. One `ProviderHealth` benches failed providers
-for every chain in the process.
+built once per distinct provider entry, key and cache scope and reused by every call; which key an entry gets
+(and where it may be sent) is the `CredentialResolver`'s decision, keys are never logged. One `ProviderHealth`
+benches failed providers for every chain in the process.
 
 Provider names, per kind (see the providers table in the README):
   stt:   whisper | deepgram | openai
@@ -16,7 +16,6 @@ Provider names, per kind (see the providers table in the README):
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -27,6 +26,7 @@ from secretary.conversation.brain import Brain
 from secretary.conversation.brain_chain import BrainChain
 from secretary.conversation.front_desk import FrontDesk
 from secretary.conversation.llm_brain import OpenAiCompatibleBrain
+from secretary.credentials.resolver import Credential, CredentialResolver
 from secretary.deadlines import Deadlines
 from secretary.knowledge.embedders import Embedder, GuardedEmbedder, OllamaEmbedder, OpenAiEmbedder
 from secretary.observability import Metrics
@@ -46,13 +46,9 @@ T = TypeVar("T")
 
 OPENAI_COMPATIBLE = {"openai", "ollama", "openai_compatible", "llamacpp", "vllm"}
 _DEFAULT_BASE_URLS = {"ollama": "http://127.0.0.1:11434/v1"}
-_DEFAULT_KEY_ENV = {
-    "openai": "OPENAI_API_KEY",
-    "groq": "GROQ_API_KEY",
-    "deepgram": "DEEPGRAM_API_KEY",
-    "elevenlabs": "ELEVENLABS_API_KEY",
-}
 _NEEDS_KEY = {"openai", "groq", "deepgram", "elevenlabs"}
+# An adapter maker: the entry and the key the resolver allowed it.
+Maker = Callable[[ProviderSpec, Credential], T]
 
 
 class UnknownProvider(ValueError):
@@ -70,6 +66,7 @@ def _option(spec: ProviderSpec, key: str, default: Any) -> Any:
 class ProviderFactory:
     def __init__(self, settings: Settings, models: LocalModels, pool: CpuPool, metrics: Metrics | None = None) -> None:
         self._settings = settings
+        self.credentials = CredentialResolver(settings)
         self._pool = pool
         self._whisper = WhisperStt(models, pool, settings.engines.whisper_beam_size)
         self._piper = PiperTts(models, pool)
@@ -85,7 +82,7 @@ class ProviderFactory:
             fallback.cool_down_s, fallback.probe_interval_s, fallback.probe_timeout_s, on_failure=count_failure
         )
         self._clients: dict[tuple[str, str, str], Any] = {}
-        self._engines: dict[tuple[str, str, str], Any] = {}
+        self._engines: dict[tuple[str, str, str, str], Any] = {}
 
     @property
     def local_stt(self) -> WhisperStt:
@@ -100,7 +97,7 @@ class ProviderFactory:
     def stt(self, config: SecretaryConfig, usage: UsageMeter | None = None) -> SttChain:
         fallback = self._settings.fallback
         local: SpeechToText = self._whisper
-        engines = self._build("stt", config.providers.stt, self._stt_engine, local)
+        engines = self._build("stt", config, config.providers.stt, self._stt_engine, local)
         deadlines = SttDeadlines(fallback.stt_first_result_s, fallback.stt_hedge_after_s)
         return SttChain(engines, deadlines=deadlines, health=self.health, usage=usage)
 
@@ -109,7 +106,7 @@ class ProviderFactory:
         the domain names none (or all are benched): the pipeline then uses its own VAD and `stt()`."""
         for spec in config.providers.stt:
             try:
-                engine = self._cached("stt", spec, self._stt_engine)
+                engine = self._cached("stt", config, spec, self._stt_engine)
             except (UnknownProvider, ValueError):
                 continue
             if isinstance(engine, DeepgramStt) and self.health.available(getattr(engine, "health_key", engine.name)):
@@ -119,12 +116,12 @@ class ProviderFactory:
     def tts(self, config: SecretaryConfig, usage: UsageMeter | None = None) -> TtsChain:
         fallback = self._settings.fallback
         local: TextToSpeech = self._piper
-        engines = self._build("tts", config.providers.tts, self._tts_engine, local)
+        engines = self._build("tts", config, config.providers.tts, self._tts_engine, local)
         deadlines = TtsDeadlines(fallback.tts_first_audio_s, fallback.tts_stall_s)
         return TtsChain(engines, deadlines=deadlines, health=self.health, usage=usage)
 
     def brain(self, config: SecretaryConfig, usage: UsageMeter | None = None) -> BrainChain:
-        brains = self._build("brain", config.providers.brain, self._brain, self._front_desk)
+        brains = self._build("brain", config, config.providers.brain, self._brain, self._front_desk)
         llm, fallback = self._settings.llm, self._settings.fallback
         deadlines = Deadlines(
             first_event_s=llm.first_token_deadline_s, stall_s=fallback.brain_stall_s, total_s=llm.total_deadline_s
@@ -137,27 +134,29 @@ class ProviderFactory:
             if spec.name in ("minilm", "local"):
                 return local
             try:
-                return self._cached("embeddings", spec, self._embedder)
+                return self._cached("embeddings", config, spec, self._embedder)
             except (UnknownProvider, ValueError) as exc:
                 log.warning("provider_skipped", kind="embeddings", provider=spec.name, reason=str(exc))
         return local
 
-    def _embedder(self, spec: ProviderSpec) -> GuardedEmbedder:
+    def _embedder(self, spec: ProviderSpec, credential: Credential) -> GuardedEmbedder:
         inner: OpenAiEmbedder | OllamaEmbedder
         if spec.name == "ollama" and not (spec.base_url or "").rstrip("/").endswith("/v1"):
             inner = OllamaEmbedder(spec.base_url or "http://127.0.0.1:11434", spec.model or "nomic-embed-text")
         elif spec.name in OPENAI_COMPATIBLE:
-            inner = OpenAiEmbedder(self._openai_client(spec), spec.model or "text-embedding-3-small")
+            inner = OpenAiEmbedder(self._openai_client(spec, credential), spec.model or "text-embedding-3-small")
         else:
             raise UnknownProvider(f"no embeddings provider named {spec.name!r}")
         key = f"embeddings:{spec.name}:{spec.base_url or 'default'}:{spec.model or ''}"
         return GuardedEmbedder(inner, self.health, key, self._settings.knowledge.search_timeout_s * 0.75)
 
-    def _build(self, kind: str, specs: list[ProviderSpec], make: Callable[[ProviderSpec], T], local: T) -> list[T]:
+    def _build(
+        self, kind: str, config: SecretaryConfig, specs: list[ProviderSpec], make: Maker[T], local: T
+    ) -> list[T]:
         engines: list[T] = []
         for spec in specs:
             try:
-                engine = self._cached(kind, spec, make)
+                engine = self._cached(kind, config, spec, make)
             except (UnknownProvider, ValueError) as exc:
                 log.warning("provider_skipped", kind=kind, provider=spec.name, reason=str(exc))
                 continue
@@ -168,42 +167,42 @@ class ProviderFactory:
         engines.append(local)  # the local engine always closes the chain
         return engines
 
-    def _cached(self, kind: str, spec: ProviderSpec, make: Callable[[ProviderSpec], T]) -> T:
-        """One adapter per distinct entry *and key*: two domains with the same entry but their own keys get
-        their own clients (and their own health: one domain's revoked key benches only its adapter)."""
-        secret = self._key_or_empty(spec)
-        fingerprint = hashlib.sha256(secret.encode()).hexdigest()[:8] if secret else "nokey"
-        key = (kind, spec.model_dump_json(), fingerprint)
+    def _cached(self, kind: str, config: SecretaryConfig, spec: ProviderSpec, make: Maker[T]) -> T:
+        """One adapter per distinct entry, key *and cache scope*: two domains with the same entry but their own
+        keys get their own clients (and their own health: one domain's revoked key benches only its adapter),
+        and a tenant's endpoint or key never shares an adapter — nor its cached audio — with another domain."""
+        credential = self.credentials.for_spec(spec, config)
+        scope = self.credentials.cache_scope(spec, credential, config)
+        key = (kind, spec.model_dump_json(), credential.fingerprint, scope)
         engine: Any = self._engines.get(key)
         if engine is None:
-            engine = make(spec)
+            engine = make(spec, credential)
             if engine not in (self._whisper, self._piper, self._front_desk):
                 base = spec.base_url or "default"
-                setattr(engine, "health_key", f"{kind}:{spec.name}:{base}:{spec.model or ''}:{fingerprint}")  # noqa: B010
+                health_key = f"{kind}:{spec.name}:{base}:{spec.model or ''}:{credential.fingerprint}"
+                setattr(engine, "health_key", health_key)  # noqa: B010
+                if kind == "tts":
+                    # Everything that decides the audio names its cache entries (SECURITY.md, "Caches").
+                    identity = f"{spec.model_dump_json()}\0{credential.fingerprint}\0{scope}"
+                    engine.voice_id = f"{engine.voice_id}:{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
             self._engines[key] = engine
         return engine  # type: ignore[no-any-return]
 
     # -- engines ---------------------------------------------------------------------------------------------
 
-    def _key_or_empty(self, spec: ProviderSpec) -> str:
-        """The entry's own key, else the provider's usual environment variable, else (OpenAI) `llm.api_key`."""
-        key = spec.api_key_value() or ""
-        if not key and not spec.api_key_env and spec.name in _DEFAULT_KEY_ENV:
-            key = os.environ.get(_DEFAULT_KEY_ENV[spec.name], "")
-        if not key and spec.name == "openai" and self._settings.llm.api_key is not None:
-            key = self._settings.llm.api_key.get_secret_value()
-        return key
+    @staticmethod
+    def _api_key(spec: ProviderSpec, credential: Credential) -> str:
+        if not credential.value and spec.name in _NEEDS_KEY:
+            raise UnknownProvider(
+                f"{spec.name} needs an API key: none this domain may use (a stored credential, api_key_ref)"
+            )
+        return credential.value
 
-    def _api_key(self, spec: ProviderSpec) -> str:
-        key = self._key_or_empty(spec)
-        if not key and spec.name in _NEEDS_KEY:
-            variable = spec.api_key_env or _DEFAULT_KEY_ENV.get(spec.name)
-            raise UnknownProvider(f"{spec.name} needs an API key: none found (environment variable {variable})")
-        return key
-
-    def _openai_client(self, spec: ProviderSpec, default_base: str | None = None) -> AsyncOpenAI:
+    def _openai_client(
+        self, spec: ProviderSpec, credential: Credential, default_base: str | None = None
+    ) -> AsyncOpenAI:
         base_url = spec.base_url or _DEFAULT_BASE_URLS.get(spec.name) or default_base
-        key = self._api_key(spec)
+        key = self._api_key(spec, credential)
         client_key = ("openai", base_url or "", key)
         client: AsyncOpenAI | None = self._clients.get(client_key)
         if client is None:
@@ -217,23 +216,23 @@ class ProviderFactory:
             self._clients[client_key] = client
         return client
 
-    def _stt_engine(self, spec: ProviderSpec) -> SpeechToText:
+    def _stt_engine(self, spec: ProviderSpec, credential: Credential) -> SpeechToText:
         if spec.name in ("whisper", "local"):
             return self._whisper
         if spec.name == "deepgram":
-            return self._deepgram(spec)
+            return self._deepgram(spec, credential)
         if spec.name in OPENAI_COMPATIBLE:
             from secretary.speech.providers.openai_speech import OpenAiTranscription
 
             model = spec.model or "gpt-4o-mini-transcribe"
-            return OpenAiTranscription(self._openai_client(spec), model, name=spec.name)
+            return OpenAiTranscription(self._openai_client(spec, credential), model, name=spec.name)
         raise UnknownProvider(f"no speech-to-text provider named {spec.name!r}")
 
-    def _deepgram(self, spec: ProviderSpec) -> SpeechToText:
+    def _deepgram(self, spec: ProviderSpec, credential: Credential) -> SpeechToText:
         from deepgram import AsyncDeepgramClient
         from deepgram.environment import DeepgramClientEnvironment
 
-        key = self._api_key(spec)
+        key = self._api_key(spec, credential)
         kwargs: dict[str, Any] = {"api_key": key, "timeout": self._settings.fallback.stt_first_result_s}
         if spec.base_url:
             http = spec.base_url.rstrip("/")
@@ -256,7 +255,7 @@ class ProviderFactory:
             ),
         )
 
-    def _tts_engine(self, spec: ProviderSpec) -> TextToSpeech:
+    def _tts_engine(self, spec: ProviderSpec, credential: Credential) -> TextToSpeech:
         if spec.name in ("piper", "local"):
             return self._piper
         if spec.name == "elevenlabs":
@@ -265,7 +264,7 @@ class ProviderFactory:
             if not spec.voice:
                 raise UnknownProvider("elevenlabs needs a voice (the ElevenLabs voice_id)")
             return ElevenLabsTts(
-                self._api_key(spec),
+                self._api_key(spec, credential),
                 spec.voice,
                 model=spec.model or "eleven_flash_v2_5",
                 output_format=str(_option(spec, "output_format", "pcm_16000")),
@@ -276,7 +275,7 @@ class ProviderFactory:
 
             instructions = spec.options.get("instructions")
             return OpenAiSpeech(
-                self._openai_client(spec),
+                self._openai_client(spec, credential),
                 spec.model or "gpt-4o-mini-tts",
                 spec.voice or "alloy",
                 instructions=str(instructions) if instructions else None,
@@ -284,7 +283,7 @@ class ProviderFactory:
             )
         raise UnknownProvider(f"no text-to-speech provider named {spec.name!r}")
 
-    def _brain(self, spec: ProviderSpec) -> Brain:
+    def _brain(self, spec: ProviderSpec, credential: Credential) -> Brain:
         if spec.name in ("front_desk", "local"):
             return self._front_desk
         llm = self._settings.llm
@@ -295,7 +294,7 @@ class ProviderFactory:
 
             from secretary.conversation.groq_brain import GroqBrain
 
-            key = self._api_key(spec)
+            key = self._api_key(spec, credential)
             client_key = ("groq", spec.base_url or "", key)
             client = self._clients.get(client_key)
             if client is None:
@@ -303,7 +302,7 @@ class ProviderFactory:
                 self._clients[client_key] = client
             return GroqBrain(client, spec.model or "llama-3.3-70b-versatile", temperature, max_tokens=max_tokens)
         if spec.name in OPENAI_COMPATIBLE:
-            client = self._openai_client(spec, llm.base_url)
+            client = self._openai_client(spec, credential, llm.base_url)
             return OpenAiCompatibleBrain(
                 spec.name,
                 client,

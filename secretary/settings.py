@@ -123,6 +123,22 @@ class LlmSettings(BaseModel):
     total_deadline_s: float = Field(default=12.0, gt=0)
 
 
+class CredentialSettings(BaseModel):
+    """Which of the operator's own keys domains of the database store may use (SECURITY.md, "Credentials").
+    The operator's YAML secretaries always may; `*_env` entries are operator-owned in either store."""
+
+    share_default_keys: bool = Field(
+        default=False,
+        description="database secretaries may use the providers' default keys (OPENAI_API_KEY, GROQ_API_KEY, "
+        "DEEPGRAM_API_KEY, ELEVENLABS_API_KEY, GEMINI_API_KEY, llm.api_key) for entries without a key of their own",
+    )
+    operator_endpoints: list[str] = Field(
+        default_factory=list,
+        description="endpoints (scheme://host[:port]) besides the providers' own and llm.base_url to which an "
+        "operator key may be sent when a domain names them as base_url",
+    )
+
+
 class SmtpSettings(BaseModel):
     """The default SMTP server for e-mailing taken messages; a domain's `messages.smtp` overrides it."""
 
@@ -239,6 +255,7 @@ class Settings(BaseSettings):
     spool: SpoolSettings = SpoolSettings()
     engines: EngineSettings = EngineSettings()
     llm: LlmSettings = LlmSettings()
+    credentials: CredentialSettings = CredentialSettings()
     secret_key: SecretStr | None = Field(
         default=None,
         description="Fernet key(s) that encrypt stored provider credentials; comma-separated, newest first",

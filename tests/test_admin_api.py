@@ -384,7 +384,7 @@ async def test_credentials_are_write_only_and_resolve_for_the_providers(admin: A
     assert status == 200
     config = await admin.runtime.secretaries.by_uuid(ACME)
     spec = config.providers.brain[0]
-    assert spec.api_key_value() == "gsk-live-abcdefghijkl"
+    assert spec.stored_key() == "gsk-live-abcdefghijkl"
     assert "gsk-live" not in config.model_dump_json() and "gsk-live" not in repr(config)
 
     status, error = await admin.call("PUT", base + "/bad name", "acme", json={"secret": "x"})

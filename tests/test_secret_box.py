@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from secretary.credentials.resolver import Credential, CredentialResolver
 from secretary.credentials.secret_box import (
     SecretBox,
     SecretKeyMissing,
@@ -11,7 +12,9 @@ from secretary.credentials.secret_box import (
     generate_secret_key,
     secret_hint,
 )
+from secretary.settings import Settings
 from secretary.tenants.config import MessageSettings, ProviderSpec
+from tests.conftest import acme_config
 
 
 def test_encrypts_authenticated_and_rotates() -> None:
@@ -36,14 +39,17 @@ def test_a_missing_or_malformed_key_is_a_clear_error() -> None:
 
 
 def test_resolved_secrets_stay_out_of_dumps_and_fall_back_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    resolver = CredentialResolver(Settings(database_url=None, redis_url=None))
+    config = acme_config()
     spec = ProviderSpec(name="openai", api_key_ref="openai", api_key_env="OPENAI_KEY_FOR_TEST")
-    assert spec.api_key_value() is None
+    assert spec.stored_key() is None and resolver.for_spec(spec, config).value == ""
     monkeypatch.setenv("OPENAI_KEY_FOR_TEST", "from-env")
-    assert spec.api_key_value() == "from-env"
+    assert resolver.for_spec(spec, config) == Credential("from-env", "operator")
     resolved = spec.with_api_key("sk-stored-secret")
-    assert resolved.api_key_value() == "sk-stored-secret"
+    assert resolver.for_spec(resolved, config) == Credential("sk-stored-secret", "domain")
     assert "sk-stored" not in resolved.model_dump_json() and "sk-stored" not in repr(resolved)
-    assert ProviderSpec.model_validate(resolved.model_dump()).api_key_value() == "from-env"
+    assert "sk-stored" not in repr(resolver.for_spec(resolved, config))
+    assert resolver.for_spec(ProviderSpec.model_validate(resolved.model_dump()), config).value == "from-env"
     with pytest.raises(ValueError):
         ProviderSpec(name="x", api_key_ref="has space")
     messages = MessageSettings(webhook_url="https://example.com/hook", webhook_secret_env="HOOK_FOR_TEST")

@@ -33,7 +33,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 from typing import Any
 from urllib.parse import urlencode
 
@@ -63,7 +62,6 @@ from secretary.usage import UsageMeter
 log = structlog.get_logger(__name__)
 
 DEFAULT_BASE_URL = "https://api.elevenlabs.io"
-KEY_ENV = "ELEVENLABS_API_KEY"
 CLOSE_S = 0.5  # a failed provider gets this long for the closing handshake, not websockets' 10 s
 SEND_MS = 100  # caller audio per user_audio_chunk
 TICK_S = 0.2
@@ -128,7 +126,7 @@ class ElevenLabsConvaiEngine:
         agent_id = str(spec.options.get("agent_id") or spec.model or "")
         if not agent_id:
             raise EngineUnavailable("elevenlabs_convai needs the agent's id (options.agent_id)")
-        key = spec.api_key_value() or ("" if spec.api_key_env else os.environ.get(KEY_ENV, ""))
+        key = request.runtime.providers.credentials.for_spec(spec, request.config, "elevenlabs_convai").value
         base_url = spec.base_url or DEFAULT_BASE_URL
         engine = cls(
             request.runtime,

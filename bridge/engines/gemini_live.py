@@ -24,7 +24,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 from typing import Any
 
 import structlog
@@ -55,7 +54,6 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 DEFAULT_MODEL = "gemini-live-2.5-flash-preview"
 DEFAULT_VOICE = "Puck"
-KEY_ENV = "GEMINI_API_KEY"
 IN_FORMAT = "pcm_16000"
 OUT_FORMAT = "pcm_24000"
 CLOSE_S = 0.5  # a failed provider gets this long for the closing handshake, not websockets' 10 s
@@ -132,11 +130,9 @@ class GeminiLiveEngine:
     @classmethod
     def from_request(cls, request: EngineRequest) -> GeminiLiveEngine:
         spec = request.spec
-        key = spec.api_key_value() or ("" if spec.api_key_env else os.environ.get(KEY_ENV, ""))
+        key = request.runtime.providers.credentials.for_spec(spec, request.config, "gemini_live").value
         if not key:
-            raise EngineUnavailable(
-                f"gemini_live needs an API key (environment variable {spec.api_key_env or KEY_ENV})"
-            )
+            raise EngineUnavailable("gemini_live needs an API key: none this domain may use (api_key_ref)")
         base_url = spec.base_url or DEFAULT_BASE_URL
         engine = cls(
             request.runtime,

@@ -16,7 +16,6 @@ import asyncio
 import base64
 import contextlib
 import json
-import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -108,12 +107,10 @@ class OpenAiRealtimeEngine:
     @classmethod
     def from_request(cls, request: EngineRequest) -> OpenAiRealtimeEngine:
         spec, llm = request.spec, request.runtime.settings.llm
-        key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
-        if not key and llm.api_key is not None:
-            key = llm.api_key.get_secret_value()
+        key = request.runtime.providers.credentials.for_spec(spec, request.config, "openai_realtime").value
         base_url = spec.base_url or llm.base_url
         if not key and base_url is None:
-            raise EngineUnavailable("no API key for OpenAI Realtime (set the provider's api_key_env)")
+            raise EngineUnavailable("OpenAI Realtime needs an API key: none this domain may use (api_key_ref)")
         client = AsyncOpenAI(api_key=key or "not-needed", base_url=base_url, max_retries=0)
         engine = cls(
             client,

@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ivr_service.admin.context import AdminRequest, model_response
+from ivr_service.admin.context import AdminRequest, Forbidden, model_response
 from ivr_service.admin.models import (
     Deleted,
     DestinationsOut,
@@ -24,6 +24,7 @@ from ivr_service.admin.models import (
 )
 from ivr_service.admin.registry import Operation
 from ivr_service.api_models import parse_model
+from secretary.credentials.resolver import operator_owned_changes
 from secretary.errors import BadInput, NoSecretary, NotFound
 from secretary.fusionpbx.domains import Domain
 from secretary.tenants.config import SecretaryConfig, TransferTarget
@@ -92,7 +93,20 @@ async def _check_targets(admin: AdminRequest, config: SecretaryConfig) -> None:
             )
 
 
-async def _save(admin: AdminRequest, config: SecretaryConfig) -> None:
+def _check_operator_fields(admin: AdminRequest, before: SecretaryConfig | None, after: SecretaryConfig) -> None:
+    """`*_env` entries name the operator's environment: a domain key may keep them, not create or change them."""
+    if admin.principal.is_superadmin:
+        return
+    changed = operator_owned_changes(before, after)
+    if changed:
+        raise Forbidden(
+            f"{changed[0]}: environment credentials are set by the operator; store this domain's own key "
+            "(POST /domains/{domain}/credentials) and name it with api_key_ref / password_ref / webhook_secret_ref"
+        )
+
+
+async def _save(admin: AdminRequest, config: SecretaryConfig, before: SecretaryConfig | None) -> None:
+    _check_operator_fields(admin, before, config)
     await _check_targets(admin, config)
     await admin.services.secretaries.save(config)
     admin.services.runtime.secretaries.invalidate()
@@ -108,9 +122,9 @@ async def put_secretary(request: web.Request, admin: AdminRequest) -> web.Stream
     payload = await admin.json()
     parse_model(SecretaryInput, payload)  # unknown fields and their names, before the domain is added
     config = _validated(payload, domain)
-    created = await admin.services.secretaries.admin_get(domain.domain_uuid) is None
-    await _save(admin, config)
-    return model_response(SecretaryOut.model_validate(config.model_dump()), status=201 if created else 200)
+    before = await admin.services.secretaries.admin_get(domain.domain_uuid)
+    await _save(admin, config, before)
+    return model_response(SecretaryOut.model_validate(config.model_dump()), status=201 if before is None else 200)
 
 
 async def patch_secretary(request: web.Request, admin: AdminRequest) -> web.StreamResponse:
@@ -119,7 +133,7 @@ async def patch_secretary(request: web.Request, admin: AdminRequest) -> web.Stre
     parse_model(SecretaryPatch, payload)
     current = await _stored(admin, domain)
     config = _validated(current.model_dump(mode="json") | payload, domain)
-    await _save(admin, config)
+    await _save(admin, config, current)
     return model_response(SecretaryOut.model_validate(config.model_dump()))
 
 
@@ -139,8 +153,9 @@ async def get_directory(request: web.Request, admin: AdminRequest) -> web.Stream
 async def put_directory(request: web.Request, admin: AdminRequest) -> web.StreamResponse:
     domain = await admin.domain()
     body = await admin.body(DirectoryBody)
-    config = (await _stored(admin, domain)).model_copy(update={"directory": body.directory})
-    await _save(admin, config)
+    current = await _stored(admin, domain)
+    config = current.model_copy(update={"directory": body.directory})
+    await _save(admin, config, current)
     return model_response(DirectoryOut(directory=config.directory))
 
 
@@ -151,7 +166,7 @@ async def add_directory_entry(request: web.Request, admin: AdminRequest) -> web.
     if current.target_by_extension(target.extension) is not None:
         raise BadInput(f"extension {target.extension} is already in the directory", field="extension", code="duplicate")
     config = current.model_copy(update={"directory": [*current.directory, target]})
-    await _save(admin, config)
+    await _save(admin, config, current)
     return model_response(DirectoryOut(directory=config.directory), status=201)
 
 
@@ -204,7 +219,7 @@ OPERATIONS = [
         query=TargetCheck,
         body=SecretaryInput,
         response=SecretaryOut,
-        errors=(400, 401, 404, 413),
+        errors=(400, 401, 403, 404, 413),
     ),
     Operation(
         "PATCH",
@@ -215,7 +230,7 @@ OPERATIONS = [
         query=TargetCheck,
         body=SecretaryPatch,
         response=SecretaryOut,
-        errors=(400, 401, 404, 413),
+        errors=(400, 401, 403, 404, 413),
     ),
     Operation(
         "DELETE",

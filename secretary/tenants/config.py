@@ -10,6 +10,7 @@ from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -145,17 +146,37 @@ class RecordingSettings(BaseModel):
 # A stored credential's name (`v_ai_provider_credentials.credential_name`).
 CredentialName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
+# The service's own secrets: no config may name them as a provider key, whoever wrote it.
+_SERVICE_VARIABLES = re.compile(r"^(VOICEAI_.*|.*DATABASE_URL|.*REDIS_URL|PG[A-Z]*)$", re.IGNORECASE)
+
+
+def _operator_variable(name: str) -> str:
+    if _SERVICE_VARIABLES.match(name):
+        raise ValueError(f"{name} holds one of the service's own secrets and can't be used as a credential")
+    return name
+
+
+# An environment variable holding an operator credential (`*_env`): an operator-only setting (SECURITY.md).
+EnvName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"), AfterValidator(_operator_variable)
+]
+
+
+def _environment(name: str | None) -> str | None:
+    return (os.environ.get(name) or None) if name else None
+
 
 class ProviderSpec(BaseModel):
-    """One engine in a chain. Secrets are never stored here: `api_key_env` names the variable holding one,
-    `api_key_ref` names a credential stored encrypted for the domain (resolved by the PostgreSQL store)."""
+    """One engine in a chain. Secrets are never stored here: `api_key_ref` names a credential stored encrypted
+    for the domain (attached by the PostgreSQL store), `api_key_env` an operator's environment variable. Which
+    key an entry really gets is decided in one place, `secretary.credentials.resolver`."""
 
     model_config = ConfigDict(frozen=True)
 
     name: str = Field(min_length=1)
     model: str | None = None
     base_url: str | None = None
-    api_key_env: str | None = None
+    api_key_env: EnvName | None = None
     api_key_ref: CredentialName | None = None
     voice: str | None = None
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
@@ -172,13 +193,9 @@ class ProviderSpec(BaseModel):
         spec._api_key = SecretStr(secret) if secret else None
         return spec
 
-    def api_key_value(self) -> str | None:
-        """The key to use: the stored credential, else the environment variable, else None."""
-        if self._api_key is not None:
-            return self._api_key.get_secret_value()
-        if self.api_key_env:
-            return os.environ.get(self.api_key_env) or None
-        return None
+    def stored_key(self) -> str | None:
+        """The domain's own credential named by `api_key_ref`, once the store attached it."""
+        return self._api_key.get_secret_value() if self._api_key is not None else None
 
 
 def _chain(*names: str) -> Any:
@@ -203,7 +220,7 @@ class SmtpServer(BaseModel):
     host: str = Field(min_length=1, max_length=253)
     port: int = Field(default=587, gt=0, lt=65536)
     username: str | None = None
-    password_env: str | None = None
+    password_env: EnvName | None = None
     password_ref: CredentialName | None = None
     security: Literal["starttls", "tls", "none"] = "starttls"
     from_address: str | None = Field(default=None, pattern=r"^[^@\s]+@[^@\s]+$")
@@ -212,7 +229,7 @@ class SmtpServer(BaseModel):
     def password_value(self) -> str | None:
         if self._password is not None:
             return self._password.get_secret_value()
-        return (os.environ.get(self.password_env) or None) if self.password_env else None
+        return _environment(self.password_env)
 
 
 class MessageSettings(BaseModel):
@@ -222,7 +239,7 @@ class MessageSettings(BaseModel):
         default_factory=list, max_length=20
     )
     webhook_url: Annotated[str, StringConstraints(pattern=r"^https?://[^\s]+$", max_length=2000)] | None = None
-    webhook_secret_env: str | None = None
+    webhook_secret_env: EnvName | None = None
     webhook_secret_ref: CredentialName | None = None
     smtp: SmtpServer | None = None
     _webhook_secret: SecretStr | None = PrivateAttr(default=None)
@@ -231,7 +248,7 @@ class MessageSettings(BaseModel):
         """The HMAC key for webhook signatures: the stored credential, else the environment variable."""
         if self._webhook_secret is not None:
             return self._webhook_secret.get_secret_value()
-        return (os.environ.get(self.webhook_secret_env) or None) if self.webhook_secret_env else None
+        return _environment(self.webhook_secret_env)
 
 
 class SecretaryConfig(BaseModel):
@@ -256,6 +273,17 @@ class SecretaryConfig(BaseModel):
     providers: ProviderChains = Field(default_factory=ProviderChains)
     playback_mode: Literal["module", "event"] = "module"
     messages: MessageSettings = Field(default_factory=MessageSettings)
+    # True for the operator's own YAML secretaries; database rows are tenant-editable (see the resolver).
+    _operator_owned: bool = PrivateAttr(default=False)
+
+    @property
+    def operator_owned(self) -> bool:
+        return self._operator_owned
+
+    def owned_by_operator(self) -> SecretaryConfig:
+        config = self.model_copy()
+        config._operator_owned = True
+        return config
 
     @property
     def context(self) -> str:

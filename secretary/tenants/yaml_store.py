@@ -24,7 +24,8 @@ def parse_secretaries(document: Any, source: str = "<yaml>") -> list[SecretaryCo
     configs: list[SecretaryConfig] = []
     for index, entry in enumerate(document["secretaries"]):
         try:
-            configs.append(SecretaryConfig.model_validate(entry))
+            # The file is the operator's: its entries may use the deployment's default keys (see the resolver).
+            configs.append(SecretaryConfig.model_validate(entry).owned_by_operator())
         except ValidationError as exc:
             raise SecretaryFileError(f"{source}: secretaries[{index}]: {exc}") from exc
     seen: set[UUID] = set()

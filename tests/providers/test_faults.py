@@ -203,7 +203,7 @@ async def test_stt_fault_whisper_transcribes(
     assert "billing" in transcript.text.lower()
     assert usage.counters["stt.whisper.requests"] == 1 and usage.counters["fallbacks.stt"] == 1
     assert usage.counters["stt.whisper.audio_seconds"] == pytest.approx(utterance.duration_s, abs=0.01)
-    cloud = factory._cached("stt", config.providers.stt[0], factory._stt_engine)
+    cloud = factory._cached("stt", config, config.providers.stt[0], factory._stt_engine)
     assert await benched(factory, cloud)
 
     asked = len(server.requests)

@@ -80,7 +80,7 @@ async def test_a_benched_brain_is_probed_in_the_background_and_returns(
     pool = CpuPool(1)
     factory = ProviderFactory(settings, models, pool)
     config = with_providers(brain=[spec("groq", fake_openai.url)])
-    brain = factory._cached("brain", config.providers.brain[0], factory._brain)
+    brain = factory._cached("brain", config, config.providers.brain[0], factory._brain)
     try:
         fake_openai.fault = Fault.HTTP_500
         conversation = Conversation(config, factory.brain(config))
@@ -111,7 +111,7 @@ async def test_a_429_keeps_the_provider_out_for_its_retry_after(
     pool = CpuPool(1)
     factory = ProviderFactory(settings, models, pool)
     config = with_providers(brain=[spec("openai", fake_openai.url)])
-    key = health_key(factory._cached("brain", config.providers.brain[0], factory._brain))
+    key = health_key(factory._cached("brain", config, config.providers.brain[0], factory._brain))
     try:
         fake_openai.fault = Fault.HTTP_429
         assert (await Conversation(config, factory.brain(config)).respond("Hello?")).brain == "front_desk"

@@ -1,0 +1,299 @@
+"""Tenants are walls, also against a tenant's own admin key: every config field that names an endpoint or a
+credential is tried with another domain's and the operator's secrets, through the real admin API, the real
+v1 API and real HTTP servers standing in for an attacker's hosts (SECURITY.md, "Credentials" and "Caches")."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from ivr_service.app import create_app
+from secretary.credentials.resolver import Credential, CredentialResolver
+from secretary.credentials.secret_box import generate_secret_key
+from secretary.messages.email import smtp_target
+from secretary.runtime import Runtime
+from secretary.settings import Settings
+from secretary.speech.audio import Pcm, parse_wav, wav_bytes
+from secretary.speech.local_engines import LocalModels
+from secretary.tenants.config import ProviderSpec, SecretaryConfig
+from tests.conftest import acme_config
+from tests.support import admin_env
+from tests.support.admin_env import ACME, GLOBEX
+from tests.support.speech import Speech
+
+OPERATOR_ENV = {
+    "OPENAI_API_KEY": "sk-operator-openai-4f1c9a",
+    "GROQ_API_KEY": "gsk-operator-groq-77d2e0",
+    "DEEPGRAM_API_KEY": "dg-operator-deepgram-5b8e",
+    "ELEVENLABS_API_KEY": "el-operator-elevenlabs-c3a1",
+    "GEMINI_API_KEY": "gm-operator-gemini-90fe",
+}
+LLM_KEY = "sk-operator-llm-default-12ab"
+GLOBEX_SECRET = "sk-globex-own-secret-e5e5"
+# Every variable a domain tried to name in the attack, and one ordinary one.
+ATTACKED_VARIABLES = ["VOICEAI_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY", "HOME"]
+SERVICE_VARIABLES = {"VOICEAI_SECRET_KEY", "DATABASE_URL", "REDIS_URL"}
+
+
+class Attacker:
+    """A host a tenant points its config at: records every request, answers 500 — or, for speech, audio of
+    its own choosing (a constant sample value), to see whose audio another domain's callers would hear."""
+
+    def __init__(self, sample: int = 0) -> None:
+        self.requests: list[str] = []
+        self.sample = sample
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append(f"{request.method} {request.path_qs}\n{request.headers!r}\n{body!r}")
+        if self.sample and request.path.endswith("/audio/speech"):
+            return web.Response(body=self.sample.to_bytes(2, "little", signed=True) * 4800, content_type="audio/pcm")
+        return web.json_response({"error": {"message": "no"}}, status=500)
+
+    async def start(self) -> Attacker:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}"
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    def saw_any(self, secrets: list[str]) -> list[str]:
+        return [s for s in secrets if any(s in r for r in self.requests)]
+
+
+@dataclass
+class Walls:
+    client: TestClient[Any, Any]
+    runtime: Runtime
+    keys: dict[str, str]
+    attacker: Attacker
+    secrets: list[str]
+
+    async def call(self, method: str, path: str, key: str, **kwargs: Any) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.keys[key]}"}
+        async with self.client.request(method, path, headers=headers, **kwargs) as response:
+            return response.status, await response.json()
+
+    async def patch(self, key: str, body: dict[str, Any], domain: uuid.UUID = ACME) -> tuple[int, Any]:
+        return await self.call("PATCH", f"/api/v1/admin/domains/{domain}/secretary?check_targets=false", key, json=body)
+
+
+@pytest.fixture
+async def walls(
+    request: pytest.FixtureRequest,
+    writable_fusionpbx_url: str,
+    make_settings: Callable[..., Settings],
+    models: LocalModels,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Walls]:
+    secret_key = generate_secret_key()
+    for name, value in OPERATOR_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("VOICEAI_SECRET_KEY", secret_key)
+    monkeypatch.setenv("DATABASE_URL", writable_fusionpbx_url)
+    settings = make_settings(
+        database_url=writable_fusionpbx_url,
+        secret_key=secret_key,
+        llm={"api_key": LLM_KEY},
+        credentials={"share_default_keys": getattr(request, "param", False)},
+        messages={"enabled": False},
+    )
+    runtime = Runtime.create(settings, models=models)
+    assert runtime.credentials is not None
+    await runtime.credentials.put(GLOBEX, "globex-key", GLOBEX_SECRET)
+    attacker = await Attacker().start()
+    keys = await admin_env.api_keys(writable_fusionpbx_url)
+    secrets = [*OPERATOR_ENV.values(), LLM_KEY, GLOBEX_SECRET, secret_key, writable_fusionpbx_url]
+    async with TestClient(TestServer(create_app(runtime, own_runtime=True))) as client:
+        yield Walls(client, runtime, keys, attacker, secrets)
+    await attacker.stop()
+
+
+def _with_env_field(field: str, variable: str, url: str) -> dict[str, Any]:
+    """A PATCH body naming `variable` in `field` (a provider kind, or a messages setting)."""
+    if field == "smtp":
+        return {"messages": {"smtp": {"host": "127.0.0.1", "port": 2525, "password_env": variable}}}
+    if field == "webhook":
+        return {"messages": {"webhook_url": url + "/hook", "webhook_secret_env": variable}}
+    name = {"stt": "openai", "brain": "openai", "tts": "openai", "realtime": "openai_realtime"}.get(field, "openai")
+    return {"providers": {field: [{"name": name, "base_url": url + "/v1", "api_key_env": variable}]}}
+
+
+@pytest.mark.parametrize("field", ["stt", "brain", "tts", "realtime", "embeddings", "smtp", "webhook"])
+async def test_a_domain_key_cannot_name_an_environment_credential(walls: Walls, field: str) -> None:
+    before = await walls.call("GET", f"/api/v1/admin/domains/{ACME}/secretary", "acme")
+    for variable in ATTACKED_VARIABLES:
+        status, error = await walls.patch("acme", _with_env_field(field, variable, walls.attacker.url))
+        if variable in SERVICE_VARIABLES:  # nobody may name the service's own secrets, not even the operator
+            assert (status, error["error"]["code"]) == (400, "invalid_field"), error
+            assert (await walls.patch("super", _with_env_field(field, variable, walls.attacker.url)))[0] == 400
+        else:
+            assert (status, error["error"]["code"]) == (403, "forbidden"), error
+            assert "api_key_ref" in error["error"]["message"]
+    assert await walls.call("GET", f"/api/v1/admin/domains/{ACME}/secretary", "acme") == before
+
+
+async def test_operator_entries_a_domain_may_keep_and_remove_but_not_change(walls: Walls) -> None:
+    operator_entry = {"name": "openai", "model": "gpt-4o-mini", "api_key_env": "OPENAI_API_KEY"}
+    assert (await walls.patch("super", {"providers": {"brain": [operator_entry]}}))[0] == 200
+    assert (await walls.patch("acme", {"greeting": "Acme here, how can I help?"}))[0] == 200  # kept as it was
+    redirected = operator_entry | {"base_url": walls.attacker.url + "/v1"}
+    status, error = await walls.patch("acme", {"providers": {"brain": [redirected]}})
+    assert (status, error["error"]["field"] if "field" in error["error"] else "") == (403, "")
+    assert error["error"]["message"].startswith("providers.brain.0.api_key_env")
+    moved = {"providers": {"brain": [{"name": "front_desk"}], "stt": [operator_entry]}}
+    assert (await walls.patch("acme", moved))[0] == 403  # into another kind is a new entry
+    assert (await walls.patch("acme", {"providers": {"brain": [{"name": "front_desk"}]}}))[0] == 200  # removed
+    # the operator's webhook secret stays on the operator's URL
+    hook = {"messages": {"webhook_url": "https://hooks.example.com/acme", "webhook_secret_env": "ACME_HOOK"}}
+    assert (await walls.patch("super", hook))[0] == 200
+    assert (await walls.patch("acme", {"messages": hook["messages"] | {"webhook_url": walls.attacker.url}}))[0] == 403
+    assert not walls.attacker.requests
+
+
+def _pointed_at(url: str) -> dict[str, Any]:
+    """Every provider kind aimed at the attacker, once without a key of its own (the operator's defaults would
+    apply) and once naming another domain's stored credential."""
+    base = url + "/v1"
+
+    def both(*entries: dict[str, Any]) -> list[dict[str, Any]]:
+        return [e | extra for e in entries for extra in ({}, {"api_key_ref": "globex-key"})]
+
+    return {
+        "providers": {
+            "stt": both({"name": "openai", "base_url": base}, {"name": "ollama", "base_url": base}),
+            "brain": both(
+                {"name": "openai", "base_url": base},
+                {"name": "groq", "base_url": url + "/openai/v1"},
+                {"name": "ollama", "base_url": base},
+            ),
+            "tts": both(
+                {"name": "openai", "base_url": base},
+                {"name": "ollama", "base_url": base, "voice": "alloy"},
+                {"name": "elevenlabs", "base_url": url, "voice": "v1"},
+            ),
+            "embeddings": both({"name": "openai", "base_url": base}),
+        },
+        "messages": {"webhook_url": url + "/hook", "webhook_secret_ref": "globex-key"},
+    }
+
+
+REALTIME = [("openai_realtime", "openai_realtime"), ("elevenlabs_convai", "elevenlabs_convai"), ("gemini", "gemini_live")]
+
+
+@pytest.mark.parametrize("walls", [False, True], ids=["defaults-not-shared", "defaults-shared"], indirect=True)
+async def test_no_operator_or_other_domain_secret_reaches_a_tenant_endpoint(walls: Walls, speech: Speech) -> None:
+    assert (await walls.patch("acme", _pointed_at(walls.attacker.url)))[0] == 200
+    started = await walls.client.post("/api/v1/calls", json={"domain_uuid": str(ACME), "call_uuid": str(uuid.uuid4())})
+    assert started.status == 200, await started.text()
+    call = (await started.json())["call_uuid"]
+    wav = wav_bytes(speech.say("What are your opening hours?"))
+    turn = await walls.client.post(f"/api/v1/calls/{call}/turns", data=wav, headers={"Content-Type": "audio/wav"})
+    answered = await turn.json()
+    assert turn.status == 200 and "Monday" in answered["say"]["text"], answered  # the local chain answered
+
+    assert walls.attacker.requests, "the tenant's endpoints were never called: the test proves nothing"
+    assert walls.attacker.saw_any(walls.secrets) == []
+    served = await walls.runtime.secretaries.by_uuid(ACME)
+    assert served.messages.webhook_secret_value() is None  # globex's credential is not acme's
+    for name, family in REALTIME:
+        spec = ProviderSpec(name=name, base_url=walls.attacker.url)
+        assert walls.runtime.providers.credentials.for_spec(spec, served, family).value == ""
+        assert walls.runtime.providers.credentials.for_spec(spec.with_api_key(None), served, family).origin == "none"
+
+
+def _resolver(**credentials: Any) -> CredentialResolver:
+    return CredentialResolver(
+        Settings(database_url=None, redis_url=None, llm={"base_url": "http://10.1.1.1:8000/v1"}, credentials=credentials)
+    )
+
+
+def test_operator_default_keys_go_only_to_operator_endpoints(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", OPERATOR_ENV["OPENAI_API_KEY"])
+    tenant = acme_config()  # as the database store serves it: tenant-editable
+    operator = SecretaryConfig.model_validate(tenant.model_dump()).owned_by_operator()  # the YAML file's
+    operator_key = Credential(OPERATOR_ENV["OPENAI_API_KEY"], "operator")
+
+    def key(resolver: CredentialResolver, base_url: str | None, config: SecretaryConfig = tenant) -> Credential:
+        return resolver.for_spec(ProviderSpec(name="openai", base_url=base_url), config)
+
+    assert key(_resolver(), None).origin == "none"  # not shared: a database secretary gets no default key
+    assert key(_resolver(), "http://127.0.0.1:9/v1", operator) == operator_key  # the operator's own file
+    shared = _resolver(share_default_keys=True, operator_endpoints=["https://proxy.example.com:8443"])
+    assert key(shared, None) == operator_key
+    assert key(shared, "https://PROXY.example.com:8443/v1") == operator_key
+    assert key(shared, "http://10.1.1.1:8000/v1") == operator_key  # llm.base_url is the operator's
+    for tenant_url in (
+        "http://127.0.0.1:9/v1",
+        "https://proxy.example.com:8444/v1",
+        "http://proxy.example.com:8443/v1",
+        "https://proxy.example.com:8443@attacker.example/v1",
+        "https://attacker.example/v1?https://proxy.example.com:8443",
+        "not a url",
+    ):
+        assert key(shared, tenant_url).origin == "none", tenant_url
+
+
+def test_nobody_can_name_the_services_own_secrets() -> None:
+    for variable in ("VOICEAI_SECRET_KEY", "voiceai_bridge__auth_token", "DATABASE_URL", "TEST_REDIS_URL", "PGPASSWORD"):
+        with pytest.raises(ValueError, match="service's own secrets"):
+            ProviderSpec(name="openai", api_key_env=variable)
+    with pytest.raises(ValueError):
+        ProviderSpec(name="openai", api_key_env="NOT-A-NAME")
+
+
+def test_the_operators_smtp_password_goes_only_to_the_operators_server() -> None:
+    settings = Settings(database_url=None, redis_url=None, smtp={"host": "mail.operator.example", "password": "pw"})
+    own = SecretaryConfig.model_validate(
+        acme_config().model_dump() | {"messages": {"smtp": {"host": "127.0.0.1", "username": "operator"}}}
+    )
+    target = smtp_target(own, settings.smtp)
+    assert target is not None and target.host == "127.0.0.1" and target.password is None
+    default = smtp_target(acme_config(), settings.smtp)
+    assert default is not None and (default.host, default.password) == ("mail.operator.example", "pw")
+
+
+async def test_tts_cache_entries_never_cross_endpoints_keys_or_domains(walls: Walls, monkeypatch: Any) -> None:
+    """Tenant A's server decides nothing that tenant B's callers hear, not even for a shared line."""
+    first, second = await Attacker(sample=1111).start(), await Attacker(sample=-2222).start()
+    try:
+        same_voice = {"name": "ollama", "model": "tts-1", "voice": "alloy"}
+        for domain, server in ((ACME, first), (GLOBEX, second)):
+            body = {"providers": {"tts": [same_voice | {"base_url": server.url + "/v1"}]}}
+            assert (await walls.patch("super", body, domain))[0] == 200
+        heard = {}
+        for domain in (ACME, GLOBEX):
+            config = await walls.runtime.secretaries.by_uuid(domain)
+            chain = walls.runtime.providers.tts(config)
+            path, _cached = await walls.runtime.tts_cache.speak(chain, "One moment, please.")
+            heard[domain] = parse_wav(path.read_bytes())
+        assert _level(heard[ACME]) == 1111 and _level(heard[GLOBEX]) == -2222
+        # the same tenant endpoint named by two domains still keeps two caches
+        body = {"providers": {"tts": [same_voice | {"base_url": first.url + "/v1"}]}}
+        assert (await walls.patch("super", body, GLOBEX))[0] == 200
+        acme, globex = [await walls.runtime.secretaries.by_uuid(d) for d in (ACME, GLOBEX)]
+        assert walls.runtime.providers.tts(acme).voice_id != walls.runtime.providers.tts(globex).voice_id
+    finally:
+        await first.stop()
+        await second.stop()
+
+
+def _level(pcm: Pcm) -> int:
+    """The most common sample value (the attackers' audio is constant; resampling keeps it)."""
+    samples = memoryview(pcm.data).cast("h")
+    middle = samples[len(samples) // 4 : 3 * len(samples) // 4]
+    return max(set(middle), key=list(middle).count)
