@@ -153,7 +153,7 @@ async def test_operator_entries_a_domain_may_keep_and_remove_but_not_change(wall
     assert (await walls.patch("acme", {"greeting": "Acme here, how can I help?"}))[0] == 200  # kept as it was
     redirected = operator_entry | {"base_url": walls.attacker.url + "/v1"}
     status, error = await walls.patch("acme", {"providers": {"brain": [redirected]}})
-    assert (status, error["error"]["field"] if "field" in error["error"] else "") == (403, "")
+    assert (status, error["error"].get("field", "")) == (403, "")
     assert error["error"]["message"].startswith("providers.brain.0.api_key_env")
     moved = {"providers": {"brain": [{"name": "front_desk"}], "stt": [operator_entry]}}
     assert (await walls.patch("acme", moved))[0] == 403  # into another kind is a new entry
@@ -192,7 +192,11 @@ def _pointed_at(url: str) -> dict[str, Any]:
     }
 
 
-REALTIME = [("openai_realtime", "openai_realtime"), ("elevenlabs_convai", "elevenlabs_convai"), ("gemini", "gemini_live")]
+REALTIME = [
+    ("openai_realtime", "openai_realtime"),
+    ("elevenlabs_convai", "elevenlabs_convai"),
+    ("gemini", "gemini_live"),
+]
 
 
 @pytest.mark.parametrize("walls", [False, True], ids=["defaults-not-shared", "defaults-shared"], indirect=True)
@@ -218,7 +222,9 @@ async def test_no_operator_or_other_domain_secret_reaches_a_tenant_endpoint(wall
 
 def _resolver(**credentials: Any) -> CredentialResolver:
     return CredentialResolver(
-        Settings(database_url=None, redis_url=None, llm={"base_url": "http://10.1.1.1:8000/v1"}, credentials=credentials)
+        Settings(
+            database_url=None, redis_url=None, llm={"base_url": "http://10.1.1.1:8000/v1"}, credentials=credentials
+        )
     )
 
 
@@ -249,7 +255,13 @@ def test_operator_default_keys_go_only_to_operator_endpoints(monkeypatch: pytest
 
 
 def test_nobody_can_name_the_services_own_secrets() -> None:
-    for variable in ("VOICEAI_SECRET_KEY", "voiceai_bridge__auth_token", "DATABASE_URL", "TEST_REDIS_URL", "PGPASSWORD"):
+    for variable in (
+        "VOICEAI_SECRET_KEY",
+        "voiceai_bridge__auth_token",
+        "DATABASE_URL",
+        "TEST_REDIS_URL",
+        "PGPASSWORD",
+    ):
         with pytest.raises(ValueError, match="service's own secrets"):
             ProviderSpec(name="openai", api_key_env=variable)
     with pytest.raises(ValueError):

@@ -101,9 +101,7 @@ class CredentialResolver:
         if not (config.operator_owned or self._settings.credentials.share_default_keys):
             return NO_CREDENTIAL
         if not config.operator_owned and not self.is_operator_endpoint(base_url):
-            log.warning(
-                "operator_key_withheld", domain=config.domain_name, provider=provider, reason="tenant endpoint"
-            )
+            log.warning("operator_key_withheld", domain=config.domain_name, provider=provider, reason="tenant endpoint")
             return NO_CREDENTIAL
         variable = DEFAULT_KEY_ENV.get(provider)
         value = os.environ.get(variable, "") if variable else ""
