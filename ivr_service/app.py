@@ -203,14 +203,14 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Applicatio
     app.router.add_get("/metrics", metrics)
     setup_admin(app, runtime, spool)
 
-    async def start_courier(_app: web.Application) -> None:
-        runtime.courier.start()
+    async def start_background(_app: web.Application) -> None:
+        runtime.start_background()
 
-    async def stop_courier(_app: web.Application) -> None:
-        await runtime.courier.close()
+    async def stop_background(_app: web.Application) -> None:
+        await runtime.stop_background()
 
-    app.on_startup.append(start_courier)
-    app.on_cleanup.append(stop_courier)
+    app.on_startup.append(start_background)
+    app.on_cleanup.append(stop_background)
     if own_runtime:
 
         async def close_runtime(_app: web.Application) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid5
 
 import structlog
 
@@ -125,21 +125,39 @@ class TurnFlow:
     async def turn_from_file(self, call_uuid: UUID, ref: DomainReference, recording_file: str) -> TurnResult:
         async with self._locks.hold(call_uuid):
             state = await self._load(call_uuid, ref)
-            config = await self._rt.secretaries.by_uuid(state.domain_uuid)
             path = self._spool.resolve_recording(recording_file, state.domain_uuid, call_uuid)
-            blob = await asyncio.to_thread(self._spool.read_recording, path)
-            return await self._turn(
-                state, config, parse_wav(blob), recording=self._spool.for_freeswitch(path), audio_path=path
-            )
+            audio = parse_wav(await asyncio.to_thread(self._spool.read_recording, path))
+            async with self._message_held(state, path) as message:
+                config = await self._rt.secretaries.by_uuid(state.domain_uuid)
+                return await self._turn(state, config, audio, self._spool.for_freeswitch(path), message)
 
     async def turn_from_wav(self, call_uuid: UUID, ref: DomainReference, body: bytes) -> TurnResult:
         async with self._locks.hold(call_uuid):
             state = await self._load(call_uuid, ref)
-            config = await self._rt.secretaries.by_uuid(state.domain_uuid)
             audio = parse_wav(body)
             path = self._spool.inbox(state.domain_uuid, call_uuid) / f"upload-{len(state.turns) + 1:03d}.wav"
             await asyncio.to_thread(self._spool.write, path, body)
-            return await self._turn(state, config, audio, recording=self._spool.for_freeswitch(path), audio_path=path)
+            async with self._message_held(state, path) as message:
+                config = await self._rt.secretaries.by_uuid(state.domain_uuid)
+                return await self._turn(state, config, audio, self._spool.for_freeswitch(path), message)
+
+    @asynccontextmanager
+    async def _message_held(self, state: CallState, audio_path: Path) -> AsyncIterator[TakenMessage | None]:
+        """While the caller leaves a message, their recording is a message on disk before the turn does
+        anything that can fail (the config lookup, STT): a failed turn loses nothing (see the courier)."""
+        if state.phase is not CallPhase.TAKING_MESSAGE:
+            yield None
+            return
+        message = TakenMessage(
+            message_uuid=uuid5(state.call_uuid, str(audio_path)),  # a retried turn is the same message
+            domain_uuid=state.domain_uuid,
+            call_uuid=state.call_uuid,
+            caller_id_number=state.caller_id_number,
+            caller_id_name=state.caller_id_name,
+            audio_file=str(audio_path),
+        )
+        async with self._rt.courier.holding(message):
+            yield message
 
     async def dtmf(self, call_uuid: UUID, request: Dtmf) -> TurnResult:
         async with self._locks.hold(call_uuid):
@@ -189,7 +207,7 @@ class TurnFlow:
         return state
 
     async def _turn(
-        self, state: CallState, config: SecretaryConfig, audio: Pcm, recording: str, audio_path: Path | None = None
+        self, state: CallState, config: SecretaryConfig, audio: Pcm, recording: str, message: TakenMessage | None
     ) -> TurnResult:
         started = time.perf_counter()
         timings: dict[str, int] = {}
@@ -207,9 +225,10 @@ class TurnFlow:
             timings["stt_ms"] = 0
 
         brain_started = time.perf_counter()
-        if state.phase is CallPhase.TAKING_MESSAGE:
+        if message is not None:
             state.outcome = "message"
-            await self._record_message(state, config, heard, audio_path)
+            message.transcript = heard
+            await self._record_message(message, config)
             reply = Reply(f"Thank you, I have taken your message. {config.farewell}", Action.hangup(), "message")
         elif elapsed_call > config.max_call_seconds:
             reply = Reply(
@@ -231,23 +250,13 @@ class TurnFlow:
         timings["brain_ms"] = _ms(time.perf_counter() - brain_started)
         return await self._finish_turn(state, config, heard, reply, timings, started, recording)
 
-    async def _record_message(
-        self, state: CallState, config: SecretaryConfig, transcript: str, audio_path: Path | None
-    ) -> None:
+    async def _record_message(self, message: TakenMessage, config: SecretaryConfig) -> None:
         """Save the message and hand it to the courier; delivery happens in the background. A storage failure
-        is logged, never the caller's problem: the transcript also stays in the call record."""
-        message = TakenMessage(
-            domain_uuid=state.domain_uuid,
-            call_uuid=state.call_uuid,
-            caller_id_number=state.caller_id_number,
-            caller_id_name=state.caller_id_name,
-            transcript=transcript,
-            audio_file=str(audio_path) if audio_path else None,
-        )
+        is logged, never the caller's problem: the message stays on disk, and the courier saves it later."""
         try:
             await self._rt.courier.take(message, config)
         except (SecretaryError, OSError) as exc:
-            log.error("message_not_saved", message_uuid=str(message.message_uuid), reason=str(exc))
+            log.error("message_not_saved_yet", message_uuid=str(message.message_uuid), reason=str(exc))
 
     async def _finish_turn(
         self,

@@ -10,7 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from uuid import UUID
 
-from secretary.calls.record_store import CallRecordStore, FileCallRecordStore, PostgresCallRecordStore
+from secretary.calls.record_store import (
+    CallRecordStore,
+    FileCallRecordStore,
+    PostgresCallRecordStore,
+    SpillingCallRecordStore,
+)
 from secretary.calls.state_store import CallStateStore, MemoryCallStateStore, RedisCallStateStore
 from secretary.credentials.secret_box import SecretBox
 from secretary.credentials.store import CredentialStore
@@ -26,6 +31,7 @@ from secretary.messages.courier import MessageCourier
 from secretary.messages.store import FileMessageStore, MessageStore, PostgresMessageStore
 from secretary.observability import Metrics
 from secretary.providers import ProviderFactory
+from secretary.retry_loop import RetryLoop
 from secretary.settings import Settings
 from secretary.speech.cpu_pool import CpuPool
 from secretary.speech.local_engines import LocalModels
@@ -51,6 +57,7 @@ class Runtime:
     courier: MessageCourier
     credentials: CredentialStore | None
     knowledge: KnowledgeBase
+    record_retry: RetryLoop | None  # saves the call records spilled while PostgreSQL was down
 
     @classmethod
     def create(cls, settings: Settings, models: LocalModels | None = None) -> Runtime:
@@ -59,10 +66,15 @@ class Runtime:
         box = SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
         credentials: CredentialStore | None = None
         spill: FileMessageStore | None = None
+        record_retry: RetryLoop | None = None
         if database is not None:
             credentials = CredentialStore(database, box)
             secretaries = CachedSecretaryStore(PostgresSecretaryStore(database, credentials), settings.config_cache_s)
-            records: CallRecordStore = PostgresCallRecordStore(database)
+            spilling = SpillingCallRecordStore(
+                PostgresCallRecordStore(database), FileCallRecordStore(settings.data_dir / "calls-spill")
+            )
+            record_retry = RetryLoop("call-record-retry", spilling.save_spilled, settings.spill_retry_s)
+            records: CallRecordStore = spilling
             messages: MessageStore = PostgresMessageStore(database)
             spill = FileMessageStore(settings.data_dir / "messages-spill")
             documents: DocumentStore = PostgresDocumentStore(database)
@@ -103,7 +115,9 @@ class Runtime:
             pool=pool,
             database=database,
             messages=messages,
-            courier=MessageCourier(messages, secretaries, settings, spill),
+            courier=MessageCourier(
+                messages, secretaries, settings, spill, FileMessageStore(settings.data_dir / "messages-incoming")
+            ),
             credentials=credentials,
             knowledge=KnowledgeBase(
                 documents=documents,
@@ -114,6 +128,7 @@ class Runtime:
                 pool=pool,
                 embedder_for=embedder_for,
             ),
+            record_retry=record_retry,
         )
 
     async def warm_up(self) -> None:
@@ -130,8 +145,20 @@ class Runtime:
         }
         return checks
 
-    async def close(self) -> None:
+    def start_background(self) -> None:
+        """The courier and the spilled-record retry; their first pass runs now, picking up what a previous
+        process left. Called by whichever transport serves; calling it again changes nothing."""
+        self.courier.start()
+        if self.record_retry is not None:
+            self.record_retry.start()
+
+    async def stop_background(self) -> None:
         await self.courier.close()
+        if self.record_retry is not None:
+            await self.record_retry.close()
+
+    async def close(self) -> None:
+        await self.stop_background()
         await self.providers.close()
         await self.call_states.close()
         await self.secretaries.close()

@@ -250,6 +250,9 @@ class Settings(BaseSettings):
     call_state_ttl_s: int = Field(default=4 * 3600, gt=0)
     config_cache_s: float = Field(default=5.0, ge=0, description="how long a domain's config is reused")
     dependency_timeout_s: float = Field(default=3.0, gt=0, description="PostgreSQL / Redis operation limit")
+    spill_retry_s: float = Field(
+        default=15.0, gt=0, description="how often call records kept in data_dir/calls-spill are retried"
+    )
     ivr: IvrSettings = IvrSettings()
     bridge: BridgeSettings = BridgeSettings()
     spool: SpoolSettings = SpoolSettings()

@@ -32,6 +32,7 @@ from tests.conftest import acme_config
 from tests.support.admin_env import ACME
 from tests.support.message_sinks import SmtpSink, WebhookSink, free_port
 from tests.support.speech import Speech
+from tests.support.tcp_proxy import tcp_proxy_for
 
 WEBHOOK_SECRET = "whsec-test-0123456789"
 
@@ -253,6 +254,87 @@ async def test_messages_taken_while_postgresql_is_down_are_spilled_then_moved_in
     finally:
         await down.close()
         await good.close()
+
+
+async def _call_taking_a_message(client: TestClient[Any, Any], speech: Speech) -> tuple[str, Callable[..., Any]]:
+    """Starts a v1 call and asks to leave a message; returns the call and a way to say the next turn."""
+    call_uuid = str(uuid4())
+    async with client.post("/api/v1/calls", json={"domain_uuid": str(ACME), "call_uuid": call_uuid}) as response:
+        assert response.status == 200, await response.text()
+
+    async def say(text: str, expected: int = 200) -> dict[str, Any]:
+        body = wav_bytes(speech.say(text))
+        async with client.post(
+            f"/api/v1/calls/{call_uuid}/turns?domain_uuid={ACME}", data=body, headers={"Content-Type": "audio/wav"}
+        ) as response:
+            assert response.status == expected, await response.text()
+            result: dict[str, Any] = await response.json()
+            return result
+
+    assert (await say("I would like to leave a message."))["action"]["type"] == "take_message"
+    return call_uuid, say
+
+
+async def test_a_message_left_during_a_postgresql_outage_is_kept_and_saved_when_it_returns(
+    writable_fusionpbx_url: str, make_settings: Callable[..., Settings], models: LocalModels, speech: Speech
+) -> None:
+    with tcp_proxy_for(writable_fusionpbx_url) as proxy:
+        # config_cache_s is 0 here: the message turn asks PostgreSQL for the domain's config, and gets no answer
+        settings = make_settings(database_url=proxy.url_for(writable_fusionpbx_url))
+        runtime = Runtime.create(settings, models=models)
+        try:
+            async with TestClient(TestServer(create_app(runtime))) as client:
+                call_uuid, say = await _call_taking_a_message(client, speech)
+                proxy.cut()
+                reply = await say("Please ask Dana to call me back tomorrow morning.")
+                assert reply["action"]["type"] == "hangup"
+                spilled = await FileMessageStore(settings.data_dir / "messages-spill").take_all()
+                assert [str(m.call_uuid) for m in spilled] == [call_uuid]
+                assert "tomorrow" in spilled[0].transcript.lower()
+
+                proxy.resume()
+                await runtime.courier.deliver_due()
+                stored = await runtime.messages.get(ACME, spilled[0].message_uuid)
+                assert stored is not None and stored.transcript == spilled[0].transcript and stored.audio_file
+                assert await FileMessageStore(settings.data_dir / "messages-spill").take_all() == []
+        finally:
+            await runtime.close()
+
+
+async def test_a_message_is_on_disk_before_the_config_lookup_that_can_fail(
+    writable_fusionpbx_url: str,
+    make_settings: Callable[..., Settings],
+    models: LocalModels,
+    speech: Speech,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """The message turn reaches a replica that never saw the domain while PostgreSQL is down: the turn fails
+    (503), but the caller's recording was kept first, and becomes a message once PostgreSQL is back."""
+    with tcp_proxy_for(writable_fusionpbx_url) as proxy:
+        url = proxy.url_for(writable_fusionpbx_url)
+        first = Runtime.create(make_settings(database_url=url, redis_url=redis_url), models=models)
+        replica_settings = make_settings(database_url=url, redis_url=redis_url, data_dir=tmp_path / "replica")
+        replica = Runtime.create(replica_settings, models=models)
+        try:
+            async with TestClient(TestServer(create_app(first))) as client:
+                call_uuid, _ = await _call_taking_a_message(client, speech)
+            proxy.cut()
+            async with TestClient(TestServer(create_app(replica))) as client:
+                body = wav_bytes(speech.say("Please ask Dana to call me back tomorrow morning."))
+                async with client.post(
+                    f"/api/v1/calls/{call_uuid}/turns", data=body, headers={"Content-Type": "audio/wav"}
+                ) as response:
+                    assert response.status == 503
+
+                proxy.resume()
+                await replica.courier.deliver_due()
+            saved = [m for m in await replica.messages.list_messages(ACME) if str(m.call_uuid) == call_uuid]
+            assert len(saved) == 1 and saved[0].audio_file
+            assert await asyncio.to_thread(Path(saved[0].audio_file).is_file)
+        finally:
+            await replica.close()
+            await first.close()
 
 
 async def test_a_spoken_message_is_recorded_and_delivered_from_the_v1_call_flow(setup: Setup, speech: Speech) -> None:

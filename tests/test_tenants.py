@@ -23,6 +23,7 @@ from secretary.tenants.store import CachedSecretaryStore, lookup
 from secretary.tenants.yaml_store import SecretaryFileError, YamlSecretaryStore
 from tests.conftest import EXAMPLE_SECRETARIES, acme_config
 from tests.support import databases
+from tests.support.tcp_proxy import tcp_proxy_for
 
 
 def test_business_hours_describe_and_is_open() -> None:
@@ -165,6 +166,34 @@ async def test_cached_store_reuses_answers_but_not_refusals(fusionpbx_url: str) 
             "UPDATE v_ai_secretaries SET secretary_name = 'Ava' WHERE domain_uuid = $1", UUID(databases.GLOBEX)
         )
         await database.close()
+
+
+async def test_cached_store_serves_the_last_known_config_while_postgresql_is_down(fusionpbx_url: str) -> None:
+    """Past its cache time, a domain's lookup during an outage gets the last config PostgreSQL gave, so the
+    call (and the message a caller is leaving) goes on; a domain refused while PostgreSQL answered, or never
+    seen, is not served from memory."""
+    globex = UUID(databases.GLOBEX)
+    admin = Database(fusionpbx_url)
+    with tcp_proxy_for(fusionpbx_url) as proxy:
+        database = Database(proxy.url_for(fusionpbx_url), timeout_s=2)
+        cached = CachedSecretaryStore(PostgresSecretaryStore(database), ttl_s=0)  # every lookup asks PostgreSQL
+        try:
+            acme = await cached.by_uuid(UUID(databases.ACME))
+            await cached.by_name("globex.example.com")
+            await admin.execute("UPDATE v_ai_secretaries SET secretary_enabled = false WHERE domain_uuid = $1", globex)
+            with pytest.raises(SecretaryDisabled):
+                await cached.by_uuid(globex)
+            proxy.cut()
+            assert await cached.by_uuid(UUID(databases.ACME)) == acme
+            assert await cached.by_name("ACME.example.com") == acme
+            with pytest.raises(DependencyUnavailable):
+                await cached.by_name("globex.example.com")  # disabled while PostgreSQL answered
+            with pytest.raises(DependencyUnavailable):
+                await cached.by_uuid(UUID(databases.INITECH))  # never seen
+        finally:
+            await admin.execute("UPDATE v_ai_secretaries SET secretary_enabled = true WHERE domain_uuid = $1", globex)
+            await admin.close()
+            await database.close()
 
 
 async def test_migrations_are_idempotent_and_refuse_a_database_without_fusionpbx() -> None:

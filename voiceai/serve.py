@@ -42,7 +42,7 @@ async def serve(settings: Settings, *, ivr: bool = True, bridge: bool = True) ->
             await runner.setup()
             await web.TCPSite(runner, settings.ivr.host, settings.ivr.port).start()
             log.info("ivr_listening", url=f"http://{settings.ivr.host}:{settings.ivr.port}")
-        runtime.courier.start()  # delivers taken messages (also when only the bridge runs here)
+        runtime.start_background()  # delivers messages, saves spilled records (also when only the bridge runs)
         if bridge:
             from bridge.server import start_bridge
 

@@ -1,4 +1,5 @@
-"""Finished calls with their transcripts: PostgreSQL (`v_ai_calls`, `v_ai_call_turns`) or JSON files."""
+"""Finished calls with their transcripts: PostgreSQL (`v_ai_calls`, `v_ai_call_turns`) or JSON files, and
+the spill where a record waits while PostgreSQL is down."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from typing import Protocol
 from uuid import UUID
 
 import asyncpg
+import structlog
 
 from secretary.calls.models import CallRecord, TurnRecord
 from secretary.conversation.actions import Action
 from secretary.db.database import Database
-from secretary.errors import UnknownDomain
+from secretary.errors import DependencyUnavailable, UnknownDomain
 from secretary.speech.tts_cache import write_atomically
 from secretary.usage import summed
+
+log = structlog.get_logger(__name__)
 
 
 class CallRecordStore(Protocol):
@@ -55,6 +59,17 @@ class FileCallRecordStore:
             return [r.usage for r in records if since is None or r.started_at >= since]
 
         return summed(await asyncio.to_thread(read))
+
+    async def take_all(self) -> list[CallRecord]:
+        """Every record held here (the spill's are moved into PostgreSQL, then `remove`d)."""
+
+        def read() -> list[CallRecord]:
+            return [CallRecord.model_validate_json(p.read_bytes()) for p in sorted(self._dir.glob("*/*.json"))]
+
+        return await asyncio.to_thread(read)
+
+    async def remove(self, record: CallRecord) -> None:
+        await asyncio.to_thread(self._path(record.domain_uuid, record.call_uuid).unlink, True)
 
 
 class PostgresCallRecordStore:
@@ -239,3 +254,36 @@ class PostgresCallRecordStore:
                 for t in turns
             ],
         )
+
+
+class SpillingCallRecordStore:
+    """PostgreSQL, and while it is unavailable the spill: a call that ends during an outage keeps its record,
+    and `save_spilled` (run in the background and at start-up) moves it in. Saving is an upsert on
+    (domain_uuid, call_uuid) that replaces the turns, so a retry never makes a second call or repeats a turn."""
+
+    def __init__(self, database: PostgresCallRecordStore, spill: FileCallRecordStore) -> None:
+        self._db = database
+        self._spill = spill
+
+    async def save(self, record: CallRecord) -> None:
+        try:
+            await self._db.save(record)
+        except DependencyUnavailable as exc:
+            await self._spill.save(record)
+            log.warning("call_record_spilled", call_uuid=str(record.call_uuid), reason=exc.message)
+
+    async def save_spilled(self) -> None:
+        for record in await self._spill.take_all():
+            try:
+                await self._db.save(record)  # raises while PostgreSQL is still down: tried again on the next pass
+            except UnknownDomain:
+                log.warning("call_record_dropped", call_uuid=str(record.call_uuid), reason="the domain is gone")
+            else:
+                log.info("call_record_unspilled", call_uuid=str(record.call_uuid))
+            await self._spill.remove(record)
+
+    async def get(self, domain_uuid: UUID, call_uuid: UUID) -> CallRecord | None:
+        return await self._db.get(domain_uuid, call_uuid)
+
+    async def usage_totals(self, domain_uuid: UUID, since: datetime | None = None) -> dict[str, float]:
+        return await self._db.usage_totals(domain_uuid, since)

@@ -6,13 +6,19 @@ exponential backoff (base · 2^(attempts-1), capped) until `max_attempts`, when 
 failed (the message stays, and an admin can redeliver it). State lives in the store, so a restart resumes
 where the last process stopped. If PostgreSQL is down when a message is taken, it is spilled to files and
 moved into PostgreSQL on a later pass.
+
+Before that, while the caller's turn runs (the config lookup, STT — each can fail), the message is `held`
+in `incoming` files: a turn that fails leaves it there, and a later pass saves it as it is (its recording,
+whatever transcript it got), so nothing the caller said is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import aiohttp
 import structlog
@@ -29,6 +35,7 @@ from secretary.messages.models import (
 )
 from secretary.messages.store import FileMessageStore, MessageStore
 from secretary.messages.webhook import DeliveryFailed, WebhookSender
+from secretary.retry_loop import RetryLoop
 from secretary.settings import Settings
 from secretary.tenants.config import SecretaryConfig
 from secretary.tenants.store import SecretaryStore
@@ -45,21 +52,48 @@ class MessageCourier:
         secretaries: SecretaryStore,
         settings: Settings,
         spill: FileMessageStore | None = None,
+        incoming: FileMessageStore | None = None,
     ) -> None:
         self.store = store
         self._secretaries = secretaries
         self._settings = settings
         self._config = settings.messages
         self._spill = spill
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._incoming = incoming
+        self._held: set[UUID] = set()  # incoming messages a turn of this process is still taking
+        poll_s = min(self._config.poll_s, self._config.backoff_base_s)
+        self._loop = RetryLoop("message-courier", self.deliver_due, poll_s)
         self._session: aiohttp.ClientSession | None = None
         self._email = EmailSender()
 
     # -- intake (on the call's path: one write, never a network call to SMTP or the webhook) ---------------
 
+    @asynccontextmanager
+    async def holding(self, message: TakenMessage) -> AsyncIterator[TakenMessage]:
+        """Puts the message on disk before the turn that takes it does anything that can fail; if the turn
+        ends without `take`, a later pass saves the message as it stands."""
+        try:
+            if self._incoming is not None:
+                self._held.add(message.message_uuid)  # before the file exists: a pass never takes it from the turn
+                await self._incoming.add(message)
+            yield message
+        finally:
+            if message.message_uuid in self._held:  # the turn ended before `take`
+                self._held.discard(message.message_uuid)
+                self._loop.wake()
+
     async def take(self, message: TakenMessage, config: SecretaryConfig) -> TakenMessage:
         message.deliveries = planned_deliveries(config)
+        await self._save(message)
+        log.info(
+            "message_taken",
+            message_uuid=str(message.message_uuid),
+            channels=[d.channel.value for d in message.deliveries],
+        )
+        self._loop.wake()
+        return message
+
+    async def _save(self, message: TakenMessage) -> None:
         try:
             await self.store.add(message)
         except DependencyUnavailable:
@@ -67,50 +101,29 @@ class MessageCourier:
                 raise
             await self._spill.add(message)
             log.warning("message_spilled", message_uuid=str(message.message_uuid), reason="storage unavailable")
-        log.info(
-            "message_taken",
-            message_uuid=str(message.message_uuid),
-            channels=[d.channel.value for d in message.deliveries],
-        )
-        self._wake.set()
-        return message
+        if self._incoming is not None:
+            await self._incoming.remove(message)
+            self._held.discard(message.message_uuid)
 
     # -- the background loop -------------------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._task is None and self._config.enabled:
-            self._task = asyncio.create_task(self._run(), name="message-courier")
+        if self._config.enabled:
+            self._loop.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
 
     def wake(self) -> None:
-        self._wake.set()
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                await self.deliver_due()
-            except DependencyUnavailable as exc:
-                log.warning("courier_waiting", reason=exc.message)
-            except Exception:
-                log.exception("courier_pass_failed")
-            self._wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s())
-
-    def _poll_s(self) -> float:
-        return min(self._config.poll_s, self._config.backoff_base_s)
+        self._loop.wake()
 
     async def deliver_due(self) -> int:
-        """One pass: move spilled messages in, then attempt every due delivery. Returns attempts made."""
+        """One pass: save messages left incoming, move spilled ones in, then attempt every due delivery.
+        Returns attempts made."""
+        await self._save_incoming()
         await self._unspill()
         attempts = 0
         limit = asyncio.Semaphore(self._config.concurrency)
@@ -125,6 +138,23 @@ class MessageCourier:
                     await self._attempt(message, delivery)
 
             await asyncio.gather(*(attempt(m, d) for m, d in due))
+
+    async def _save_incoming(self) -> None:
+        if self._incoming is None:
+            return
+        for message in await self._incoming.take_all():
+            if message.message_uuid in self._held:
+                continue
+            try:
+                config = await self._secretaries.by_uuid(message.domain_uuid)
+            except DependencyUnavailable:
+                raise  # the config is needed to plan the deliveries: try again on the next pass
+            except SecretaryError as exc:  # disabled or gone since: keep the message, send it nowhere
+                log.warning("message_not_delivered", message_uuid=str(message.message_uuid), reason=exc.message)
+            else:
+                message.deliveries = planned_deliveries(config)
+            await self._save(message)
+            log.info("message_saved_after_failed_turn", message_uuid=str(message.message_uuid))
 
     async def _unspill(self) -> None:
         if self._spill is None:

@@ -245,8 +245,10 @@ class FileMessageStore:
         return found
 
     async def add(self, message: TakenMessage) -> None:
+        """Like PostgreSQL's: a message already here (a retried turn) is kept as it is."""
         async with self._lock:
-            await asyncio.to_thread(self._write, message)
+            if not await asyncio.to_thread(self._path(message.domain_uuid, message.message_uuid).exists):
+                await asyncio.to_thread(self._write, message)
 
     async def get(self, domain_uuid: UUID, message_uuid: UUID) -> TakenMessage | None:
         return await asyncio.to_thread(self._read, self._path(domain_uuid, message_uuid))

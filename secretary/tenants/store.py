@@ -1,13 +1,19 @@
-"""The interface both secretary stores implement, and the short-lived cache in front of them."""
+"""The interface both secretary stores implement, and the cache in front of them (short-lived, plus the
+last good answer of each domain for an outage)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from typing import Protocol
 from uuid import UUID
 
-from secretary.errors import BadInput
+import structlog
+
+from secretary.errors import BadInput, DependencyUnavailable, SecretaryError
 from secretary.tenants.config import SecretaryConfig
+
+log = structlog.get_logger(__name__)
 
 
 class SecretaryStore(Protocol):
@@ -35,32 +41,55 @@ async def lookup(store: SecretaryStore, domain_uuid: str | None, domain_name: st
 
 
 class CachedSecretaryStore:
-    """Keeps each answer for a few seconds, so a call's turns don't each cost a database round trip.
-    Refusals are not cached: an admin who just enabled a domain is served at once."""
+    """Keeps each answer for `ttl_s`, so a call's turns don't each cost a database round trip, and the last
+    good answer of each domain for when the database is unavailable: calls, and the messages callers leave,
+    go on through an outage. Refusals are not cached and drop the domain's last answer, so a domain that is
+    disabled or deleted is refused at once, and never served from memory later."""
 
     def __init__(self, inner: SecretaryStore, ttl_s: float) -> None:
         self._inner = inner
         self._ttl = ttl_s
         self._by_uuid: dict[UUID, tuple[float, SecretaryConfig]] = {}
         self._by_name: dict[str, tuple[float, SecretaryConfig]] = {}
+        self._known_by_uuid: dict[UUID, SecretaryConfig] = {}
+        self._known_by_name: dict[str, SecretaryConfig] = {}
 
     async def by_uuid(self, domain_uuid: UUID) -> SecretaryConfig:
         hit = self._by_uuid.get(domain_uuid)
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        return self._remember(await self._inner.by_uuid(domain_uuid))
+        return await self._asked(self._inner.by_uuid(domain_uuid), self._known_by_uuid.get(domain_uuid))
 
     async def by_name(self, domain_name: str) -> SecretaryConfig:
         hit = self._by_name.get(domain_name.casefold())
         if hit and hit[0] > time.monotonic():
             return hit[1]
-        return self._remember(await self._inner.by_name(domain_name))
+        return await self._asked(self._inner.by_name(domain_name), self._known_by_name.get(domain_name.casefold()))
+
+    async def _asked(self, answer: Awaitable[SecretaryConfig], known: SecretaryConfig | None) -> SecretaryConfig:
+        try:
+            return self._remember(await answer)
+        except DependencyUnavailable as exc:
+            if known is None:
+                raise
+            log.warning("secretary_config_from_memory", domain=known.domain_name, reason=exc.message)
+            return self._remember(known)  # for `ttl_s` more: an outage costs one wait per domain, not per turn
+        except SecretaryError:
+            if known is not None:
+                self._known_by_uuid.pop(known.domain_uuid, None)
+                self._known_by_name.pop(known.domain_name.casefold(), None)
+            raise
 
     def invalidate(self) -> None:
+        """An admin changed something: ask the database again, and serve nothing older in an outage."""
         self._by_uuid.clear()
         self._by_name.clear()
+        self._known_by_uuid.clear()
+        self._known_by_name.clear()
 
     def _remember(self, config: SecretaryConfig) -> SecretaryConfig:
+        self._known_by_uuid[config.domain_uuid] = config
+        self._known_by_name[config.domain_name.casefold()] = config
         if self._ttl > 0:
             expires = time.monotonic() + self._ttl
             self._by_uuid[config.domain_uuid] = (expires, config)

@@ -1,6 +1,7 @@
 """A TCP relay between the service and one of its dependencies (PostgreSQL, Redis), in its own thread and
 event loop. `cut()` makes the dependency "go down" mid-call: the listener closes and every relayed
-connection is dropped, as when the server dies or the network between them fails."""
+connection is dropped, as when the server dies or the network between them fails; `resume()` brings it back
+on the same port."""
 
 from __future__ import annotations
 
@@ -35,6 +36,9 @@ class TcpProxy:
     def cut(self) -> None:
         asyncio.run_coroutine_threadsafe(self._cut(), self._loop).result(10)
 
+    def resume(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._listen(self.port), self._loop).result(10)
+
     def close(self) -> None:
         if self._thread.is_alive():
             self.cut()
@@ -42,8 +46,8 @@ class TcpProxy:
             self._thread.join(10)
         self._loop.close()
 
-    async def _listen(self) -> None:
-        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+    async def _listen(self, port: int = 0) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", port)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _cut(self) -> None:
