@@ -64,9 +64,9 @@ def test_both_listeners_default_to_loopback_on_ports_of_their_own() -> None:
 
 
 def test_two_listeners_on_one_port_are_refused_naming_both() -> None:
-    with pytest.raises(ValidationError, match="ivr.port and admin.port are both 9000"):
+    with pytest.raises(ValidationError, match=r"ivr\.port and admin\.port are both 9000"):
         Settings(database_url=None, ivr={"port": 9000}, admin={"port": 9000})
-    with pytest.raises(ValidationError, match="bridge.port and admin.port"):
+    with pytest.raises(ValidationError, match=r"bridge\.port and admin\.port"):
         Settings(database_url=None, admin={"port": 8085})
     # without the admin API its port is free for anything
     assert Settings(database_url=None, admin={"enabled": False, "port": 8086}).admin.port == 8086
