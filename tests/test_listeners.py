@@ -132,7 +132,13 @@ async def test_with_a_shared_secret_every_v1_request_must_carry_it(
         (f"/api/v1/calls/{call_uuid}/turns", {"recording_file": "/etc/passwd"}),
         (f"/api/v1/calls/{call_uuid}/end", {}),
     ]
-    refusals = [None, {"X-VoiceAI-Secret": SECRET + "x"}, {"Authorization": "Bearer nope"}, {"X-VoiceAI-Secret": ""}]
+    refusals = [
+        None,
+        {"X-VoiceAI-Secret": SECRET + "x"},
+        {"Authorization": "Bearer nope"},
+        {"X-VoiceAI-Secret": ""},
+        {"X-VoiceAI-Secret": "\udcff" + SECRET[1:]},
+    ]
     for path, body in requests:
         for headers in refusals:
             async with client.post(path, json=body, headers=headers) as response:
