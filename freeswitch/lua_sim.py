@@ -286,6 +286,7 @@ class FreeSwitchSim:
         self,
         *,
         variables: dict[str, str] | None = None,
+        global_variables: dict[str, str] | None = None,
         caller: Iterable[CallerAction] | Callable[[], CallerAction | None] = (),
         script_dir: Path = LUA_DIR,
         extra_lua_paths: Sequence[Path] = (),
@@ -305,7 +306,7 @@ class FreeSwitchSim:
         if sound_prefix is not None:
             self.variables["sound_prefix"] = str(sound_prefix)
         self.variables.update(variables or {})
-        self.global_variables: dict[str, str] = {}
+        self.global_variables: dict[str, str] = dict(global_variables or {})  # vars.xml's `set`
         # A list is known in advance; a function (a person typing) is only asked when a recording starts.
         self._pending: deque[CallerAction] = deque()
         self._next_action: Callable[[], CallerAction | None] | None = None

@@ -192,6 +192,7 @@ class CurlExchange:
     url: str
     request_body: bytes
     content_type: str | None
+    request_headers: dict[str, str]  # the ones `append_headers` added
     status: int
     response_body: bytes | None
     exit_code: int
@@ -285,6 +286,7 @@ class ModCurl:
             url=command.url,
             request_body=command.data,
             content_type=command.content_type,
+            request_headers=dict(_header_pair(h) for h in command.append_headers if ":" in h),
             status=response.status,
             response_body=body if has_body else None,
             exit_code=response.exit_code,
@@ -336,10 +338,7 @@ class ModCurl:
         if scheme not in ("http", "https"):
             return _Response(exit_code=CURLE_UNSUPPORTED_PROTOCOL)
         headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
-        for header in command.append_headers:
-            if ":" in header:
-                key, value = header.split(":", 1)
-                headers[key.strip()] = value.strip()
+        headers.update(_header_pair(h) for h in command.append_headers if ":" in h)
         data: bytes | None = None
         method = command.method.upper()
         if method in ("POST", "PATCH", "DELETE", "PUT"):
@@ -398,6 +397,11 @@ class ModCurl:
             response.exit_code = CURLE_RECV_ERROR
         response.body = bytes(body)
         return response
+
+
+def _header_pair(header: str) -> tuple[str, str]:
+    key, value = header.split(":", 1)
+    return key.strip(), value.strip()
 
 
 def _atoi(text: str) -> int:

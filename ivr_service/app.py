@@ -1,18 +1,25 @@
-"""The aiohttp application: the v1 routes, `/health`, `/metrics`, and errors as JSON."""
+"""The two aiohttp applications, each for its own listener: v1 (the routes the Lua script calls, `/health`,
+`/metrics`; loopback by default, optionally guarded by a shared secret) and the admin API (with `/health`), so
+exposing one never exposes the other. Errors leave both as JSON."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ivr_service.admin import setup_admin
+from ivr_service.admin.context import Unauthorized, bearer_key
 from ivr_service.api_models import (
     DomainReference,
     Dtmf,
@@ -23,7 +30,7 @@ from ivr_service.api_models import (
     parse_model,
 )
 from ivr_service.call_flow import TurnFlow
-from ivr_service.spool import AudioSpool
+from ivr_service.spool import AudioSpool, CallUploads
 from secretary.errors import (
     BadInput,
     CallEnded,
@@ -40,6 +47,9 @@ log = structlog.get_logger(__name__)
 RUNTIME = web.AppKey("runtime", Runtime)
 FLOW = web.AppKey("flow", TurnFlow)
 WAV_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
+SECRET_HEADER = "X-VoiceAI-Secret"
+OPEN_PATHS = frozenset({"/health", "/metrics"})  # health checks and scrapers: no tenant data, no secret needed
+UPLOAD_SWEEP_INTERVAL_S = 600.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -185,23 +195,85 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+def shared_secret_guard(secret: str) -> Middleware:
+    """Every v1 request but OPEN_PATHS must carry the secret; compared in constant time, never logged."""
+    expected = secret.encode()
+
+    @web.middleware
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path not in OPEN_PATHS:
+            given = request.headers.get(SECRET_HEADER) or bearer_key(request) or ""
+            if not hmac.compare_digest(given.encode(errors="replace"), expected):  # '?' is never in a secret
+                raise Unauthorized(
+                    f"this service needs its shared secret (ivr.shared_secret): send '{SECRET_HEADER}: <secret>' "
+                    "or 'Authorization: Bearer <secret>'"
+                )
+        return await handler(request)
+
+    return guard
+
+
+def upload_sweeper(uploads: CallUploads, max_age_s: float) -> Callable[[web.Application], AsyncIterator[None]]:
+    """Removes the turn uploads of calls that expired without `/end`: once at start-up, then periodically."""
+
+    async def sweep() -> None:
+        removed = await asyncio.to_thread(uploads.sweep, max_age_s, time.time())
+        if removed:
+            log.info("expired_uploads_removed", files=removed)
+
+    async def sweep_forever() -> None:
+        while True:
+            await asyncio.sleep(UPLOAD_SWEEP_INTERVAL_S)
+            try:
+                await sweep()
+            except OSError as exc:
+                log.error("upload_sweep_failed", reason=str(exc))
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        await sweep()
+        task = asyncio.create_task(sweep_forever(), name="upload-sweeper")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
+def _spool(runtime: Runtime) -> AudioSpool:
+    settings = runtime.settings.spool
+    return AudioSpool(settings.dir, settings.freeswitch_dir, settings.max_recording_bytes)
+
+
+def _own(app: web.Application, runtime: Runtime) -> None:
+    async def close_runtime(_app: web.Application) -> None:
+        await runtime.close()
+
+    app.on_cleanup.append(close_runtime)
+
+
 def create_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Application:
-    """`own_runtime`: close the runtime with the app (the service owns it; tests may share one)."""
+    """The v1 listener's app. `own_runtime`: close the runtime with the app (the service owns it; tests may
+    share one)."""
     settings = runtime.settings
+    middlewares: list[Middleware] = [errors_and_metrics]
+    if settings.ivr.shared_secret is not None:
+        middlewares.append(shared_secret_guard(settings.ivr.shared_secret.get_secret_value()))
     app = web.Application(
-        middlewares=[errors_and_metrics],
+        middlewares=middlewares,
         client_max_size=max(settings.ivr.max_body_bytes, settings.spool.max_recording_bytes),
     )
-    spool = AudioSpool(settings.spool.dir, settings.spool.freeswitch_dir, settings.spool.max_recording_bytes)
+    spool = _spool(runtime)
+    uploads = CallUploads(spool, settings.spool.max_call_upload_bytes, settings.spool.max_call_uploads)
     app[RUNTIME] = runtime
-    app[FLOW] = TurnFlow(runtime, spool)
+    app[FLOW] = TurnFlow(runtime, spool, uploads)
     app.router.add_post("/api/v1/calls", start_call)
     app.router.add_post("/api/v1/calls/{call_uuid}/turns", call_turn)
     app.router.add_post("/api/v1/calls/{call_uuid}/dtmf", call_dtmf)
     app.router.add_post("/api/v1/calls/{call_uuid}/end", end_call)
     app.router.add_get("/health", health)
     app.router.add_get("/metrics", metrics)
-    setup_admin(app, runtime, spool)
+    app.cleanup_ctx.append(upload_sweeper(uploads, settings.call_state_ttl_s))
 
     async def start_background(_app: web.Application) -> None:
         runtime.start_background()
@@ -212,9 +284,19 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Applicatio
     app.on_startup.append(start_background)
     app.on_cleanup.append(stop_background)
     if own_runtime:
+        _own(app, runtime)
+    return app
 
-        async def close_runtime(_app: web.Application) -> None:
-            await runtime.close()
 
-        app.on_cleanup.append(close_runtime)
+def create_admin_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Application:
+    """The admin listener's app: the admin API, its OpenAPI document and `/health` (for a proxy in front)."""
+    admin = runtime.settings.admin
+    app = web.Application(
+        middlewares=[errors_and_metrics], client_max_size=max(admin.max_json_bytes, admin.max_upload_bytes)
+    )
+    app[RUNTIME] = runtime
+    app.router.add_get("/health", health)
+    setup_admin(app, runtime, _spool(runtime))
+    if own_runtime:
+        _own(app, runtime)
     return app

@@ -19,7 +19,7 @@ from uuid import UUID, uuid5
 import structlog
 
 from ivr_service.api_models import DomainReference, Dtmf, EndCall, StartCall
-from ivr_service.spool import AudioSpool
+from ivr_service.spool import AudioSpool, CallUploads
 from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Conversation, Reply
@@ -88,9 +88,10 @@ def _ms(seconds: float) -> int:
 
 
 class TurnFlow:
-    def __init__(self, runtime: Runtime, spool: AudioSpool) -> None:
+    def __init__(self, runtime: Runtime, spool: AudioSpool, uploads: CallUploads) -> None:
         self._rt = runtime
         self._spool = spool
+        self._uploads = uploads
         self._locks = CallLocks()
 
     # -- call lifecycle ------------------------------------------------------------------------------------
@@ -135,6 +136,7 @@ class TurnFlow:
         async with self._locks.hold(call_uuid):
             state = await self._load(call_uuid, ref)
             audio = parse_wav(body)
+<<<<<<< HEAD
             path = self._spool.inbox(state.domain_uuid, call_uuid) / f"upload-{len(state.turns) + 1:03d}.wav"
             await asyncio.to_thread(self._spool.write, path, body)
             async with self._message_held(state, path) as message:
@@ -158,6 +160,13 @@ class TurnFlow:
         )
         async with self._rt.courier.holding(message):
             yield message
+=======
+            message = state.phase is CallPhase.TAKING_MESSAGE
+            path = await asyncio.to_thread(
+                self._uploads.store, state.domain_uuid, call_uuid, len(state.turns) + 1, body, message=message
+            )
+            return await self._turn(state, config, audio, recording=self._spool.for_freeswitch(path), audio_path=path)
+>>>>>>> wt/listener
 
     async def dtmf(self, call_uuid: UUID, request: Dtmf) -> TurnResult:
         async with self._locks.hold(call_uuid):
@@ -188,6 +197,7 @@ class TurnFlow:
             record = CallRecord.from_state(state, ended, request.hangup_cause)
             await self._rt.call_records.save(record)  # raises while storage is down: the state is kept
             await self._rt.call_states.delete(call_uuid)
+            await asyncio.to_thread(self._uploads.remove, state.domain_uuid, call_uuid)
         self._rt.metrics.calls_ended.labels(TRANSPORT, record.outcome).inc()
         log.info("call_ended", outcome=record.outcome, turns=len(record.turns), duration_ms=record.duration_ms)
         return {"call_uuid": str(call_uuid), "turns": len(record.turns), "duration_ms": record.duration_ms}

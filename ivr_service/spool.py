@@ -10,6 +10,7 @@ FreeSWITCH may see the same folder under another path (a docker volume): paths i
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -117,3 +118,83 @@ class AudioSpool:
             raise SpoolPathError("refusing to write outside the spool")
         write_atomically(path, data)
         return path
+
+
+# -- turn audio uploaded in request bodies: bounded per call, removed with the call ----------------------------
+
+TURN_UPLOAD = "upload-"  # a turn's audio: only needed for that turn, removed when the call ends or expires
+MESSAGE_UPLOAD = "message-upload-"  # a taken message's audio: it *is* the message, so it stays
+
+
+class UploadQuotaExceeded(BadInput):
+    http_status = 413
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, field="body", code="call_upload_quota")
+
+
+class CallUploads:
+    """Turn audio a client posts as the request body (FreeSWITCH's own recordings are bounded by its
+    `recordFile` limits instead). Counted from the call's folder, so every process sharing the spool sees the
+    same total; a retried turn replaces its own file rather than adding one."""
+
+    def __init__(self, spool: AudioSpool, max_bytes: int, max_files: int) -> None:
+        self._spool = spool
+        self.max_bytes = max_bytes
+        self.max_files = max_files
+
+    def store(self, domain_uuid: UUID, call_uuid: UUID, turn: int, data: bytes, *, message: bool) -> Path:
+        inbox = self._spool.inbox(domain_uuid, call_uuid)
+        path = inbox / f"{MESSAGE_UPLOAD if message else TURN_UPLOAD}{turn:03d}.wav"
+        others = [entry for entry in _uploads(inbox, (TURN_UPLOAD, MESSAGE_UPLOAD)) if entry.name != path.name]
+        if len(others) >= self.max_files:
+            raise UploadQuotaExceeded(f"this call has already uploaded {self.max_files} files, the most one call may")
+        used = sum(entry.stat(follow_symlinks=False).st_size for entry in others)
+        if used + len(data) > self.max_bytes:
+            raise UploadQuotaExceeded(
+                f"this call's uploaded audio would pass {self.max_bytes} bytes, the most one call may leave "
+                f"({used} already)"
+            )
+        return self._spool.write(path, data)
+
+    def remove(self, domain_uuid: UUID, call_uuid: UUID) -> int:
+        """At the end of the call: its turn uploads go (the transcript is in the call record)."""
+        removed = 0
+        for entry in _uploads(self._spool.inbox(domain_uuid, call_uuid), (TURN_UPLOAD,)):
+            Path(entry.path).unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+    def sweep(self, max_age_s: float, now: float) -> int:
+        """Turn uploads of calls that never ended: older than the call state's lifetime, their call is gone."""
+        removed = 0
+        for domain in _folders(self._spool.root / "in"):
+            for call in _folders(Path(domain.path)):
+                for entry in _uploads(Path(call.path), (TURN_UPLOAD,)):
+                    with contextlib.suppress(FileNotFoundError):  # the call just ended in another process
+                        if entry.stat(follow_symlinks=False).st_mtime < now - max_age_s:
+                            Path(entry.path).unlink(missing_ok=True)
+                            removed += 1
+        return removed
+
+
+def _folders(path: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(path) as entries:
+            return [entry for entry in entries if entry.is_dir(follow_symlinks=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _uploads(inbox: Path, prefixes: tuple[str, ...]) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(inbox) as entries:
+            return [
+                entry
+                for entry in entries
+                if entry.name.startswith(prefixes)
+                and entry.name.endswith(".wav")
+                and entry.is_file(follow_symlinks=False)
+            ]
+    except FileNotFoundError:
+        return []

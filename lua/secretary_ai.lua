@@ -13,6 +13,11 @@ Channel variables (FusionPBX sets the domain and caller ones; the dialplan sets 
   voiceai_spool_dir         the spool as FreeSWITCH sees it: files outside it are refused (default: not checked)
   domain_uuid, domain_name, caller_id_number, caller_id_name, destination_number
 
+The service's shared secret (ivr.shared_secret), when it has one, comes from FreeSWITCH's global variable
+voiceai_secret (vars.xml: <X-PRE-PROCESS cmd="set" data="voiceai_secret=..."/>; FusionPBX: Advanced >
+Variables), never from the channel: no caller can set it, it stays out of the per-domain dialplans FusionPBX
+shows a domain's admins, and it is sent as the header X-VoiceAI-Secret, never logged.
+
 The service does the thinking; this script only plays, records and acts, and trusts nothing it is sent:
 every path, extension and number in a reply is checked before FreeSWITCH sees it. Any failure (service
 unreachable, an HTTP error, a reply it can't use) ends the same way: the fallback prompt, then a transfer
@@ -136,7 +141,7 @@ end
 -- Talking to the service ----------------------------------------------------------------------------------
 
 local function post(path, payload, timeout_s)
-	local result = http.post_json(freeswitch.API(), call.url .. path, payload, timeout_s or call.timeout)
+	local result = http.post_json(freeswitch.API(), call.url .. path, payload, timeout_s or call.timeout, call.secret)
 	if not result.ok then
 		call.failure = result
 	end
@@ -336,6 +341,10 @@ local function read_channel()
 	if spool_dir then
 		call.spool_dir = string.gsub(spool_dir, "/+$", "")
 	end
+	call.secret = freeswitch.getGlobalVariable("voiceai_secret")
+	if call.secret == "" then
+		call.secret = nil
+	end
 end
 
 local function main()
@@ -350,6 +359,9 @@ local function main()
 	end
 	if call.spool_dir and not is_plain_path(call.spool_dir) then
 		return fall_back("voiceai_spool_dir is not a plain absolute path")
+	end
+	if call.secret and not http.valid_secret(call.secret) then
+		return fall_back("the global variable voiceai_secret is not 16-256 characters of A-Z a-z 0-9 . _ ~ + / = -")
 	end
 	if call.domain_uuid and not is_uuid(call.domain_uuid) then
 		call.domain_uuid = nil

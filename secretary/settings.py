@@ -7,10 +7,11 @@ Environment variables use the ``VOICEAI_`` prefix and ``__`` for nesting (``VOIC
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, model_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,14 +20,34 @@ from pydantic_settings import (
 )
 
 DEFAULT_CONFIG_FILE = Path("config/voice-ai.yaml")
+# What mod_curl can carry as one token of its command line (no blanks, quotes or backslashes), long enough to guess.
+SHARED_SECRET_PATTERN = r"^[A-Za-z0-9._~+/=-]{16,256}$"
 
 
 class IvrSettings(BaseModel):
-    """The turn-based HTTP service that the Lua script calls."""
+    """The turn-based HTTP service (v1) that the Lua script calls: FreeSWITCH runs on the same host, so it
+    listens on loopback by default; the admin API has a listener of its own (`admin.host`/`admin.port`)."""
 
     host: str = "127.0.0.1"
-    port: int = 8086
+    port: int = Field(default=8086, ge=0, le=65535)
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="largest request body accepted")
+    shared_secret: SecretStr | None = Field(
+        default=None,
+        description="when set, every v1 request but /health and /metrics must send it ('X-VoiceAI-Secret: …' or "
+        "'Authorization: Bearer …'); 16-256 characters of A-Z a-z 0-9 . _ ~ + / = -",
+    )
+
+    @field_validator("shared_secret", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("shared_secret")
+    @classmethod
+    def _plain_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.fullmatch(SHARED_SECRET_PATTERN, value.get_secret_value()):
+            raise ValueError("must be 16-256 characters of A-Z a-z 0-9 . _ ~ + / = - (e.g. `openssl rand -hex 32`)")
+        return value
 
 
 class VadSettings(BaseModel):
@@ -95,6 +116,10 @@ class SpoolSettings(BaseModel):
         default=None, description="the same directory as FreeSWITCH sees it (a docker volume); default: dir"
     )
     max_recording_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    max_call_upload_bytes: int = Field(
+        default=32 * 1024 * 1024, gt=0, description="turn audio one call may upload in request bodies, in all"
+    )
+    max_call_uploads: int = Field(default=50, gt=0, description="uploaded turn audio files one call may leave")
     reply_sample_rate: int = Field(default=16000, description="rate of the WAV replies FreeSWITCH plays")
 
 
@@ -164,9 +189,12 @@ class MessageDeliverySettings(BaseModel):
 
 
 class AdminSettings(BaseModel):
-    """The admin API under /api/v1/admin."""
+    """The admin API under /api/v1/admin, on its own listener: exposing it (to an admin network, behind a
+    proxy) exposes none of the v1 routes FreeSWITCH uses. 8087: next to v1, clear of FusionPBX's 8080."""
 
     enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=8087, ge=0, le=65535)
     max_json_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON body accepted")
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest knowledge document")
     max_page_size: int = Field(default=200, ge=1)
@@ -268,6 +296,19 @@ class Settings(BaseSettings):
     admin: AdminSettings = AdminSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     fallback: FallbackSettings = FallbackSettings()
+
+    @model_validator(mode="after")
+    def _listeners_apart(self) -> Settings:
+        """Two listeners on one port would fail at start-up with a bare 'address in use': say which."""
+        ports = {"ivr.port": self.ivr.port, "bridge.port": self.bridge.port}
+        if self.admin.enabled:
+            ports["admin.port"] = self.admin.port
+        seen: dict[int, str] = {}
+        for name, port in ports.items():
+            if port and port in seen:
+                raise ValueError(f"{seen[port]} and {name} are both {port}: each listener needs its own port")
+            seen[port] = name
+        return self
 
     @classmethod
     def settings_customise_sources(

@@ -18,7 +18,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from openapi_spec_validator import validate
 
 from ivr_service.admin import OPERATIONS
-from ivr_service.app import create_app
+from ivr_service.app import create_admin_app, create_app
 from secretary.calls.models import CallRecord, TurnRecord
 from secretary.conversation.actions import Action
 from secretary.credentials.secret_box import generate_secret_key
@@ -42,7 +42,8 @@ class Seeded:
 
 @dataclass
 class Admin:
-    client: TestClient[Any, Any]
+    client: TestClient[Any, Any]  # the admin listener
+    v1: TestClient[Any, Any]  # the v1 listener of the same service
     runtime: Runtime
     keys: dict[str, str]
     acme: Seeded
@@ -124,8 +125,11 @@ async def admin(
     keys = await admin_env.api_keys(writable_fusionpbx_url)
     acme = await _seed(runtime, ACME, "5551001", "transfer")
     globex = await _seed(runtime, GLOBEX, "5552002", "message")
-    async with TestClient(TestServer(create_app(runtime, own_runtime=True))) as client:
-        yield Admin(client, runtime, keys, acme, globex)
+    async with (
+        TestClient(TestServer(create_admin_app(runtime, own_runtime=True))) as client,
+        TestClient(TestServer(create_app(runtime))) as v1,
+    ):
+        yield Admin(client, v1, runtime, keys, acme, globex)
 
 
 def _fill(path: str, seeded: Seeded, domain: uuid.UUID) -> str:
@@ -184,6 +188,32 @@ async def test_domain_list_shows_a_domain_key_only_its_own(admin: Admin) -> None
     names = [d["domain_name"] for d in page["items"]]
     assert names == ["acme.example.com", "globex.example.com", "initech.example.com"]
     assert {d["domain_name"]: d["enabled"] for d in page["items"]}["initech.example.com"] is False
+
+
+async def test_admin_routes_are_not_on_the_v1_listener_and_v1_routes_not_on_the_admin_one(admin: Admin) -> None:
+    """Exposing the admin listener exposes no v1 route (asking any secretary, posting turns to live calls), and
+    the v1 listener, FreeSWITCH's, serves nothing of the admin API: both answer 404 as for any unknown path."""
+
+    async def code_of(client: TestClient[Any, Any], method: str, path: str, **kwargs: Any) -> tuple[int, str]:
+        async with client.request(method, path, **kwargs) as response:
+            return response.status, (await response.json())["error"]["code"]
+
+    headers = {"Authorization": f"Bearer {admin.keys['super']}"}
+    for operation in OPERATIONS:
+        path = _fill(operation.full_path, admin.acme, ACME)
+        assert await code_of(admin.v1, operation.method, path, headers=headers) == (404, "not_found"), path
+    assert await code_of(admin.v1, "GET", "/api/v1/openapi.json") == (404, "not_found")
+    assert (await admin.call("GET", "/api/v1/admin/domains"))[0] == 200  # the same key, on the admin listener
+
+    call_uuid = uuid.uuid4()
+    body = {"domain_uuid": str(ACME), "call_uuid": str(call_uuid)}
+    for path in ["/api/v1/calls"] + [f"/api/v1/calls/{call_uuid}/{name}" for name in ("turns", "dtmf", "end")]:
+        assert await code_of(admin.client, "POST", path, json=body, headers=headers) == (404, "not_found"), path
+    # the same route on its own listener: there, a call it doesn't know
+    assert await code_of(admin.v1, "POST", f"/api/v1/calls/{call_uuid}/end", json=body) == (404, "unknown_call")
+    for client in (admin.client, admin.v1):
+        async with client.get("/health") as response:
+            assert response.status == 200
 
 
 async def test_requests_without_a_valid_key_are_refused(admin: Admin) -> None:
@@ -480,7 +510,7 @@ async def test_without_a_database_the_admin_api_says_what_is_missing(
 ) -> None:
     runtime = Runtime.create(make_settings(messages={"enabled": False}), models=models)
     async with (
-        TestClient(TestServer(create_app(runtime, own_runtime=True))) as client,
+        TestClient(TestServer(create_admin_app(runtime, own_runtime=True))) as client,
         client.get("/api/v1/admin/domains", headers={"Authorization": "Bearer vai_x"}) as response,
     ):
         assert response.status == 409
@@ -610,17 +640,17 @@ async def test_isolation_end_to_end_a_caller_never_hears_another_domains_knowled
 
     async def ask(domain: uuid.UUID) -> tuple[str, str]:
         call_uuid = str(uuid.uuid4())
-        async with admin.client.post(
+        async with admin.v1.post(
             "/api/v1/calls", json={"domain_uuid": str(domain), "call_uuid": call_uuid, "caller_id_number": "5550000"}
         ) as response:
             assert response.status == 200
         body = wav_bytes(speech.say("What is the warranty on the hovercraft engine?"))
-        async with admin.client.post(
+        async with admin.v1.post(
             f"/api/v1/calls/{call_uuid}/turns", data=body, headers={"Content-Type": "audio/wav"}
         ) as response:
             assert response.status == 200, await response.text()
             said = (await response.json())["say"]["text"]
-        async with admin.client.post(f"/api/v1/calls/{call_uuid}/end", json={}) as response:
+        async with admin.v1.post(f"/api/v1/calls/{call_uuid}/end", json={}) as response:
             assert response.status == 200
         return call_uuid, said
 

@@ -69,6 +69,9 @@ def test_the_secretary_service_matches_the_settings() -> None:
     defaults = Settings(database_url=None)
     assert environment["VOICEAI_IVR__PORT"] == str(defaults.ivr.port)
     assert environment["VOICEAI_BRIDGE__PORT"] == str(defaults.bridge.port) != "8080"  # 8080 is FusionPBX's
+    # the admin API on its own listener, v1 on loopback: exposing one never exposes the other
+    assert environment["VOICEAI_ADMIN__PORT"] == str(defaults.admin.port) != environment["VOICEAI_IVR__PORT"]
+    assert environment["VOICEAI_IVR__HOST"] == environment["VOICEAI_ADMIN__HOST"] == "127.0.0.1"
     assert f":{defaults.ivr.port}/health" in " ".join(service["healthcheck"]["test"])
     # the spool: the host's FreeSWITCH folder mounted where the service looks, and named as FreeSWITCH sees it
     host_dir, container_dir = next(v for v in service["volumes"] if v.startswith("/")).split(":")
@@ -90,7 +93,7 @@ def test_env_example_and_dockerfile_name_real_settings_and_commands() -> None:
     for variable in re.findall(r"(VOICEAI_[A-Z_]+)=", dockerfile):
         assert _setting_exists(variable), variable
     assert 'CMD ["voiceai", "serve"]' in dockerfile
-    assert "EXPOSE 8086 8085" in dockerfile
+    assert "EXPOSE 8086 8087 8085" in dockerfile
 
 
 def test_the_health_check_command_passes_against_a_running_service(
@@ -114,6 +117,8 @@ def test_freeswitch_snippets_are_well_formed() -> None:
     modules = etree.fromstring(f"<modules>{(conf / 'modules.conf.xml.snippet').read_text()}</modules>")
     assert {m.get("module") for m in modules.iter("load")} == {"mod_lua", "mod_curl", "mod_audio_stream"}
     assert subprocess.run(["sh", "-n", str(conf / "spool-permissions.sh")], check=False).returncode == 0
+    variables = etree.fromstring(f"<include>{(conf / 'vars.xml.snippet').read_text()}</include>")
+    assert [v.get("data").split("=", 1)[0] for v in variables.iter("X-PRE-PROCESS")] == ["voiceai_secret"]
 
 
 def test_the_image_installs_what_make_install_does() -> None:

@@ -62,6 +62,7 @@ async def run_call(settings: Settings, args: argparse.Namespace) -> int:
                     "voiceai_fallback": FALLBACK_DESTINATION,
                     "voiceai_fallback_prompt": str(prompt),
                 },
+                global_variables=_globals(settings),
                 caller=_caller(utterances, models),
                 on_exchange=_print_exchange,
             )
@@ -69,6 +70,12 @@ async def run_call(settings: Settings, args: argparse.Namespace) -> int:
             result = await asyncio.to_thread(sim.run)
             saved = _save_replies(result, Path(args.out) / result.uuid, str(prompt))
     return _report(result, saved)
+
+
+def _globals(settings: Settings) -> dict[str, str]:
+    """What vars.xml would set: the service's shared secret, as an admin configures it for FreeSWITCH."""
+    secret = settings.ivr.shared_secret
+    return {"voiceai_secret": secret.get_secret_value()} if secret else {}
 
 
 def _utterances(args: argparse.Namespace) -> list[Utterance]:

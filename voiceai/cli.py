@@ -143,9 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voiceai", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    serve = sub.add_parser("serve", help="run the turn-based service and the realtime bridge")
+    serve = sub.add_parser("serve", help="run the turn-based service, the admin API and the realtime bridge")
     only = serve.add_mutually_exclusive_group()
-    only.add_argument("--ivr-only", action="store_true", help="only the turn-based HTTP service (v1)")
+    only.add_argument("--ivr-only", action="store_true", help="only the HTTP listeners: v1 and the admin API")
     only.add_argument("--bridge-only", action="store_true", help="only the realtime WebSocket bridge (v2)")
     serve.set_defaults(func=cmd_serve)
 

@@ -24,7 +24,10 @@ async def run_doctor(settings: Settings) -> int:
         return 1
     try:
         report(
-            True, "configuration", f"ivr {settings.ivr.host}:{settings.ivr.port}, bridge port {settings.bridge.port}"
+            True,
+            "configuration",
+            f"ivr {settings.ivr.host}:{settings.ivr.port}, admin {settings.admin.host}:{settings.admin.port}, "
+            f"bridge port {settings.bridge.port}",
         )
         for name, state in (await runtime.health()).items():
             report(state in ("ok", "disabled"), name, state)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import ipaddress
 import signal
 
 import structlog
 from aiohttp import web
 
-from ivr_service.app import create_app
+from ivr_service.app import create_admin_app, create_app
 from secretary.runtime import Runtime
 from secretary.settings import Settings
 
@@ -25,6 +26,41 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+async def start_http(runtime: Runtime) -> list[web.AppRunner]:
+    """The v1 listener and, with the admin API enabled, the admin listener: two ports, so exposing the admin
+    API (to an admin network, behind a proxy) exposes nothing FreeSWITCH's v1 routes allow."""
+    settings = runtime.settings
+    if settings.ivr.shared_secret is None and not _loopback(settings.ivr.host):
+        log.warning("ivr_exposed", host=settings.ivr.host, detail="set ivr.shared_secret")
+    listeners = [("ivr", create_app(runtime), settings.ivr.host, settings.ivr.port)]
+    if settings.admin.enabled:
+        listeners.append(("admin", create_admin_app(runtime), settings.admin.host, settings.admin.port))
+    runners: list[web.AppRunner] = []
+    try:
+        for name, app, host, port in listeners:
+            runner = web.AppRunner(app, access_log=None, handle_signals=False)
+            await runner.setup()
+            runners.append(runner)
+            await web.TCPSite(runner, host, port).start()
+            log.info(f"{name}_listening", url=f"http://{host}:{runner.addresses[0][1]}")
+    except BaseException:
+        await stop_http(runners)
+        raise
+    return runners
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def stop_http(runners: list[web.AppRunner]) -> None:
+    for runner in reversed(runners):
+        await runner.cleanup()
+
+
 async def serve(settings: Settings, *, ivr: bool = True, bridge: bool = True) -> None:
     runtime = Runtime.create(settings)
     stop = asyncio.Event()
@@ -34,14 +70,11 @@ async def serve(settings: Settings, *, ivr: bool = True, bridge: bool = True) ->
     log.info("warming_up", detail="loading the offline speech models")
     await runtime.warm_up()
     freeze_startup_heap()
-    runner: web.AppRunner | None = None
+    runners: list[web.AppRunner] = []
     bridge_server = None
     try:
         if ivr:
-            runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
-            await runner.setup()
-            await web.TCPSite(runner, settings.ivr.host, settings.ivr.port).start()
-            log.info("ivr_listening", url=f"http://{settings.ivr.host}:{settings.ivr.port}")
+            runners = await start_http(runtime)
         runtime.start_background()  # delivers messages, saves spilled records (also when only the bridge runs)
         if bridge:
             from bridge.server import start_bridge
@@ -53,6 +86,5 @@ async def serve(settings: Settings, *, ivr: bool = True, bridge: bool = True) ->
         log.info("stopping")
         if bridge_server is not None:
             await bridge_server.close()
-        if runner is not None:
-            await runner.cleanup()
+        await stop_http(runners)
         await runtime.close()

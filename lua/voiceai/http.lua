@@ -11,7 +11,8 @@ Facts this module relies on (mod_curl.c, FreeSWITCH 1.10):
     "exit_code");
   * the body is cut at 64000 bytes (curl.conf `max-bytes`), so an oversized reply fails to decode;
   * without `timeout` libcurl waits forever: always pass one;
-  * 1.10 builds keep at most 10 arguments, so the line stays at 8.
+  * `append_headers <name:value>` adds a request header (one token: no blank after the colon);
+  * 1.10 builds keep at most 10 arguments, so the line stays at 8, or 10 with the shared secret.
 No value from the caller or the service ever reaches a shell or the command line unencoded.
 ]]
 
@@ -77,28 +78,42 @@ local function decode(text)
 	return nil
 end
 
+-- A shared secret we can put on the command line as is: one plain token (the service checks the same rule).
+function http.valid_secret(secret)
+	return type(secret) == "string"
+		and #secret >= 16
+		and #secret <= 256
+		and string.find(secret, "^[A-Za-z0-9%._~+/=%-]+$") ~= nil
+end
+
 --[[
-POST `payload` (a table) as JSON to `url`. Returns a result table:
+POST `payload` (a table) as JSON to `url`, with the header `X-VoiceAI-Secret` when `secret` is given (checked
+with valid_secret by the caller). Returns a result table:
   ok       true when the service answered 2xx with a JSON object
   status   the HTTP status (0 when no response came at all)
   data     the decoded JSON object (also for error responses, when they carry one)
   reason   why it failed, for the log
 ]]
-function http.post_json(api, url, payload, timeout_s)
+function http.post_json(api, url, payload, timeout_s, secret)
 	local ok, body = pcall(http.json.encode, payload)
 	if not ok then
 		return { ok = false, status = 0, reason = "could not encode the request: " .. tostring(body) }
 	end
-	local line = table.concat({
+	local words = {
 		url,
 		"json",
 		"timeout",
 		string.format("%d", math.max(1, math.floor(timeout_s or 20))),
 		"content-type",
 		"application/json",
-		"post",
-		http.url_encode(body),
-	}, " ")
+	}
+	if secret then
+		table.insert(words, "append_headers")
+		table.insert(words, "X-VoiceAI-Secret:" .. secret)
+	end
+	table.insert(words, "post")
+	table.insert(words, http.url_encode(body))
+	local line = table.concat(words, " ")
 	local raw = api:execute("curl", line)
 	local envelope = type(raw) == "string" and decode(raw) or nil
 	if type(envelope) ~= "table" then

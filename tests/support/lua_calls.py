@@ -24,9 +24,11 @@ def acme_call(
     spool_dir: Path | None = None,
     lua_version: str = "lua53",
     extra_lua_paths: tuple[Path, ...] = (),
+    global_variables: dict[str, str] | None = None,
     **variables: str,
 ) -> CallResult:
-    """One call from extension 1000 to the acme secretary, as FusionPBX would route it."""
+    """One call from extension 1000 to the acme secretary, as FusionPBX would route it; `global_variables`
+    are what vars.xml sets."""
     values = {
         "domain_uuid": ACME,
         "domain_name": ACME_NAME,
@@ -41,7 +43,13 @@ def acme_call(
     if spool_dir is not None:
         values["voiceai_spool_dir"] = str(spool_dir.resolve())
     values.update(variables)
-    sim = FreeSwitchSim(variables=values, caller=caller, lua_version=lua_version, extra_lua_paths=extra_lua_paths)
+    sim = FreeSwitchSim(
+        variables=values,
+        global_variables=global_variables,
+        caller=caller,
+        lua_version=lua_version,
+        extra_lua_paths=extra_lua_paths,
+    )
     return sim.run("secretary_ai.lua")
 
 
