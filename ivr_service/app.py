@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -20,9 +19,11 @@ from ivr_service.api_models import (
     StartCall,
     TurnByFile,
     parse_call_uuid,
+    parse_json,
     parse_model,
 )
 from ivr_service.call_flow import TurnFlow
+from ivr_service.http_server import body_deadline, handler_args
 from ivr_service.spool import AudioSpool
 from secretary.errors import (
     BadInput,
@@ -112,7 +113,7 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         log.exception("request_failed", route=route)
         code = "internal_error"
         response = error_response(500, code, "the service failed to handle this request")
-    if response.status == 413:
+    if response.status in (408, 413):
         response.force_close()  # don't read (drain) the rest of a body we refused
     if code is not None:
         runtime.metrics.errors.labels(code).inc()
@@ -124,11 +125,7 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
 async def read_json(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > request.app[RUNTIME].settings.ivr.max_body_bytes:
         raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=request.content_length)
-    raw = await request.read()
-    try:
-        return json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadInput("the request body is not valid JSON", field="body", code="invalid_json") from None
+    return parse_json(await request.read())
 
 
 async def start_call(request: web.Request) -> web.Response:
@@ -189,8 +186,9 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Applicatio
     """`own_runtime`: close the runtime with the app (the service owns it; tests may share one)."""
     settings = runtime.settings
     app = web.Application(
-        middlewares=[errors_and_metrics],
+        middlewares=[errors_and_metrics, body_deadline(settings.ivr.body_timeout_s)],
         client_max_size=max(settings.ivr.max_body_bytes, settings.spool.max_recording_bytes),
+        handler_args=handler_args(settings.ivr),
     )
     spool = AudioSpool(settings.spool.dir, settings.spool.freeswitch_dir, settings.spool.max_recording_bytes)
     app[RUNTIME] = runtime

@@ -27,6 +27,18 @@ class IvrSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8086
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0, description="largest request body accepted")
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a request's headers must arrive within this, counted from the connection (or the previous "
+        "response); it is also how long an idle keep-alive connection stays open",
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request's body must have arrived within this after its headers"
+    )
+    max_connections: int = Field(
+        default=512, gt=0, description="connections held at once; one more is answered 503 and closed"
+    )
 
 
 class VadSettings(BaseModel):

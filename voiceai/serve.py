@@ -10,6 +10,7 @@ import structlog
 from aiohttp import web
 
 from ivr_service.app import create_app
+from ivr_service.http_server import LimitedSite
 from secretary.runtime import Runtime
 from secretary.settings import Settings
 
@@ -40,7 +41,7 @@ async def serve(settings: Settings, *, ivr: bool = True, bridge: bool = True) ->
         if ivr:
             runner = web.AppRunner(create_app(runtime), access_log=None, handle_signals=False)
             await runner.setup()
-            await web.TCPSite(runner, settings.ivr.host, settings.ivr.port).start()
+            await LimitedSite(runner, settings.ivr.host, settings.ivr.port, settings.ivr.max_connections).start()
             log.info("ivr_listening", url=f"http://{settings.ivr.host}:{settings.ivr.port}")
         runtime.courier.start()  # delivers taken messages (also when only the bridge runs here)
         if bridge:
