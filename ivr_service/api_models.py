@@ -7,7 +7,7 @@ import re
 from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from secretary.errors import BadInput
 
@@ -17,10 +17,11 @@ M = TypeVar("M", bound=BaseModel)
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
-def _printable(value: str) -> str:
+def _printable(value: Any) -> Any:
     """Caller-supplied text (caller ID, hangup cause) is kept, never refused: one odd character from a SIP
-    header must not cost the call its record or the caller their message, so it becomes U+FFFD."""
-    return _UNPRINTABLE.sub("\ufffd", value)
+    header must not cost the call its record or the caller their message, so it becomes U+FFFD (before
+    pydantic's own check, which refuses a lone surrogate)."""
+    return _UNPRINTABLE.sub("\ufffd", value) if isinstance(value, str) else value
 
 
 def is_printable(value: str) -> bool:
@@ -33,7 +34,7 @@ def _identifier(value: str) -> str:
     return value
 
 
-CallerText = Annotated[str, AfterValidator(_printable)]
+CallerText = Annotated[str, BeforeValidator(_printable)]
 Identifier = Annotated[str, AfterValidator(_identifier)]
 
 
