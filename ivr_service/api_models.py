@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+import json
+import re
+from typing import Annotated, Any, TypeVar
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from secretary.errors import BadInput
 
 M = TypeVar("M", bound=BaseModel)
 
+# What PostgreSQL text can't hold (NUL, lone surrogates) and what has no place in a name or a number.
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def _printable(value: Any) -> Any:
+    """Caller-supplied text (caller ID, hangup cause) is kept, never refused: one odd character from a SIP
+    header must not cost the call its record or the caller their message, so it becomes U+FFFD (before
+    pydantic's own check, which refuses a lone surrogate)."""
+    return _UNPRINTABLE.sub("\ufffd", value) if isinstance(value, str) else value
+
+
+def is_printable(value: str) -> bool:
+    return _UNPRINTABLE.search(value) is None
+
+
+def _identifier(value: str) -> str:
+    if not is_printable(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+CallerText = Annotated[str, BeforeValidator(_printable)]
+Identifier = Annotated[str, AfterValidator(_identifier)]
+
 
 class DomainReference(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    domain_uuid: str | None = Field(default=None, max_length=64)
-    domain_name: str | None = Field(default=None, max_length=253)
+    domain_uuid: Identifier | None = Field(default=None, max_length=64)
+    domain_name: Identifier | None = Field(default=None, max_length=253)
 
 
 class StartCall(DomainReference):
     call_uuid: UUID
-    caller_id_number: str = Field(default="", max_length=64)
-    caller_id_name: str = Field(default="", max_length=128)
-    destination_number: str = Field(default="", max_length=64)
+    caller_id_number: CallerText = Field(default="", max_length=64)
+    caller_id_name: CallerText = Field(default="", max_length=128)
+    destination_number: CallerText = Field(default="", max_length=64)
 
 
 class TurnByFile(DomainReference):
@@ -35,7 +61,20 @@ class Dtmf(DomainReference):
 
 
 class EndCall(DomainReference):
-    hangup_cause: str | None = Field(default=None, max_length=64)
+    hangup_cause: CallerText | None = Field(default=None, max_length=64)
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON; what Python's parser gives up on (nesting past the recursion limit, integers
+    past its 4,300-digit limit) is bad JSON like any other."""
+    try:
+        return json.loads(raw or b"null")
+    except RecursionError:
+        raise BadInput("the request body is nested too deeply", field="body", code="invalid_json") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise BadInput("the request body is not valid JSON", field="body", code="invalid_json") from None
+    except ValueError:  # int() refuses integers past sys.get_int_max_str_digits()
+        raise BadInput("the request body has a number too long to read", field="body", code="invalid_json") from None
 
 
 def parse_model(model: type[M], payload: Any) -> M:

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,9 +26,11 @@ from ivr_service.api_models import (
     StartCall,
     TurnByFile,
     parse_call_uuid,
+    parse_json,
     parse_model,
 )
 from ivr_service.call_flow import TurnFlow
+from ivr_service.http_server import body_deadline, handler_args
 from ivr_service.spool import AudioSpool, CallUploads
 from secretary.errors import (
     BadInput,
@@ -122,7 +123,7 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
         log.exception("request_failed", route=route)
         code = "internal_error"
         response = error_response(500, code, "the service failed to handle this request")
-    if response.status == 413:
+    if response.status in (408, 413):
         response.force_close()  # don't read (drain) the rest of a body we refused
     if code is not None:
         runtime.metrics.errors.labels(code).inc()
@@ -134,11 +135,7 @@ async def errors_and_metrics(request: web.Request, handler: Handler) -> web.Stre
 async def read_json(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > request.app[RUNTIME].settings.ivr.max_body_bytes:
         raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=request.content_length)
-    raw = await request.read()
-    try:
-        return json.loads(raw or b"null")
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise BadInput("the request body is not valid JSON", field="body", code="invalid_json") from None
+    return parse_json(await request.read())
 
 
 async def start_call(request: web.Request) -> web.Response:
@@ -256,12 +253,13 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Applicatio
     """The v1 listener's app. `own_runtime`: close the runtime with the app (the service owns it; tests may
     share one)."""
     settings = runtime.settings
-    middlewares: list[Middleware] = [errors_and_metrics]
+    middlewares: list[Middleware] = [errors_and_metrics, body_deadline(settings.ivr.body_timeout_s)]
     if settings.ivr.shared_secret is not None:
         middlewares.append(shared_secret_guard(settings.ivr.shared_secret.get_secret_value()))
     app = web.Application(
         middlewares=middlewares,
         client_max_size=max(settings.ivr.max_body_bytes, settings.spool.max_recording_bytes),
+        handler_args=handler_args(settings.ivr),
     )
     spool = _spool(runtime)
     uploads = CallUploads(spool, settings.spool.max_call_upload_bytes, settings.spool.max_call_uploads)
@@ -291,8 +289,10 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Applicatio
 def create_admin_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Application:
     """The admin listener's app: the admin API, its OpenAPI document and `/health` (for a proxy in front)."""
     admin = runtime.settings.admin
-    app = web.Application(
-        middlewares=[errors_and_metrics], client_max_size=max(admin.max_json_bytes, admin.max_upload_bytes)
+    app = web.Application(  # the same read deadlines and log redaction as the v1 listener
+        middlewares=[errors_and_metrics, body_deadline(runtime.settings.ivr.body_timeout_s)],
+        client_max_size=max(admin.max_json_bytes, admin.max_upload_bytes),
+        handler_args=handler_args(runtime.settings.ivr),
     )
     app[RUNTIME] = runtime
     app.router.add_get("/health", health)

@@ -136,9 +136,10 @@ class TurnFlow:
         async with self._locks.hold(call_uuid):
             state = await self._load(call_uuid, ref)
             audio = parse_wav(body)
-<<<<<<< HEAD
-            path = self._spool.inbox(state.domain_uuid, call_uuid) / f"upload-{len(state.turns) + 1:03d}.wav"
-            await asyncio.to_thread(self._spool.write, path, body)
+            taking_message = state.phase is CallPhase.TAKING_MESSAGE
+            path = await asyncio.to_thread(
+                self._uploads.store, state.domain_uuid, call_uuid, len(state.turns) + 1, body, message=taking_message
+            )
             async with self._message_held(state, path) as message:
                 config = await self._rt.secretaries.by_uuid(state.domain_uuid)
                 return await self._turn(state, config, audio, self._spool.for_freeswitch(path), message)
@@ -160,13 +161,6 @@ class TurnFlow:
         )
         async with self._rt.courier.holding(message):
             yield message
-=======
-            message = state.phase is CallPhase.TAKING_MESSAGE
-            path = await asyncio.to_thread(
-                self._uploads.store, state.domain_uuid, call_uuid, len(state.turns) + 1, body, message=message
-            )
-            return await self._turn(state, config, audio, recording=self._spool.for_freeswitch(path), audio_path=path)
->>>>>>> wt/listener
 
     async def dtmf(self, call_uuid: UUID, request: Dtmf) -> TurnResult:
         async with self._locks.hold(call_uuid):
@@ -195,7 +189,7 @@ class TurnFlow:
             state = await self._load(call_uuid, request, allow_ended=True)
             ended = datetime.now(UTC)
             record = CallRecord.from_state(state, ended, request.hangup_cause)
-            await self._rt.call_records.save(record)  # raises while storage is down: the state is kept
+            await self._rt.call_records.save(record)  # spilled and retried while PostgreSQL is down
             await self._rt.call_states.delete(call_uuid)
             await asyncio.to_thread(self._uploads.remove, state.domain_uuid, call_uuid)
         self._rt.metrics.calls_ended.labels(TRANSPORT, record.outcome).inc()

@@ -6,6 +6,10 @@
 
 FreeSWITCH may see the same folder under another path (a docker volume): paths in requests and replies use
 `freeswitch_dir`, and are translated to `dir` here.
+
+FreeSWITCH (on FusionPBX: user `www-data`, umask 0007) records into a call's inbox, so the inbox is shared with
+it through a group, not with everyone: `INBOX_MODE` is owner and group only, setgid so what FreeSWITCH records
+keeps the spool's group (`freeswitch/conf/spool-permissions.sh` gives the spool FreeSWITCH's group).
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ from uuid import UUID
 
 from secretary.errors import BadInput
 from secretary.speech.tts_cache import write_atomically
+
+INBOX_MODE = 0o2770  # rwx for us and FreeSWITCH's group, nothing for other users; setgid keeps the group
 
 
 class SpoolPathError(BadInput):
@@ -47,8 +53,8 @@ class AudioSpool:
 
     def open_call(self, domain_uuid: UUID, call_uuid: UUID) -> None:
         inbox = self.inbox(domain_uuid, call_uuid)
-        inbox.mkdir(parents=True, exist_ok=True)
-        os.chmod(inbox, 0o777)  # FreeSWITCH runs as another user and must be able to record here
+        for folder in (inbox.parent, inbox):  # FreeSWITCH passes through the domain's folder to record
+            _make_shared(folder)
         self.outbox(domain_uuid, call_uuid).mkdir(parents=True, exist_ok=True)
 
     def for_freeswitch(self, path: Path) -> str:
@@ -93,22 +99,27 @@ class AudioSpool:
         return resolved
 
     def read_recording(self, path: Path) -> bytes:
-        """Read without following a symlink swapped in after `resolve_recording`, capped in size."""
+        """Read a regular file only, capped in size: `O_NOFOLLOW` refuses a symlink swapped in after
+        `resolve_recording`, `O_NONBLOCK` keeps a FIFO planted in the inbox from blocking a worker thread, and
+        the descriptor is checked (fstat) and closed whatever the file turns out to be."""
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
         except FileNotFoundError:
             raise BadInput("recording_file does not exist", field="recording_file", code="not_found") from None
         except OSError as exc:
             if exc.errno == errno.ELOOP:
                 raise SpoolPathError("recording_file is a symbolic link") from None
             raise BadInput(f"recording_file can't be read: {exc.strerror}", field="recording_file") from None
-        with os.fdopen(fd, "rb") as handle:
-            info = os.fstat(handle.fileno())
+        try:
+            info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise SpoolPathError("recording_file is not a regular file")
             if info.st_size > self.max_recording_bytes:
                 raise RecordingTooLarge(self.max_recording_bytes)
-            data = handle.read(self.max_recording_bytes + 1)
+            with open(fd, "rb", closefd=False) as handle:
+                data = handle.read(self.max_recording_bytes + 1)
+        finally:
+            os.close(fd)
         if len(data) > self.max_recording_bytes:
             raise RecordingTooLarge(self.max_recording_bytes)
         return data
@@ -118,6 +129,15 @@ class AudioSpool:
             raise SpoolPathError("refusing to write outside the spool")
         write_atomically(path, data)
         return path
+
+
+def _make_shared(folder: Path) -> None:
+    """Create `folder` with `INBOX_MODE` (whatever our umask); one that exists is left as its owner set it."""
+    try:
+        folder.mkdir()
+    except FileExistsError:
+        return
+    os.chmod(folder, INBOX_MODE)
 
 
 # -- turn audio uploaded in request bodies: bounded per call, removed with the call ----------------------------

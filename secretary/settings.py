@@ -49,6 +49,19 @@ class IvrSettings(BaseModel):
             raise ValueError("must be 16-256 characters of A-Z a-z 0-9 . _ ~ + / = - (e.g. `openssl rand -hex 32`)")
         return value
 
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="a request's headers must arrive within this, counted from the connection (or the previous "
+        "response); it is also how long an idle keep-alive connection stays open",
+    )
+    body_timeout_s: float = Field(
+        default=30.0, gt=0, description="a request's body must have arrived within this after its headers"
+    )
+    max_connections: int = Field(
+        default=512, gt=0, description="connections held at once; one more is answered 503 and closed"
+    )
+
 
 class VadSettings(BaseModel):
     """Voice activity detection and end-of-turn for the realtime pipeline."""

@@ -11,6 +11,7 @@ import structlog
 from aiohttp import web
 
 from ivr_service.app import create_admin_app, create_app
+from ivr_service.http_server import LimitedSite
 from secretary.runtime import Runtime
 from secretary.settings import Settings
 
@@ -41,7 +42,7 @@ async def start_http(runtime: Runtime) -> list[web.AppRunner]:
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
             runners.append(runner)
-            await web.TCPSite(runner, host, port).start()
+            await LimitedSite(runner, host, port, settings.ivr.max_connections).start()
             log.info(f"{name}_listening", url=f"http://{host}:{runner.addresses[0][1]}")
     except BaseException:
         await stop_http(runners)

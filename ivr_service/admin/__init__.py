@@ -6,7 +6,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from ivr_service.admin import calls, credentials, documents, messages, secretaries
-from ivr_service.admin.context import AdminRequest, AdminServices, DatabaseRequired, Forbidden, Unauthorized, bearer_key
+from ivr_service.admin.context import (
+    AdminRequest,
+    AdminServices,
+    DatabaseRequired,
+    Forbidden,
+    Unauthorized,
+    bearer_key,
+    check_path_parameters,
+)
 from ivr_service.admin.openapi import openapi_document
 from ivr_service.admin.registry import Operation
 from ivr_service.spool import AudioSpool
@@ -37,6 +45,7 @@ def _route(operation: Operation, services: AdminServices | None) -> web.Handler:
             raise Unauthorized("unknown or revoked API key")
         if operation.superadmin_only and not principal.is_superadmin:
             raise Forbidden("this needs a superadmin key")
+        check_path_parameters(request)
         return await operation.handler(request, AdminRequest(request, services, principal, operation))
 
     handle.__name__ = operation.operation_id

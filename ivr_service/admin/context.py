@@ -4,7 +4,6 @@ gets exactly what an unknown domain gets (404), so it can't even learn that the 
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -12,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from ivr_service.admin.registry import Operation
-from ivr_service.api_models import parse_model
+from ivr_service.api_models import is_printable, parse_json, parse_model
 from ivr_service.spool import AudioSpool
 from secretary.access.api_keys import ApiKeyStore, Principal
 from secretary.calls.record_store import PostgresCallRecordStore
@@ -113,11 +112,7 @@ class AdminRequest:
         return parse_model(model, await self.json())
 
     async def json(self) -> Any:
-        raw = await read_limited(self.request, self.settings.max_json_bytes)
-        try:
-            return json.loads(raw or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise BadInput("the request body is not valid JSON", field="body", code="invalid_json") from None
+        return parse_json(await read_limited(self.request, self.settings.max_json_bytes))
 
 
 async def read_limited(request: web.Request, limit: int, field: str = "body") -> bytes:
@@ -144,4 +139,15 @@ def bearer_key(request: web.Request) -> str | None:
     scheme, _, key = header.partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         return None
-    return key.strip()
+    key = key.strip()
+    if not key.isascii() or not key.isprintable():  # aiohttp keeps undecodable bytes as surrogates
+        raise Unauthorized("the API key in the Authorization header has characters no API key has")
+    return key
+
+
+def check_path_parameters(request: web.Request) -> None:
+    """A path parameter (a domain, an extension, a name) with a control character names nothing: 400 before
+    it reaches PostgreSQL, whose text can't hold a NUL."""
+    for name, value in request.match_info.items():
+        if not is_printable(value):
+            raise BadInput(f"{name} in the path must not contain control characters", field=name, code="invalid_field")

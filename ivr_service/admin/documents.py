@@ -7,6 +7,7 @@ from __future__ import annotations
 from uuid import UUID
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ivr_service.admin.context import AdminRequest, PayloadTooLarge, model_response, read_limited
 from ivr_service.admin.models import Deleted, DocumentOut, Page, Paging, ReindexOut, UploadQuery
@@ -29,22 +30,16 @@ def _document_uuid(raw: str) -> UUID:
 async def _read_upload(admin: AdminRequest) -> tuple[str, bytes, str | None]:
     request, limit = admin.request, admin.settings.max_upload_bytes
     if request.content_type == "multipart/form-data":
-        reader = await request.multipart()
-        async for part in reader:
-            if not isinstance(part, BodyPartReader) or part.name != "file":
-                continue
-            filename = part.filename or ""
-            if not filename:
-                raise BadInput("file: the part needs a filename", field="file", code="missing_field")
-            chunks, size = [], 0
-            while chunk := await part.read_chunk(64 * 1024):
-                size += len(chunk)
-                if size > limit:
-                    raise PayloadTooLarge(limit, "file")
-                chunks.append(chunk)
-            content_type = part.headers.get("Content-Type")
-            return filename, b"".join(chunks), content_type
-        raise BadInput("file: a multipart part named 'file' is required", field="file", code="missing_field")
+        try:
+            return await _read_file_part(request, limit)
+        except KeyError:  # aiohttp's reader looks the boundary up in the Content-Type
+            raise BadInput("the multipart Content-Type has no boundary", field="file", code="invalid_field") from None
+        except (ValueError, HttpProcessingError):  # a boundary line or a part header that is wrong or too long
+            raise BadInput(
+                "file: the multipart body is malformed (its boundaries or a part's headers)",
+                field="file",
+                code="invalid_field",
+            ) from None
     query = admin.query(UploadQuery)
     if not query.filename:
         raise BadInput(
@@ -52,6 +47,24 @@ async def _read_upload(admin: AdminRequest) -> tuple[str, bytes, str | None]:
         )
     content = await read_limited(request, limit, "file")
     return query.filename, content, request.content_type or None
+
+
+async def _read_file_part(request: web.Request, limit: int) -> tuple[str, bytes, str | None]:
+    reader = await request.multipart()
+    async for part in reader:
+        if not isinstance(part, BodyPartReader) or part.name != "file":
+            continue
+        filename = part.filename or ""
+        if not filename:
+            raise BadInput("file: the part needs a filename", field="file", code="missing_field")
+        chunks, size = [], 0
+        while chunk := await part.read_chunk(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(limit, "file")
+            chunks.append(chunk)
+        return filename, b"".join(chunks), part.headers.get("Content-Type")
+    raise BadInput("file: a multipart part named 'file' is required", field="file", code="missing_field")
 
 
 async def upload_document(request: web.Request, admin: AdminRequest) -> web.StreamResponse:

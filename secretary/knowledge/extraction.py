@@ -185,14 +185,14 @@ _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)"
 
 
 def _decode_html(content: bytes) -> str:
-    """Honour a BOM or a <meta charset>; else UTF-8, else Windows-1252 (what browsers fall back to)."""
+    """Honour a BOM or a usable <meta charset>; else UTF-8, else Windows-1252 (what browsers fall back to)."""
     if content.startswith((b"\xff\xfe", b"\xfe\xff", b"\xef\xbb\xbf")):
         return content.decode("utf-16" if not content.startswith(b"\xef") else "utf-8-sig", errors="replace")
     match = _META_CHARSET.search(content[:4096])
     if match:
         try:
             return content.decode(match.group(1).decode("ascii"), errors="replace")
-        except LookupError:
+        except (LookupError, UnicodeError):  # unknown, or a codec that isn't a page's (idna, undefined): ignored
             pass
     try:
         return content.decode("utf-8")
