@@ -169,7 +169,7 @@ class TurnFlow:
             ended = datetime.now(UTC)
             record = CallRecord.from_state(state, ended, request.hangup_cause)
             await self._rt.call_records.save(record)  # raises while storage is down: the state is kept
-            await self._rt.call_states.delete(call_uuid)
+            await self._rt.call_states.delete(state.domain_uuid, call_uuid)
         self._rt.metrics.calls_ended.labels(TRANSPORT, record.outcome).inc()
         log.info("call_ended", outcome=record.outcome, turns=len(record.turns), duration_ms=record.duration_ms)
         return {"call_uuid": str(call_uuid), "turns": len(record.turns), "duration_ms": record.duration_ms}

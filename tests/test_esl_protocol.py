@@ -102,8 +102,14 @@ def test_line_breaks_are_refused_so_nothing_can_inject_a_command() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"no colon here\n\n", b"Content-Length: many\n\n", b"Content-Length: -5\n\n", b"X: " + b"y" * 70000,
-     b"Content-Length: " + HUGE + b"\n\n", b"Content-Length: 1_0\n\n"],
+    [
+        b"no colon here\n\n",
+        b"Content-Length: many\n\n",
+        b"Content-Length: -5\n\n",
+        b"X: " + b"y" * 70000,
+        b"Content-Length: " + HUGE + b"\n\n",
+        b"Content-Length: 1_0\n\n",
+    ],
 )
 def test_garbage_raises_a_protocol_error(garbage: bytes) -> None:
     with pytest.raises(EslProtocolError):
