@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 from uuid import UUID
 
 SUPPORTED_RATES = (8000, 16000, 24000, 32000, 48000)
@@ -39,9 +39,10 @@ class StreamTarget:
 
 
 def parse_path(path: str) -> StreamTarget:
-    """`/stream/{domain_uuid}/{call_uuid}[?sample_rate=16000]` → the call it names."""
-    parts = urlsplit(path)
-    segments = [s for s in parts.path.split("/") if s]
+    """`/stream/{domain_uuid}/{call_uuid}[?sample_rate=16000]` → the call it names. A request target is a path
+    and a query, split by hand: `urlsplit` would read `//…` as a host and raise on `//[`."""
+    route, _, query_text = path.partition("#")[0].partition("?")
+    segments = [s for s in route.split("/") if s]
     if len(segments) != 3 or segments[0] != "stream":
         raise ProtocolError("expected the path /stream/{domain_uuid}/{call_uuid}")
     try:
@@ -49,17 +50,18 @@ def parse_path(path: str) -> StreamTarget:
     except ValueError:
         raise ProtocolError("domain_uuid and call_uuid in the path must be UUIDs") from None
     rate: int | None = None
-    query = parse_qs(parts.query)
+    query = parse_qs(query_text)
     raw_rates = query.get("sample_rate") or query.get("rate")
     if raw_rates:
         raw_rate = raw_rates[0]
         rate = _rate(raw_rate)
         if rate is None:
-            raise ProtocolError(f"unsupported sample_rate {raw_rate!r} in the URL")
+            raise ProtocolError(f"unsupported sample_rate {raw_rate[:16]!r} in the URL")
     return StreamTarget(domain, call, rate)
 
 
 def _rate(value: Any) -> int | None:
+    """A supported rate from JSON or a query string, else None (never raises: `Infinity` overflows `int`)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
@@ -67,7 +69,7 @@ def _rate(value: Any) -> int | None:
         value = text[:-1] + "000" if text.endswith("k") else text
     try:
         rate = int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return rate if rate in SUPPORTED_RATES else None
 
@@ -104,7 +106,7 @@ def parse_metadata(raw: str | bytes, default_rate: int) -> tuple[StreamMetadata,
         return StreamMetadata(default_rate), [f"metadata of {len(raw)} bytes is longer than {MAX_METADATA_BYTES}"]
     try:
         document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+    except (ValueError, RecursionError):  # ValueError: bad JSON or UTF-8, or an integer of over 4,300 digits
         return StreamMetadata(default_rate), ["metadata is not JSON"]
     if not isinstance(document, dict):
         return StreamMetadata(default_rate), ["metadata is not a JSON object"]
@@ -261,7 +263,7 @@ ServerMessage = StreamAudio | StopAudio | OtherText
 def parse_server_message(text: str) -> ServerMessage:
     try:
         document = json.loads(text)
-    except (json.JSONDecodeError, RecursionError):
+    except (ValueError, RecursionError):
         return OtherText(text)
     if not isinstance(document, dict):
         return OtherText(text)

@@ -1,10 +1,10 @@
 """The WebSocket server FreeSWITCH's `mod_audio_stream` connects to: `ws://<bridge>:8085/stream/{domain}/{call}`.
 
 Before any engine starts, a stream must name a call (the path), carry a valid bearer token (sent by the
-module from `STREAM_EXTRA_HEADERS`) when tokens are configured, and belong to a domain whose secretary is
-enabled; otherwise it is closed with code 1008 and a reason, and logged. Then every binary frame is checked
-(whole samples, a sane size, no faster than real time) and handed to the call's `CallSession`; bad frames
-are dropped and counted, never fatal to the process or to other calls.
+module from `STREAM_EXTRA_HEADERS`) when tokens are configured, belong to a domain whose secretary is
+enabled, and name a call of no other domain; otherwise it is closed with code 1008 and a reason, and
+logged. Then every binary frame is checked (whole samples, a sane size, no faster than real time) and handed
+to the call's `CallSession`; bad frames are dropped and counted, never fatal to the process or to other calls.
 """
 
 from __future__ import annotations
@@ -148,21 +148,19 @@ class BridgeServer:
             await self._refuse(ws, exc.code, exc.message)
             return
         except SecretaryError as exc:
-            log.error("stream_not_served", code=exc.code, reason=exc.message)
-            self.runtime.metrics.errors.labels(exc.code).inc()
-            await ws.close(SERVER_ERROR, exc.code)
+            await self._fail(ws, exc)
             return
         call_uuid = str(target.call_uuid)
         if call_uuid in self.sessions:
             await self._refuse(ws, "call_in_progress", "this call already has a stream")
             return
-        if not await self._call_in_domain(call_uuid, target):
-            await self._refuse(ws, "wrong_domain", "the call belongs to another domain")
+        admitted, esl = await self._admit_call(ws, target)
+        if not admitted:
             return
         metadata = codec.metadata
         assert metadata is not None
         engine = self.engines.build(self.runtime, config, metadata.sample_rate, self.prompts)
-        session = CallSession(self.runtime, config, target, metadata, ws, engine, self.prompts, self.esl)
+        session = CallSession(self.runtime, config, target, metadata, ws, engine, self.prompts, esl)
         self.sessions[call_uuid] = session
         run = asyncio.create_task(session.run(), name="session")
         try:
@@ -220,21 +218,41 @@ class BridgeServer:
             dropped.add(reason)
             log.warning("frame_dropped", reason=reason.value, size=size)
 
-    async def _call_in_domain(self, call_uuid: str, target: StreamTarget) -> bool:
-        """Tenants are walls: a stream may only name a call of its own domain, or its actions (transfer,
-        hangup) would reach another tenant's call. FreeSWITCH knows each channel's `domain_uuid`; when ESL is
-        down the check is skipped (nothing can be done to any call without ESL then)."""
+    async def _admit_call(self, ws: ServerConnection, target: StreamTarget) -> tuple[bool, EslClient | None]:
+        """Tenants are walls: a stream may only name a call of its own domain, or it would overwrite that call's
+        state and its actions (transfer, hangup) would reach another tenant's call. It is served when FreeSWITCH
+        says the channel is its domain's, or none's, and the call-state store's claim (call uuid → domain) is its
+        domain's; when neither FreeSWITCH nor the store can answer, it is not served (1011). Closes the stream
+        when refused; returns whether to serve it, and the ESL client the call may act through."""
+        channel_domain, esl = await self._channel_domain(str(target.call_uuid))
+        if channel_domain not in (None, target.domain_uuid):
+            await self._refuse(ws, "wrong_domain", "the call belongs to another domain")
+            return False, None
+        try:
+            claimed = await self.runtime.call_states.claim(target.call_uuid, target.domain_uuid)
+        except SecretaryError as exc:
+            if channel_domain != target.domain_uuid:  # nobody can say whose call it is: never fail open
+                await self._fail(ws, exc)
+                return False, None
+            claimed = True  # FreeSWITCH says the channel is this domain's
+        if not claimed:
+            await self._refuse(ws, "wrong_domain", "the call belongs to another domain")
+        return claimed, esl
+
+    async def _channel_domain(self, call_uuid: str) -> tuple[UUID | None, EslClient | None]:
+        """The channel's `domain_uuid` as FreeSWITCH tells it (None: no such channel, or no domain on it), and the
+        ESL client the call may act through: none when FreeSWITCH could not be asked, so that ESL coming back
+        mid-call never acts on a channel nobody checked (the call's actions go through the stream instead)."""
         if self.esl is None or not self.esl.connected:
-            return True
+            return None, None
         try:
             reply = await self.esl.api(f"uuid_getvar {call_uuid} domain_uuid")
         except EslUnavailable:
-            return True
+            return None, None
         try:
-            channel_domain = UUID(reply.reply_text.strip())
+            return UUID(reply.reply_text.strip()), self.esl
         except ValueError:
-            return True  # no such channel, or no domain on it: nothing of another tenant to reach
-        return channel_domain == target.domain_uuid
+            return None, self.esl  # FreeSWITCH answered: nothing of another tenant under this uuid
 
     def _authorized(self, ws: ServerConnection, target: StreamTarget) -> bool:
         settings = self.runtime.settings.bridge
@@ -249,6 +267,12 @@ class BridgeServer:
         if scheme.lower() != "bearer" or not token:
             return False
         return any(hmac.compare_digest(token.strip().encode(), ok.encode()) for ok in accepted)
+
+    async def _fail(self, ws: ServerConnection, exc: SecretaryError) -> None:
+        """A dependency we need to serve the stream safely did not answer: 1011, never served unchecked."""
+        log.error("stream_not_served", code=exc.code, reason=exc.message)
+        self.runtime.metrics.errors.labels(exc.code).inc()
+        await ws.close(SERVER_ERROR, exc.code)
 
     async def _refuse(self, ws: ServerConnection, code: str, reason: str) -> None:
         log.warning("stream_refused", code=code, reason=reason)

@@ -151,6 +151,8 @@ class EslClient:
                 delay = 0.2
             except (OSError, EslProtocolError, EslUnavailable, TimeoutError) as exc:
                 log.warning("esl_disconnected", error=str(exc) or type(exc).__name__, retry_s=round(delay, 2))
+            except Exception:  # a bug must not end call control for good: only our own cancellation stops this
+                log.exception("esl_session_failed", retry_s=round(delay, 2))
             self._drop("disconnected")
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._settings.reconnect_max_s)
@@ -218,7 +220,11 @@ class EslClient:
                 elif kind == "text/disconnect-notice":
                     raise EslUnavailable("FreeSWITCH said goodbye")
                 else:
-                    event = message.event()
+                    try:
+                        event = message.event()
+                    except EslProtocolError as exc:  # the framing is intact: only this event is lost
+                        log.warning("esl_event_malformed", content_type=kind, error=str(exc)[:120])
+                        continue
                     if event is not None:
                         self._dispatch(event)
 

@@ -18,7 +18,8 @@ MAX_BODY = 16 * 1024 * 1024
 
 
 class EslProtocolError(ValueError):
-    """The peer sent something that is not ESL; the connection can't be trusted any more."""
+    """The peer sent something that is not ESL: the only error the parsers raise, whatever the input. Bad
+    framing means the connection can't be trusted any more; a bad event body spoils only that event."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +43,7 @@ class EslEvent:
         """The body as JSON (mod_audio_stream's events carry JSON), or None when it is not."""
         try:
             return json.loads(self.body)
-        except (json.JSONDecodeError, RecursionError):
+        except (ValueError, RecursionError):  # ValueError: bad JSON, or an integer of over 4,300 digits
             return None
 
 
@@ -97,8 +98,8 @@ class EslCommand:
 def parse_event_json(body: bytes) -> EslEvent:
     try:
         document = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise EslProtocolError(f"event-json body is not JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # ValueError: bad JSON or UTF-8, or an integer of over 4,300 digits
+        raise EslProtocolError(f"event-json body is not JSON: {str(exc)[:80]}") from None
     if not isinstance(document, dict):
         raise EslProtocolError("event-json body is not an object")
     event_body = document.pop("_body", "")
@@ -108,11 +109,17 @@ def parse_event_json(body: bytes) -> EslEvent:
 def parse_event_plain(body: bytes) -> EslEvent:
     head, _, rest = body.partition(b"\n\n")
     headers = _header_lines(head.decode("utf-8", "replace").split("\n"), decode=True)
-    try:
-        length = int(headers.get("Content-Length", "0") or 0)
-    except ValueError:
-        raise EslProtocolError("bad Content-Length in an event") from None
+    length = _content_length(headers.get("Content-Length", "0") or "0")
     return EslEvent(headers, rest[:length].decode("utf-8", "replace") if length else "")
+
+
+def _content_length(value: str) -> int:
+    """ASCII digits only, at most MAX_BODY: `int()` would take `1_0`, `+5` or Arabic digits, and raise
+    ValueError (not ours) on 4,300 of them."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit()) or len(text) > len(str(MAX_BODY)) or int(text) > MAX_BODY:
+        raise EslProtocolError(f"bad Content-Length: {value[:80]!r}")
+    return int(text)
 
 
 def _header_lines(lines: list[str], decode: bool = False) -> dict[str, str]:
@@ -152,12 +159,7 @@ class _BlockReader:
                 length = 0
                 for line in lines:
                     if line.lower().startswith("content-length:"):
-                        try:
-                            length = int(line.split(":", 1)[1].strip())
-                        except ValueError:
-                            raise EslProtocolError(f"bad Content-Length: {line[:80]!r}") from None
-                        if not 0 <= length <= MAX_BODY:
-                            raise EslProtocolError(f"Content-Length out of range: {length}")
+                        length = _content_length(line.split(":", 1)[1])
                 self._pending = (lines, length)
             lines, length = self._pending
             if len(self._buffer) < length:

@@ -93,6 +93,12 @@ class EslServerSimulator:
             if client.wants(event):
                 client.writer.write(frame)
 
+    def send_raw(self, data: bytes) -> None:
+        """Fault injection: bytes to every authenticated connection as they are, whatever its filters."""
+        for client in list(self._clients):
+            if client.authenticated:
+                client.writer.write(data)
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:

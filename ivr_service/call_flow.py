@@ -190,7 +190,7 @@ class TurnFlow:
             ended = datetime.now(UTC)
             record = CallRecord.from_state(state, ended, request.hangup_cause)
             await self._rt.call_records.save(record)  # spilled and retried while PostgreSQL is down
-            await self._rt.call_states.delete(call_uuid)
+            await self._rt.call_states.delete(state.domain_uuid, call_uuid)
             await asyncio.to_thread(self._uploads.remove, state.domain_uuid, call_uuid)
         self._rt.metrics.calls_ended.labels(TRANSPORT, record.outcome).inc()
         log.info("call_ended", outcome=record.outcome, turns=len(record.turns), duration_ms=record.duration_ms)

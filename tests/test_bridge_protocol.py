@@ -1,4 +1,5 @@
-"""The mod_audio_stream codec, sans-I/O: paths, metadata, frame checks, message builders (property-based)."""
+"""The mod_audio_stream codec, sans-I/O: paths, metadata, frame checks, message builders (property-based), and a
+bounded fuzz whose only allowed failure is the codec's own `ProtocolError` (every crash it found is an @example)."""
 
 from __future__ import annotations
 
@@ -7,10 +8,11 @@ import json
 import uuid
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bridge.protocol import (
+    SUPPORTED_RATES,
     AudioFrame,
     AudioStreamProtocol,
     DropReason,
@@ -32,6 +34,23 @@ from bridge.protocol import (
 
 DOMAIN = uuid.UUID("d0000000-0001-4000-8000-000000000001")
 CALL = uuid.UUID("0b7e6d1c-1111-4222-8333-444455556666")
+HUGE = "7" * 4400  # Python's int() refuses more than 4,300 digits, with a ValueError of its own
+# Fast and the same on every run (CI): a few hundred derandomized examples per test.
+FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None)
+# Pieces that reach the parsers' corners, which random text rarely does: URL syntax, numbers int() can't take.
+PATHS = st.lists(
+    st.sampled_from(["/", "//", "[", "]", "?", "&", "=", "#", "%5B", ":", "@", "stream", "sample_rate", "rate",
+                     "16k", str(DOMAIN), str(CALL), HUGE]) | st.text(max_size=4),
+    max_size=12,
+).map("".join)  # fmt: skip
+JSON_VALUES = st.sampled_from(
+    ["Infinity", "-Infinity", "NaN", "1e999", "-1e999", HUGE, f'"{HUGE}"', "16000", "16000.5", '"16k"', "true", "null",
+     "[]", "{}", '"+1555"'],
+)  # fmt: skip
+METADATA = st.text(max_size=200) | st.lists(
+    st.tuples(st.sampled_from(["sample_rate", "sampleRate", "caller_id_number", "from", "to", "tenant"]), JSON_VALUES),
+    max_size=4,
+).map(lambda pairs: "{" + ",".join(f'"{key}":{value}' for key, value in pairs) + "}")
 
 
 def protocol(max_frame: int = 96000) -> AudioStreamProtocol:
@@ -47,7 +66,8 @@ def test_path_names_domain_call_and_optional_rate() -> None:
 @pytest.mark.parametrize(
     "path",
     ["/", "/stream", f"/stream/{DOMAIN}", f"/other/{DOMAIN}/{CALL}", f"/stream/acme/{CALL}",
-     f"/stream/{DOMAIN}/{CALL}/extra", f"/stream/{DOMAIN}/{CALL}?sample_rate=11025"],
+     f"/stream/{DOMAIN}/{CALL}/extra", f"/stream/{DOMAIN}/{CALL}?sample_rate=11025", f"//[/stream/{DOMAIN}/{CALL}",
+     f"/stream/{DOMAIN}/{CALL}?sample_rate={HUGE}"],
 )  # fmt: skip
 def test_bad_paths_are_refused_with_a_reason(path: str) -> None:
     with pytest.raises(ProtocolError) as refused:
@@ -66,7 +86,8 @@ def test_metadata_fields_and_aliases() -> None:
 @pytest.mark.parametrize(
     ("raw", "problem"),
     [("not json", "not JSON"), ("[1,2]", "not a JSON object"), ('{"sample_rate":44100}', "unsupported"),
-     ("{" + " " * 9000 + "}", "longer than")],
+     ("{" + " " * 9000 + "}", "longer than"), ('{"sample_rate":Infinity}', "unsupported"),
+     ('{"sample_rate":1e999}', "unsupported"), ('{"sample_rate":' + HUGE + "}", "not JSON")],
 )  # fmt: skip
 def test_bad_metadata_falls_back_to_defaults_and_says_why(raw: str, problem: str) -> None:
     meta, problems = parse_metadata(raw, 8000)
@@ -140,3 +161,38 @@ def test_real_time_budget_admits_real_time_and_refuses_a_flood() -> None:
     # then 2 s of audio at once: the first second fits the allowance, the rest is refused
     admitted = sum(budget.admit(320, now=10.0) for _ in range(100))
     assert 49 <= admitted <= 51
+
+
+# -- the fuzz: any input either parses or raises ProtocolError -----------------------------------------------
+
+
+@FUZZ
+@given(PATHS)
+@example("//[")  # urlsplit read `//…` as a host: "Invalid IPv6 URL"
+@example("//%=][stream&?[=]")  # the same, through ipaddress: "does not appear to be an IPv4 or IPv6 address"
+def test_fuzzed_paths_name_a_call_or_raise_protocol_error(path: str) -> None:
+    try:
+        target = parse_path(path)
+    except ProtocolError as refused:
+        assert refused.reason
+    else:
+        assert target.sample_rate in (None, *SUPPORTED_RATES)
+
+
+@FUZZ
+@given(st.lists(METADATA | st.binary(max_size=64), max_size=4))
+@example(['{"sampleRate":-1e999}'])  # int(inf): OverflowError
+@example(['{"sample_rate":Infinity}'])
+@example(['{"caller_id_number":' + HUGE + "}"])  # json.loads: int()'s ValueError, not a JSONDecodeError
+def test_fuzzed_streams_yield_events_and_never_raise(messages: list[str | bytes]) -> None:
+    codec = protocol(max_frame=1000)
+    events = [event for message in messages for event in codec.receive(message)]
+    assert len(events) >= len(messages)
+    assert codec.metadata is None or codec.metadata.sample_rate in SUPPORTED_RATES
+
+
+@FUZZ
+@given(METADATA)
+@example('{"sample_rate":' + HUGE + "}")  # json.loads: int()'s ValueError, not a JSONDecodeError
+def test_fuzzed_server_text_parses_to_a_message(text: str) -> None:
+    assert isinstance(parse_server_message(text), StreamAudio | StopAudio | OtherText)

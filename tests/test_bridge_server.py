@@ -18,6 +18,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from bridge.protocol import StreamAudio, parse_server_message
+from secretary.calls.models import CallState
 from secretary.settings import Settings
 from secretary.speech.local_engines import LocalModels
 from tests.conftest import EXAMPLE_SECRETARIES
@@ -131,7 +132,8 @@ async def test_bearer_tokens_per_deployment_and_per_domain(
 @pytest.mark.parametrize(
     ("first", "query", "rate"),
     [(None, "", 8000), (None, "sample_rate=16000", 16000), ("this is { not json", "", 8000),
-     ('{"sample_rate":"16k","caller_id_number":"+15550100"}', "", 16000)],
+     ('{"sample_rate":"16k","caller_id_number":"+15550100"}', "", 16000), ('{"sample_rate":Infinity}', "", 8000),
+     ('{"sample_rate":1e999}', "sample_rate=16000", 16000), ('{"sample_rate":' + "7" * 4400 + "}", "", 8000)],
 )  # fmt: skip
 async def test_missing_or_broken_metadata_falls_back_to_the_url(
     echo_bridge: Callable[..., object], first: str | None, query: str, rate: int
@@ -146,6 +148,48 @@ async def test_missing_or_broken_metadata_falls_back_to_the_url(
         audio = await echoed(ws, frames=12)
         assert audio.sample_rate == rate
         await ws.close()
+
+
+async def test_a_path_urllib_cannot_split_is_refused_1008_not_1011(echo_bridge: Callable[..., object]) -> None:
+    async with echo_bridge() as bridge:  # type: ignore[attr-defined]
+        ws = await connect(f"{bridge.url}//[/stream/{ACME}/{uuid.uuid4()}")
+        code, reason = await closed_with(ws)
+        assert code == 1008 and "bad_path" in reason
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_a_stream_for_another_domains_live_call_is_refused_and_touches_nothing(
+    make_settings: Callable[..., Settings], models: LocalModels, redis_url: str, store: str
+) -> None:
+    """ESL is down, so FreeSWITCH can't say whose channel it is: the call-state store's claim does."""
+    overrides = {"redis_url": redis_url} if store == "redis" else {}
+    async with live_bridge(make_settings, models, with_esl=False, engine="echo", **overrides) as bridge:
+        call_uuid = uuid.uuid4()
+        globex_call = CallState(
+            call_uuid=call_uuid, domain_uuid=databases.GLOBEX, domain_name="globex.example.com", transport="turn"
+        )
+        await bridge.runtime.call_states.put(globex_call)  # globex's live v1 call
+        ws = await connect(f"{bridge.url}/stream/{ACME}/{call_uuid}")
+        await ws.send('{"sample_rate":8000}')
+        code, reason = await closed_with(ws)
+        assert code == 1008 and "wrong_domain" in reason
+        assert await bridge.runtime.call_states.get(call_uuid) == globex_call
+        assert bridge.counter("voiceai_calls_started", transport="realtime") == 0
+        await bridge.runtime.call_states.delete(globex_call.domain_uuid, call_uuid)
+
+
+async def test_a_stream_nobody_can_vouch_for_is_not_served(
+    make_settings: Callable[..., Settings], models: LocalModels
+) -> None:
+    """ESL down and Redis down: nothing can tell whose call it is, so the stream is refused, never served."""
+    async with live_bridge(
+        make_settings, models, with_esl=False, engine="echo", redis_url="redis://127.0.0.1:9/0"
+    ) as bridge:
+        ws = await open_stream(bridge)
+        await ws.send('{"sample_rate":8000}')
+        code, reason = await closed_with(ws)
+        assert code == 1011 and reason == "dependency_unavailable"
+        assert bridge.counter("voiceai_calls_started", transport="realtime") == 0
 
 
 async def test_bad_frames_are_dropped_and_counted_and_the_call_goes_on(echo_bridge: Callable[..., object]) -> None:

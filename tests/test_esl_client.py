@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from freeswitch.esl import PLACEHOLDER_FILTER, EslClient, EslUnavailable
-from freeswitch.esl_protocol import EslEvent
+from freeswitch.esl_protocol import EslEvent, event_json, message
 from freeswitch.esl_server_sim import EslServerSimulator
 from secretary.settings import EslSettings
 
@@ -120,6 +120,39 @@ async def test_a_command_without_reply_times_out_and_the_link_is_rebuilt(switch:
         switch.reply_delay_s = 0.0
         assert await client.wait_connected(5)
         assert (await client.api("status")).ok and client.connections == 2
+    finally:
+        await client.close()
+
+
+async def test_a_malformed_event_is_skipped_and_call_control_goes_on(switch: EslServerSimulator) -> None:
+    """One bad event (a 4,400-digit number: `int()` refuses it with a ValueError of its own) once ended the
+    client for good; now it is logged and skipped, and the link serves the next event and command."""
+    client = EslClient(settings(switch.port))
+    client.start()
+    try:
+        assert await client.wait_connected(5)
+        arrived = asyncio.Event()
+        client.watch("call-1", lambda event: arrived.set())
+        malformed = message({"Content-Type": "text/event-json"}, b'{"Unique-ID":"call-1","n":' + b"7" * 4400 + b"}")
+        switch.send_raw(malformed + event_json(play_event("call-1")))
+        async with asyncio.timeout(5):
+            await arrived.wait()
+        assert (await client.api("status")).ok and client.connections == 1
+    finally:
+        await client.close()
+
+
+async def test_a_frame_that_is_not_esl_makes_the_client_reconnect(switch: EslServerSimulator) -> None:
+    client = EslClient(settings(switch.port))
+    client.start()
+    try:
+        assert await client.wait_connected(5)
+        switch.send_raw(b"Content-Length: " + b"9" * 4400 + b"\n\n")
+        async with asyncio.timeout(10):
+            while client.connections < 2:
+                await client.wait_connected(5)
+                await asyncio.sleep(0.05)  # polling: the drop and the reconnection are not events we can await
+        assert (await client.api("status")).ok
     finally:
         await client.close()
 

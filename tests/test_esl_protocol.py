@@ -1,11 +1,12 @@
-"""The ESL wire format, sans-I/O: messages and commands split anywhere, events in JSON and plain form."""
+"""The ESL wire format, sans-I/O: messages and commands split anywhere, events in JSON and plain form, and a
+bounded fuzz whose only allowed failure is `EslProtocolError` (every crash it found is an @example)."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from freeswitch.esl_protocol import (
@@ -19,6 +20,16 @@ from freeswitch.esl_protocol import (
     message,
 )
 
+HUGE = b"7" * 4400  # Python's int() refuses more than 4,300 digits, with a ValueError of its own
+FUZZ = settings(max_examples=400, deadline=None, derandomize=True, database=None)  # fast, the same on every run
+# Pieces that reach the parser's corners, which random bytes rarely do: headers, lengths, JSON, URL escapes.
+STREAMS = st.binary(max_size=300) | st.lists(
+    st.sampled_from([b"Content-Type: text/event-json", b"Content-Type: text/event-plain", b"Content-Type: api/response",
+                     b"Content-Length: ", b"Reply-Text: +OK", b"Event-Name: CUSTOM", b":", b"\n", b"\n\n", b"\r\n",
+                     b"{", b"}", b'"_body":', b'"x":', b"%", b"%ZZ", b"17", b"1_0", b"1e999", b"NaN", HUGE])
+    | st.binary(max_size=8),
+    max_size=24,
+).map(b"".join)  # fmt: skip
 AUTH_REQUEST = b"Content-Type: auth/request\n\n"
 ACCEPTED = b"Content-Type: command/reply\nReply-Text: +OK accepted\n\n"
 API = b"Content-Type: api/response\nContent-Length: 14\n\n+OK Job done\n\n"
@@ -91,7 +102,14 @@ def test_line_breaks_are_refused_so_nothing_can_inject_a_command() -> None:
 
 @pytest.mark.parametrize(
     "garbage",
-    [b"no colon here\n\n", b"Content-Length: many\n\n", b"Content-Length: -5\n\n", b"X: " + b"y" * 70000],
+    [
+        b"no colon here\n\n",
+        b"Content-Length: many\n\n",
+        b"Content-Length: -5\n\n",
+        b"X: " + b"y" * 70000,
+        b"Content-Length: " + HUGE + b"\n\n",
+        b"Content-Length: 1_0\n\n",
+    ],
 )
 def test_garbage_raises_a_protocol_error(garbage: bytes) -> None:
     with pytest.raises(EslProtocolError):
@@ -102,3 +120,34 @@ def test_event_json_must_be_an_object() -> None:
     (msg,) = EslParser().feed(message({"Content-Type": "text/event-json"}, json.dumps([1]).encode()))
     with pytest.raises(EslProtocolError):
         msg.event()
+
+
+# -- the fuzz: any input either parses or raises EslProtocolError -------------------------------------------
+
+
+@FUZZ
+@given(STREAMS)
+@example(b"Content-Length: " + HUGE + b"\n\n")
+def test_fuzzed_bytes_parse_or_raise_the_protocol_error(data: bytes) -> None:
+    try:
+        messages = EslParser().feed(data)
+        commands = EslCommandParser().feed(data)
+    except EslProtocolError as refused:
+        assert str(refused)
+    else:
+        assert all(isinstance(m.headers, dict) for m in messages) and len(commands) == len(messages)
+
+
+@FUZZ
+@given(st.sampled_from(["text/event-json", "text/event-plain"]), STREAMS)
+@example("text/event-json", b'{"Unique-ID":"u","n":' + HUGE + b"}")  # json.loads: int()'s ValueError
+@example("text/event-plain", b"Content-Length: " + HUGE + b"\n\n")
+def test_fuzzed_event_bodies_parse_or_raise_the_protocol_error(content_type: str, body: bytes) -> None:
+    (framed,) = EslParser().feed(message({"Content-Type": content_type}, body))
+    try:
+        event = framed.event()
+    except EslProtocolError as refused:
+        assert str(refused)
+    else:
+        assert event is not None and isinstance(event.headers, dict)
+        event.json_body()  # None or a document: never raises

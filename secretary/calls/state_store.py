@@ -1,4 +1,9 @@
-"""Live call state: Redis (TTL'd JSON, survives a service restart mid-call) or process memory."""
+"""Live call state: Redis (TTL'd JSON, survives a service restart mid-call) or process memory.
+
+Tenants are walls here too: a call uuid is claimed by the first domain that stores it (atomically: Redis runs
+the check and the write as one script), its state lives under that domain and call, and another domain can
+neither read, overwrite nor delete it. The v1 routes name no domain, so `get` finds the claiming domain.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +18,59 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from secretary.calls.models import CallState
-from secretary.errors import DependencyUnavailable
+from secretary.errors import DependencyUnavailable, UnknownCall
 
 KEY_PREFIX = "voiceai:call:"
 T = TypeVar("T")
 
+# KEYS: the claim, [the state]; ARGV: domain, ttl, [state JSON]. 0 when another domain holds the claim.
+_CLAIM = """
+local owner = redis.call('GET', KEYS[1])
+if owner and owner ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+if ARGV[3] then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2]) end
+return 1
+"""
+# KEYS: the claim, the state; ARGV: domain. The state key is the domain's own; the claim goes only if it is its.
+_RELEASE = """
+redis.call('DEL', KEYS[2])
+if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
+return 1
+"""
+
+
+def _claim_key(call_uuid: UUID) -> str:
+    """One hash tag per call: the claim and the states live in one slot of a Redis Cluster (a script needs it)."""
+    return f"{KEY_PREFIX}{{{call_uuid}}}:owner"
+
+
+def _state_key(call_uuid: UUID, domain_uuid: UUID) -> str:
+    return f"{KEY_PREFIX}{{{call_uuid}}}:{domain_uuid}"
+
+
+class CallClaimed(UnknownCall):
+    """The call uuid belongs to another domain: refused, and nothing of that call is touched."""
+
+    def __init__(self) -> None:
+        super().__init__("call_uuid is already in use")
+
 
 class CallStateStore(Protocol):
-    async def put(self, state: CallState) -> None: ...
+    async def claim(self, call_uuid: UUID, domain_uuid: UUID) -> bool:
+        """Claims the call for the domain (or renews its claim); False when another domain holds it."""
+        ...
 
-    async def get(self, call_uuid: UUID) -> CallState | None: ...
+    async def put(self, state: CallState) -> None:
+        """Claims the call for its domain and stores the state; raises `CallClaimed` when it is another's."""
+        ...
 
-    async def delete(self, call_uuid: UUID) -> None: ...
+    async def get(self, call_uuid: UUID) -> CallState | None:
+        """The state under the domain that claimed the call (the v1 routes name no domain)."""
+        ...
+
+    async def delete(self, domain_uuid: UUID, call_uuid: UUID) -> None:
+        """Removes the domain's own state and claim; another domain's call is left as it is."""
+        ...
 
     async def ping(self) -> bool: ...
 
@@ -36,22 +82,40 @@ class MemoryCallStateStore:
 
     def __init__(self, ttl_s: int) -> None:
         self._ttl = ttl_s
-        self._calls: dict[UUID, tuple[float, str]] = {}
+        self._owners: dict[UUID, tuple[float, UUID]] = {}
+        self._calls: dict[tuple[UUID, UUID], tuple[float, str]] = {}
+
+    def _owner(self, call_uuid: UUID) -> UUID | None:
+        hit = self._owners.get(call_uuid)
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+    async def claim(self, call_uuid: UUID, domain_uuid: UUID) -> bool:
+        owner = self._owner(call_uuid)
+        if owner is not None and owner != domain_uuid:
+            return False
+        now = time.monotonic()
+        if len(self._owners) > 1000:
+            self._owners = {k: v for k, v in self._owners.items() if v[0] > now}
+            self._calls = {k: v for k, v in self._calls.items() if v[0] > now}
+        self._owners[call_uuid] = (now + self._ttl, domain_uuid)
+        return True
 
     async def put(self, state: CallState) -> None:
-        now = time.monotonic()
-        if len(self._calls) > 1000:
-            self._calls = {k: v for k, v in self._calls.items() if v[0] > now}
-        self._calls[state.call_uuid] = (now + self._ttl, state.model_dump_json())
+        if not await self.claim(state.call_uuid, state.domain_uuid):
+            raise CallClaimed()
+        self._calls[(state.domain_uuid, state.call_uuid)] = (time.monotonic() + self._ttl, state.model_dump_json())
 
     async def get(self, call_uuid: UUID) -> CallState | None:
-        hit = self._calls.get(call_uuid)
+        owner = self._owner(call_uuid)
+        hit = None if owner is None else self._calls.get((owner, call_uuid))
         if hit is None or hit[0] <= time.monotonic():
             return None
         return CallState.model_validate_json(hit[1])
 
-    async def delete(self, call_uuid: UUID) -> None:
-        self._calls.pop(call_uuid, None)
+    async def delete(self, domain_uuid: UUID, call_uuid: UUID) -> None:
+        self._calls.pop((domain_uuid, call_uuid), None)
+        if self._owner(call_uuid) == domain_uuid:
+            del self._owners[call_uuid]
 
     async def ping(self) -> bool:
         return True
@@ -67,6 +131,8 @@ class RedisCallStateStore:
         self._redis: Any = aioredis.from_url(
             url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, decode_responses=False
         )
+        self._claim = self._redis.register_script(_CLAIM)
+        self._release = self._redis.register_script(_RELEASE)
 
     async def _call(self, operation: Awaitable[T]) -> T:
         try:
@@ -75,15 +141,26 @@ class RedisCallStateStore:
         except (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError) as exc:
             raise DependencyUnavailable("redis", type(exc).__name__) from exc
 
+    async def claim(self, call_uuid: UUID, domain_uuid: UUID) -> bool:
+        keys = [_claim_key(call_uuid)]
+        return bool(await self._call(self._claim(keys=keys, args=[str(domain_uuid), self._ttl])))
+
     async def put(self, state: CallState) -> None:
-        await self._call(self._redis.set(KEY_PREFIX + str(state.call_uuid), state.model_dump_json(), ex=self._ttl))
+        keys = [_claim_key(state.call_uuid), _state_key(state.call_uuid, state.domain_uuid)]
+        args: list[str | int] = [str(state.domain_uuid), self._ttl, state.model_dump_json()]
+        if not await self._call(self._claim(keys=keys, args=args)):
+            raise CallClaimed()
 
     async def get(self, call_uuid: UUID) -> CallState | None:
-        raw = await self._call(self._redis.get(KEY_PREFIX + str(call_uuid)))
+        owner = await self._call(self._redis.get(_claim_key(call_uuid)))
+        if owner is None:
+            return None
+        raw = await self._call(self._redis.get(_state_key(call_uuid, UUID(owner.decode()))))
         return None if raw is None else CallState.model_validate_json(raw)
 
-    async def delete(self, call_uuid: UUID) -> None:
-        await self._call(self._redis.delete(KEY_PREFIX + str(call_uuid)))
+    async def delete(self, domain_uuid: UUID, call_uuid: UUID) -> None:
+        keys = [_claim_key(call_uuid), _state_key(call_uuid, domain_uuid)]
+        await self._call(self._release(keys=keys, args=[str(domain_uuid)]))
 
     async def ping(self) -> bool:
         try:

@@ -1,0 +1,70 @@
+"""Live call state, in memory and in a real Redis: a call uuid is claimed by its first domain, and no other
+domain can read, overwrite or delete that call's state."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from secretary.calls.models import CallState
+from secretary.calls.state_store import CallClaimed, CallStateStore, MemoryCallStateStore, RedisCallStateStore
+from secretary.errors import DependencyUnavailable
+from tests.support import databases
+
+ACME, GLOBEX = uuid.UUID(databases.ACME), uuid.UUID(databases.GLOBEX)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[CallStateStore]:
+    states: CallStateStore = (
+        MemoryCallStateStore(ttl_s=60) if request.param == "memory" else RedisCallStateStore(redis_url, 60, 2.0)
+    )
+    yield states
+    await states.close()
+
+
+def state(domain_uuid: uuid.UUID, call_uuid: uuid.UUID, name: str) -> CallState:
+    return CallState(call_uuid=call_uuid, domain_uuid=domain_uuid, domain_name=name, transport="turn")
+
+
+async def test_a_call_is_its_first_domains_and_another_domain_touches_nothing(store: CallStateStore) -> None:
+    call_uuid = uuid.uuid4()
+    acme = state(ACME, call_uuid, "acme.example.com")
+    await store.put(acme)
+    assert await store.claim(call_uuid, ACME)  # renewing its own claim
+    assert not await store.claim(call_uuid, GLOBEX)
+    with pytest.raises(CallClaimed) as refused:
+        await store.put(state(GLOBEX, call_uuid, "globex.example.com"))
+    assert refused.value.code == "unknown_call" and "already in use" in refused.value.message
+    await store.delete(GLOBEX, call_uuid)  # globex has nothing here to delete
+    assert await store.get(call_uuid) == acme
+    await store.delete(ACME, call_uuid)
+    assert await store.get(call_uuid) is None
+    assert await store.claim(call_uuid, GLOBEX)  # released: the uuid may be used again
+    await store.delete(GLOBEX, call_uuid)
+
+
+async def test_domains_racing_for_one_call_leave_it_one_owner(store: CallStateStore) -> None:
+    call_uuid, domains = uuid.uuid4(), [ACME, GLOBEX] * 10
+    won = await asyncio.gather(*(store.claim(call_uuid, domain) for domain in domains))
+    owners = {domain for domain, claimed in zip(domains, won, strict=True) if claimed}
+    assert len(owners) == 1
+    await store.delete(owners.pop(), call_uuid)
+
+
+async def test_an_unknown_call_has_no_state(store: CallStateStore) -> None:
+    assert await store.get(uuid.uuid4()) is None
+
+
+async def test_redis_down_is_a_dependency_error_not_a_claim() -> None:
+    states = RedisCallStateStore("redis://127.0.0.1:9/0", 60, 1.0)
+    try:
+        with pytest.raises(DependencyUnavailable):
+            await states.claim(uuid.uuid4(), ACME)
+        with pytest.raises(DependencyUnavailable):
+            await states.put(state(ACME, uuid.uuid4(), "acme.example.com"))
+    finally:
+        await states.close()
