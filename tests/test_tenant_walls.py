@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr_service.app import create_app
+from ivr_service.app import create_admin_app, create_app
 from secretary.credentials.resolver import Credential, CredentialResolver
 from secretary.credentials.secret_box import generate_secret_key
 from secretary.messages.email import smtp_target
@@ -77,7 +77,8 @@ class Attacker:
 
 @dataclass
 class Walls:
-    client: TestClient[Any, Any]
+    client: TestClient[Any, Any]  # the admin listener
+    v1: TestClient[Any, Any]
     runtime: Runtime
     keys: dict[str, str]
     attacker: Attacker
@@ -118,8 +119,11 @@ async def walls(
     attacker = await Attacker().start()
     keys = await admin_env.api_keys(writable_fusionpbx_url)
     secrets = [*OPERATOR_ENV.values(), LLM_KEY, GLOBEX_SECRET, secret_key, writable_fusionpbx_url]
-    async with TestClient(TestServer(create_app(runtime, own_runtime=True))) as client:
-        yield Walls(client, runtime, keys, attacker, secrets)
+    async with (
+        TestClient(TestServer(create_admin_app(runtime, own_runtime=True))) as client,
+        TestClient(TestServer(create_app(runtime))) as v1,
+    ):
+        yield Walls(client, v1, runtime, keys, attacker, secrets)
     await attacker.stop()
 
 
@@ -202,11 +206,11 @@ REALTIME = [
 @pytest.mark.parametrize("walls", [False, True], ids=["defaults-not-shared", "defaults-shared"], indirect=True)
 async def test_no_operator_or_other_domain_secret_reaches_a_tenant_endpoint(walls: Walls, speech: Speech) -> None:
     assert (await walls.patch("acme", _pointed_at(walls.attacker.url)))[0] == 200
-    started = await walls.client.post("/api/v1/calls", json={"domain_uuid": str(ACME), "call_uuid": str(uuid.uuid4())})
+    started = await walls.v1.post("/api/v1/calls", json={"domain_uuid": str(ACME), "call_uuid": str(uuid.uuid4())})
     assert started.status == 200, await started.text()
     call = (await started.json())["call_uuid"]
     wav = wav_bytes(speech.say("What are your opening hours?"))
-    turn = await walls.client.post(f"/api/v1/calls/{call}/turns", data=wav, headers={"Content-Type": "audio/wav"})
+    turn = await walls.v1.post(f"/api/v1/calls/{call}/turns", data=wav, headers={"Content-Type": "audio/wav"})
     answered = await turn.json()
     assert turn.status == 200 and "Monday" in answered["say"]["text"], answered  # the local chain answered
 
