@@ -13,6 +13,7 @@ import secrets
 import stat
 import uuid
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from ivr_service.app import RUNTIME, create_app
+from ivr_service.app import RUNTIME, create_admin_app, create_app
 from ivr_service.http_server import LimitedSite
 from ivr_service.spool import INBOX_MODE
 from secretary.observability import configure_logging
@@ -64,9 +65,9 @@ def http(method: str, path: str, body: bytes = b"", headers: dict[str, str] | No
 async def serve(make_settings: Callable[..., Settings], models: LocalModels) -> AsyncIterator[Any]:
     servers: list[TestServer] = []
 
-    async def start(**overrides: Any) -> TestServer:
+    async def start(admin: bool = False, **overrides: Any) -> TestServer:
         runtime = Runtime.create(make_settings(**overrides), models=models)
-        server = TestServer(create_app(runtime, own_runtime=True))
+        server = TestServer((create_admin_app if admin else create_app)(runtime, own_runtime=True))
         await server.start_server()
         servers.append(server)
         return server
@@ -123,18 +124,19 @@ async def test_a_fifo_planted_in_the_inbox_is_refused_without_blocking_a_worker(
 # -- keys never reach a log (item 10) ---------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("listener", ["v1", "admin"])
 @pytest.mark.parametrize(
     "split", [b"\x00", b"\r", b"\r\n ", b"\n "], ids=["nul", "bare-cr", "folded-line", "folded-after-lf"]
 )
 async def test_a_malformed_authorization_header_never_logs_the_key(
-    serve: Any, split: bytes, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+    serve: Any, split: bytes, listener: str, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = logging.getLogger()
     saved = (root.handlers[:], root.level)
     configure_logging("DEBUG", "json")  # our structlog output, on the captured stderr
     root.addHandler(caplog.handler)
     try:
-        server = await serve()
+        server = await serve(admin=listener == "admin")
         key = "vai_" + secrets.token_urlsafe(32)
         head, tail = key[:20], key[20:]
         status, _ = await exchange(
@@ -153,18 +155,31 @@ async def test_a_malformed_authorization_header_never_logs_the_key(
 # -- bad input: a 4xx naming the problem, and nothing lost (item 11) ----------------------------------------------
 
 
+@dataclass
+class Listeners:
+    """The v1 and the admin listener of one runtime: a request goes to the one that serves its path."""
+
+    v1: TestServer
+    admin: TestServer
+
+    def port_for(self, path: str) -> int:
+        return int((self.admin if path.startswith("/api/v1/admin") else self.v1).port)  # type: ignore[arg-type]
+
+
 @pytest.fixture
 async def admin_server(
     writable_fusionpbx_url: str, make_settings: Callable[..., Settings], models: LocalModels
-) -> AsyncIterator[tuple[TestServer, dict[str, str]]]:
+) -> AsyncIterator[tuple[Listeners, dict[str, str]]]:
     runtime = Runtime.create(
         make_settings(database_url=writable_fusionpbx_url, messages={"enabled": False}), models=models
     )
     keys = await admin_env.api_keys(writable_fusionpbx_url)
-    server = TestServer(create_app(runtime, own_runtime=True))
-    await server.start_server()
-    yield server, keys
-    await server.close()
+    listeners = Listeners(TestServer(create_app(runtime)), TestServer(create_admin_app(runtime, own_runtime=True)))
+    await listeners.v1.start_server()
+    await listeners.admin.start_server()
+    yield listeners, keys
+    await listeners.v1.close()
+    await listeners.admin.close()
 
 
 DOCUMENTS = f"/api/v1/admin/domains/{ACME}/documents"
@@ -235,7 +250,7 @@ BAD_INPUTS: dict[str, tuple[str, str, bytes, dict[str, str], bytes, int, str]] =
 async def test_bad_input_gets_a_4xx_naming_the_problem(admin_server: Any, name: str) -> None:
     server, keys = admin_server
     method, path, body, headers, key, status, field = BAD_INPUTS[name]
-    got, error = await exchange(server.port, http(method, path, body, headers, key or keys["acme"].encode()))
+    got, error = await exchange(server.port_for(path), http(method, path, body, headers, key or keys["acme"].encode()))
     assert got == status, error
     assert error["error"]["message"] and error["error"].get("field", "") == field, error
 
@@ -249,7 +264,9 @@ async def test_html_with_an_unusable_meta_charset_is_read_like_a_browser_reads_i
     page = f'<html><head><meta charset="{charset}"></head><body><p>Parking is free at the north garage.</p>'
     body = multipart(FILE_PART, page.encode() + b"\xff</body></html>")
     headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
-    status, document = await exchange(server.port, http("POST", DOCUMENTS, body, headers, keys["acme"].encode()))
+    status, document = await exchange(
+        server.port_for(DOCUMENTS), http("POST", DOCUMENTS, body, headers, keys["acme"].encode())
+    )
     assert status == 201 and document["status"] == "indexed", document
 
 
@@ -258,18 +275,18 @@ async def test_a_nul_in_the_caller_id_loses_neither_the_record_nor_the_message(
     admin_server: Any, speech: Speech
 ) -> None:
     server, _ = admin_server
-    runtime: Runtime = server.app[RUNTIME]
-    started = await start_call(server.port, caller_id_name="Bob\x00Smith", caller_id_number="555\x00\ud8001")
+    runtime: Runtime = server.v1.app[RUNTIME]
+    started = await start_call(server.v1.port, caller_id_name="Bob\x00Smith", caller_id_number="555\x00\ud8001")
     call = started["call_uuid"]
     wav = wav_bytes(speech.say("I would like to leave a message."))
     status, asked = await exchange(
-        server.port, http("POST", f"/api/v1/calls/{call}/turns", wav, {"Content-Type": "audio/wav"})
+        server.v1.port, http("POST", f"/api/v1/calls/{call}/turns", wav, {"Content-Type": "audio/wav"})
     )
     assert status == 200 and asked["action"]["type"] == "take_message", asked
     Path(asked["record"]["file"]).write_bytes(wav_bytes(speech.say("Please call me back about my invoice.")))
-    status, taken = await exchange(server.port, turn(call, asked["record"]["file"]))
+    status, taken = await exchange(server.v1.port, turn(call, asked["record"]["file"]))
     assert status == 200 and taken["action"]["type"] == "hangup", taken
-    status, ended = await exchange(server.port, http("POST", f"/api/v1/calls/{call}/end", b"{}"))
+    status, ended = await exchange(server.v1.port, http("POST", f"/api/v1/calls/{call}/end", b"{}"))
     assert status == 200, ended
 
     record = await runtime.call_records.get(ACME, uuid.UUID(call))

@@ -179,13 +179,16 @@ def test_postgresql_down_mid_call(
     speech: Speech,
     fallback_prompt: Path,
 ) -> None:
+    """The call goes on with the domain's last known config; its record waits in the spill folder."""
     with tcp_proxy_for(fusionpbx_url) as proxy:
         settings = make_settings(database_url=proxy.url_for(fusionpbx_url))
         with live_ivr_service(settings, models) as (url, _runtime):
-            result = acme_call(url, [Run(proxy.cut), Say(speech.say(HELLO))], fallback_prompt)
-    assert_fell_back(result, fallback_prompt)
-    assert routes(result) == [("start", 200), ("turns", 503), ("end", 503)]
-    assert reply(result.exchanges[1])["error"]["code"] == "dependency_unavailable"
+            result = acme_call(url, [Run(proxy.cut), Say(speech.say(HELLO)), HangUp()], fallback_prompt)
+    assert_clean(result)
+    assert "falling back" not in result.log_text() and result.transfer is None
+    assert routes(result) == [("start", 200), ("turns", 200), ("end", 200)]
+    spilled = settings.data_dir / "calls-spill" / ACME / f"{result.uuid}.json"
+    assert json.loads(spilled.read_text())["outcome"] == "caller_hangup"
 
 
 def test_redis_down_mid_call(
