@@ -111,7 +111,6 @@ class Runtime:
                 embedder=minilm,
                 secretaries=secretaries,
                 settings=settings.knowledge,
-                pool=pool,
                 embedder_for=embedder_for,
             ),
         )

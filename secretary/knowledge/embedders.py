@@ -48,6 +48,10 @@ class MiniLmEmbedder:
         self._models = models
         self._pool = pool
 
+    def on(self, pool: CpuPool) -> MiniLmEmbedder:
+        """The same model, run in another pool (a document's passages go to the ingest thread)."""
+        return MiniLmEmbedder(self._models, pool)
+
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
         for start in range(0, len(texts), BATCH):
