@@ -136,6 +136,17 @@ async def test_an_extraction_past_its_memory_or_time_limit_fails_and_the_next_on
         await ingest.close()
 
 
+async def test_a_document_whose_text_is_too_long_fails_without_reaching_the_embedder() -> None:
+    ingest = Ingest(KnowledgeSettings(ingest={"max_text_chars": 40}))
+    try:
+        with pytest.raises(ExtractionLimit) as refused:
+            await ingest.prepare(ACME, "hours.txt", HOURS, "text/plain")
+        assert refused.value.reason == "the document's text is longer than 40 characters"
+        assert (await ingest.prepare(ACME, "short.txt", b"Open at nine.", "text/plain")).text == "Open at nine."
+    finally:
+        await ingest.close()
+
+
 # -- the per-domain queue ---------------------------------------------------------------------------------------
 
 

@@ -38,8 +38,9 @@ class Embedder(Protocol):
 
 
 class MiniLmEmbedder:
-    """all-MiniLM-L6-v2, run in numpy in the `CpuPool` (one worker at a time: the others stay free for calls'
-    speech engines). Figures: bench/knowledge.py."""
+    """all-MiniLM-L6-v2, run in numpy in the given pool: a call's question in the engine `CpuPool` (one worker
+    at a time: the others stay free for calls' speech engines), a document's passages on the ingest thread
+    (`on`). Figures: bench/knowledge.py."""
 
     name = "all-MiniLM-L6-v2"
     dimensions = 384
