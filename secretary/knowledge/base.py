@@ -178,7 +178,9 @@ class KnowledgeBase:
     async def reindex(self, domain_uuid: UUID, document_uuid: UUID | None = None) -> int:
         """Cut and embed again from the kept text; one document, or the whole domain (which also moves
         it to the current embedder). Returns the passages indexed; raises `NotFound` for an unknown
-        document and `DependencyUnavailable` when the index is down (the document is then "failed")."""
+        document, `DependencyUnavailable` when the index is down (the document is then "failed"), and, like
+        an upload, `TooManyDocuments`; a document whose extraction failed has no text to cut (`BadInput`
+        when named, passed over in a whole domain)."""
         domain_uuid = _domain(domain_uuid)
         async with self.ingest.queue.admitted(domain_uuid):
             if document_uuid is None:
