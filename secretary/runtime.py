@@ -125,7 +125,6 @@ class Runtime:
                 embedder=minilm,
                 secretaries=secretaries,
                 settings=settings.knowledge,
-                pool=pool,
                 embedder_for=embedder_for,
             ),
             record_retry=record_retry,

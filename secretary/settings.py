@@ -213,6 +213,21 @@ class AdminSettings(BaseModel):
     max_page_size: int = Field(default=200, ge=1)
 
 
+class IngestSettings(BaseModel):
+    """How documents are taken in: in processes of their own, never in the engine threads calls use."""
+
+    workers: int = Field(default=1, ge=1, description="processes that extract documents (each uses up to one core)")
+    cpu_limit_s: float = Field(default=30.0, gt=0, description="CPU time one document's extraction may use")
+    memory_limit_mb: int = Field(default=1024, ge=64, description="memory one document's extraction may add")
+    timeout_s: float = Field(
+        default=120.0, gt=0, description="wall-clock limit of one extraction; its process is killed past it"
+    )
+    max_text_chars: int = Field(default=10_000_000, gt=0, description="longest text a document may extract to")
+    max_queued_per_domain: int = Field(
+        default=3, ge=1, description="a domain's documents being added at once; one more is refused (429)"
+    )
+
+
 class KnowledgeSettings(BaseModel):
     """The per-domain knowledge base: documents chunked, embedded and stored in ChromaDB."""
 
@@ -225,6 +240,7 @@ class KnowledgeSettings(BaseModel):
     chunk_chars: int = Field(default=400, ge=100, description="largest passage indexed, in characters")
     chunk_overlap_chars: int = Field(default=100, ge=0, description="text consecutive passages share")
     search_timeout_s: float = Field(default=2.0, gt=0, description="a turn goes on without knowledge after this")
+    ingest: IngestSettings = IngestSettings()
 
     @model_validator(mode="after")
     def _overlap_smaller(self) -> KnowledgeSettings:

@@ -29,7 +29,9 @@ from secretary.speech.audio import Pcm, wav_bytes
 from secretary.speech.local_engines import LocalModels
 from tests.support import admin_env
 from tests.support.admin_env import ACME, GLOBEX
+from tests.support.pdf import build_pdf
 from tests.support.speech import Speech
+from tests.support.waiting import until
 
 WAV = wav_bytes(Pcm(b"\x01\x00" * 8000, 8000))
 
@@ -120,6 +122,7 @@ async def admin(
         secret_key=generate_secret_key(),
         messages={"enabled": False},
         admin={"max_json_bytes": 64 * 1024, "max_upload_bytes": 1024 * 1024, "max_page_size": 20},
+        knowledge={"ingest": {"cpu_limit_s": 1, "max_queued_per_domain": 1}},
     )
     runtime = Runtime.create(settings, models=models)
     keys = await admin_env.api_keys(writable_fusionpbx_url)
@@ -612,6 +615,28 @@ async def test_bad_documents_get_clear_errors(admin: Admin) -> None:
     form.add_field("file", GUIDE, filename="guide.md", content_type="text/markdown")
     status, error = await admin.call("POST", f"/api/v1/admin/domains/{hooli}/documents", "super", data=form)
     assert status == 404 and error["error"]["code"] == "no_secretary"
+
+
+async def test_a_document_past_its_extraction_limits_is_a_clear_error_and_listed_as_failed(admin: Admin) -> None:
+    """A decompression bomb (22 KiB of PDF, ~25 s of pypdf) answers 422 once its CPU second is spent, not
+    after half a minute; meanwhile the domain's next upload is refused with 429 instead of queueing."""
+    base = f"/api/v1/admin/domains/{ACME}/documents"
+    form = FormData()
+    form.add_field("file", build_pdf([["Anvils and rocket skates " * 2] * 100_000]), filename="bomb.pdf")
+    upload = asyncio.create_task(admin.call("POST", base, "acme", data=form))
+    await until(lambda: admin.runtime.knowledge.ingest.queue.pending(ACME) == 1)
+    status, error = await admin.call(
+        "POST", base + "?filename=note.txt", "acme", data=b"Closed on Sunday.", headers={"Content-Type": "text/plain"}
+    )
+    assert status == 429 and error["error"]["code"] == "too_many_documents", error
+    status, error = await upload
+    reason = "extraction exceeded its CPU time limit (1 s)"
+    assert status == 422 and error["error"]["code"] == "extraction_limit", error
+    assert error["error"]["message"].startswith(f"bomb.pdf: {reason} (listed as failed: ")
+    status, page = await admin.call("GET", base + "?limit=20", "acme")
+    listed = [(d["status"], d["error"], d["chunk_count"]) for d in page["items"] if d["filename"] == "bomb.pdf"]
+    assert status == 200 and listed == [("failed", reason, 0)]
+    assert not [d for d in page["items"] if d["filename"] == "note.txt"]
 
 
 async def test_isolation_end_to_end_a_caller_never_hears_another_domains_knowledge(

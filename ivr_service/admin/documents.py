@@ -139,7 +139,7 @@ OPERATIONS = [
         upload=True,
         response=DocumentOut,
         status=201,
-        errors=(400, 401, 404, 413, 415, 422, 503),
+        errors=(400, 401, 404, 413, 415, 422, 429, 503),
     ),
     Operation(
         "GET",
@@ -166,7 +166,7 @@ OPERATIONS = [
         "Chunk and embed one document again",
         "knowledge",
         response=ReindexOut,
-        errors=(400, 401, 404, 503),
+        errors=(400, 401, 404, 422, 429, 503),
     ),
     Operation(
         "POST",
@@ -175,6 +175,6 @@ OPERATIONS = [
         "Chunk and embed all the domain's documents again",
         "knowledge",
         response=ReindexOut,
-        errors=(400, 401, 404, 503),
+        errors=(400, 401, 404, 422, 429, 503),
     ),
 ]

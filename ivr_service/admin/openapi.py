@@ -29,6 +29,7 @@ _ERROR_TEXT = {
     413: "Body larger than the configured limit",
     415: "Unsupported document type",
     422: "The document could not be read",
+    429: "Too many of these at once (e.g. a domain's documents being added): retry when one is done",
     503: "A dependency (database, knowledge base, secret key) is unavailable",
 }
 

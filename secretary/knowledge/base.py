@@ -1,10 +1,13 @@
 """`KnowledgeBase`: a domain's documents, from upload to the passages a brain is given during a call.
 
-Upload: check (size, type, the domain has a secretary) → extract text (in the `CpuPool`) → cut into
-passages → embed → store in the domain's Chroma collection. The document's metadata and text are saved
-before indexing, so an index that is down loses nothing: the document is listed as "failed" with the
-reason, and `reindex` finishes the job later. A new upload with the same file name replaces the old
-document once the new one is indexed (an updated price list must not answer next to the old one).
+Upload: check (size, type, the domain has a secretary) → wait the domain's turn → extract text and cut it
+into passages (in an ingest process) → embed (on the ingest thread) → store in the domain's Chroma collection;
+never in the `CpuPool` that calls use (see `ingest.py`). A document that takes more than an ingest job may
+(CPU time, memory, time) is listed as "failed" with the reason, and the upload is refused with it.
+The document's metadata and text are saved before indexing, so an index that is down loses nothing: the
+document is listed as "failed" with the reason, and `reindex` finishes the job later. A new upload with the
+same file name replaces the old document once the new one is indexed (an updated price list must not answer
+next to the old one).
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ import structlog
 from secretary.conversation.brain import KnowledgeChunk
 from secretary.errors import BadInput, DependencyUnavailable, NotFound, SecretaryDisabled
 from secretary.knowledge.chroma_index import ChromaIndex, Hit, Metadata
-from secretary.knowledge.chunking import TextChunk, chunk_sections, reading_sentences
+from secretary.knowledge.chunking import TextChunk, reading_sentences
 from secretary.knowledge.documents import DocumentInfo, DocumentStore
-from secretary.knowledge.embedders import Embedder
-from secretary.knowledge.extraction import ExtractedDocument, clean_filename, extract, resolve_content_type
+from secretary.knowledge.embedders import Embedder, MiniLmEmbedder
+from secretary.knowledge.extraction import clean_filename, resolve_content_type
+from secretary.knowledge.ingest import Ingest
+from secretary.knowledge.ingest_worker import ExtractionLimit
 from secretary.settings import KnowledgeSettings
-from secretary.speech.cpu_pool import CpuPool
 from secretary.tenants.store import SecretaryStore
 
 log = structlog.get_logger(__name__)
@@ -81,7 +85,6 @@ class KnowledgeBase:
         embedder: Embedder,
         secretaries: SecretaryStore,
         settings: KnowledgeSettings,
-        pool: CpuPool,
         embedder_for: Callable[[UUID], Awaitable[Embedder]] | None = None,
     ) -> None:
         """`embedder` is the default (MiniLM); `embedder_for` picks a domain's own (its `providers.embeddings`)."""
@@ -91,7 +94,7 @@ class KnowledgeBase:
         self._embedder_for = embedder_for
         self._secretaries = secretaries
         self._settings = settings
-        self._pool = pool
+        self.ingest = Ingest(settings)
 
     # -- documents -----------------------------------------------------------------------------------------
 
@@ -105,8 +108,10 @@ class KnowledgeBase:
         on_progress: Progress | None = None,
     ) -> DocumentInfo:
         """Raises `BadInput` (codes `too_large`, `unsupported_document`, `bad_document`), `NoSecretary` /
-        `UnknownDomain` for a domain without a secretary. An index failure does not raise: the document
-        is kept and returned with status "failed"."""
+        `UnknownDomain` for a domain without a secretary, `TooManyDocuments` when the domain has as many
+        being added as it may, and `ExtractionLimit` for a document that took more than a job may (it is then
+        listed as "failed" with the reason). An index failure does not raise: the document is kept and
+        returned with status "failed"."""
         domain_uuid = _domain(domain_uuid)
         name = clean_filename(filename)
         limit = self._settings.max_document_bytes
@@ -118,24 +123,29 @@ class KnowledgeBase:
             )
         await self._require_secretary(domain_uuid)
         kind = resolve_content_type(name, content_type)
-        extracted = await self._pool.run(extract, name, content, kind)
-        chunks = self._chunk(extracted)
-        if not chunks:
-            raise BadInput(f"{name}: the document has no readable text", field="content", code="bad_document")
-
-        info = DocumentInfo(
-            document_uuid=uuid4(),
-            domain_uuid=domain_uuid,
-            filename=name,
-            content_type=kind,
-            size_bytes=len(content),
-            chunk_count=0,
-            status="indexing",
-            created_at=datetime.now(UTC),
-        )
-        await self.documents.insert(info, extracted.stored_text(), hashlib.sha256(content).hexdigest())
-        log.info("knowledge_document_added", domain_uuid=str(domain_uuid), filename=name, passages=len(chunks))
-        info = await self._index_document(info, chunks, on_progress)
+        async with self.ingest.queue.admitted(domain_uuid):
+            info = DocumentInfo(
+                document_uuid=uuid4(),
+                domain_uuid=domain_uuid,
+                filename=name,
+                content_type=kind,
+                size_bytes=len(content),
+                chunk_count=0,
+                status="indexing",
+                created_at=datetime.now(UTC),
+            )
+            try:
+                prepared = await self.ingest.prepare(domain_uuid, name, content, kind)
+            except ExtractionLimit as exc:
+                await self._refused(info, content, exc.reason)
+                raise ExtractionLimit(f"{name}: {exc.reason} (listed as failed: {info.document_uuid})") from None
+            if not prepared.chunks:
+                raise BadInput(f"{name}: the document has no readable text", field="content", code="bad_document")
+            await self.documents.insert(info, prepared.text, hashlib.sha256(content).hexdigest())
+            log.info(
+                "knowledge_document_added", domain_uuid=str(domain_uuid), filename=name, passages=len(prepared.chunks)
+            )
+            info = await self._index_document(info, prepared.chunks, on_progress)
         if info.status == "indexed":
             for older in await self.documents.find_by_filename(domain_uuid, name):
                 if older.document_uuid != info.document_uuid:
@@ -168,27 +178,38 @@ class KnowledgeBase:
     async def reindex(self, domain_uuid: UUID, document_uuid: UUID | None = None) -> int:
         """Cut and embed again from the kept text; one document, or the whole domain (which also moves
         it to the current embedder). Returns the passages indexed; raises `NotFound` for an unknown
-        document and `DependencyUnavailable` when the index is down (the document is then "failed")."""
+        document, `DependencyUnavailable` when the index is down (the document is then "failed"), and, like
+        an upload, `TooManyDocuments`; a document whose extraction failed has no text to cut (`BadInput`
+        when named, passed over in a whole domain)."""
         domain_uuid = _domain(domain_uuid)
-        if document_uuid is None:
-            await self.index.drop(domain_uuid)
-            targets = await self.documents.all_uuids(domain_uuid)
-        else:
-            targets = [_domain(document_uuid, "document_uuid")]
-        total = 0
-        for target in targets:
-            info = await self.documents.get(domain_uuid, target)
-            text = await self.documents.text(domain_uuid, target)
-            if info is None or text is None:
-                raise NotFound(f"unknown document {target}")
-            if document_uuid is not None:
-                await self.index.delete_document(domain_uuid, target)
-            chunks = self._chunk(ExtractedDocument.from_stored_text(info.content_type, text))
-            info = await self._index_document(info, chunks)
-            if info.status == "failed":
-                raise DependencyUnavailable("knowledge index", info.error or "")
-            total += info.chunk_count
-        return total
+        async with self.ingest.queue.admitted(domain_uuid):
+            if document_uuid is None:
+                await self.index.drop(domain_uuid)
+                targets = await self.documents.all_uuids(domain_uuid)
+            else:
+                targets = [_domain(document_uuid, "document_uuid")]
+            total = 0
+            for target in targets:
+                info = await self.documents.get(domain_uuid, target)
+                text = await self.documents.text(domain_uuid, target)
+                if info is None or text is None:
+                    raise NotFound(f"unknown document {target}")
+                if not text:  # its extraction failed: there is nothing to cut
+                    if document_uuid is None:
+                        continue
+                    raise BadInput(
+                        f"{info.filename}: its text was never extracted ({info.error}); upload it again",
+                        field="document_uuid",
+                        code="bad_document",
+                    )
+                if document_uuid is not None:
+                    await self.index.delete_document(domain_uuid, target)
+                prepared = await self.ingest.prepare_stored(domain_uuid, info.content_type, text)
+                info = await self._index_document(info, prepared.chunks)
+                if info.status == "failed":
+                    raise DependencyUnavailable("knowledge index", info.error or "")
+                total += info.chunk_count
+            return total
 
     # -- retrieval -----------------------------------------------------------------------------------------
 
@@ -261,15 +282,12 @@ class KnowledgeBase:
         with contextlib.suppress(SecretaryDisabled):  # an admin may prepare the knowledge before switching it on
             await self._secretaries.by_uuid(domain_uuid)
 
-    def _chunk(self, extracted: ExtractedDocument) -> list[TextChunk]:
-        return chunk_sections(extracted.sections, self._settings.chunk_chars, self._settings.chunk_overlap_chars)
-
     async def _index_document(
         self, info: DocumentInfo, chunks: Sequence[TextChunk], on_progress: Progress | None = None
     ) -> DocumentInfo:
         domain_uuid, document_uuid = info.domain_uuid, info.document_uuid
         try:
-            embedder = await self.embedder_of(domain_uuid)
+            embedder = self._indexing(await self.embedder_of(domain_uuid))
             built_by = await self.index.embedder_of(domain_uuid)
             if built_by is not None and built_by != embedder.name:
                 raise DependencyUnavailable(
@@ -298,6 +316,18 @@ class KnowledgeBase:
         await self.documents.set_status(domain_uuid, document_uuid, "indexed", len(chunks), None)
         return info.model_copy(update={"status": "indexed", "chunk_count": len(chunks), "error": None})
 
+    def _indexing(self, embedder: Embedder) -> Embedder:
+        """MiniLM embeds a document's passages on the ingest thread, never in the pool calls wait on (a
+        question during a call still embeds there). A cloud embedder is an HTTP call: it stays as it is."""
+        return embedder.on(self.ingest.embedding) if isinstance(embedder, MiniLmEmbedder) else embedder
+
+    async def _refused(self, info: DocumentInfo, content: bytes, reason: str) -> None:
+        """Kept without text (there is none to re-index from), listed as "failed" with the reason."""
+        log.warning("knowledge_extraction_refused", document_uuid=str(info.document_uuid), reason=reason)
+        await self.documents.insert(
+            info.model_copy(update={"status": "failed", "error": reason}), "", hashlib.sha256(content).hexdigest()
+        )
+
     @staticmethod
     def _metadata(info: DocumentInfo, chunk: TextChunk) -> Metadata:
         metadata: dict[str, str | int | float | bool] = {
@@ -324,4 +354,5 @@ class KnowledgeBase:
         return await self.index.ping()
 
     async def close(self) -> None:
+        await self.ingest.close()
         await asyncio.to_thread(self.index.close)

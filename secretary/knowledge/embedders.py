@@ -38,8 +38,9 @@ class Embedder(Protocol):
 
 
 class MiniLmEmbedder:
-    """all-MiniLM-L6-v2, run in numpy in the `CpuPool` (one worker at a time: the others stay free for calls'
-    speech engines). Figures: bench/knowledge.py."""
+    """all-MiniLM-L6-v2, run in numpy in the given pool: a call's question in the engine `CpuPool` (one worker
+    at a time: the others stay free for calls' speech engines), a document's passages on the ingest thread
+    (`on`). Figures: bench/knowledge.py."""
 
     name = "all-MiniLM-L6-v2"
     dimensions = 384
@@ -47,6 +48,10 @@ class MiniLmEmbedder:
     def __init__(self, models: LocalModels, pool: CpuPool) -> None:
         self._models = models
         self._pool = pool
+
+    def on(self, pool: CpuPool) -> MiniLmEmbedder:
+        """The same model, run in another pool (a document's passages go to the ingest thread)."""
+        return MiniLmEmbedder(self._models, pool)
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         vectors: list[list[float]] = []
