@@ -77,6 +77,30 @@ def parse_json(raw: bytes) -> Any:
         raise BadInput("the request body has a number too long to read", field="body", code="invalid_json") from None
 
 
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
+
+
+def refuse_unstorable_text(payload: Any) -> Any:
+    """An admin's JSON is stored as given, and PostgreSQL text can't hold NUL or a lone surrogate: such a
+    string is a 400 naming its field, not a 500 from the database. (A loop, not recursion: the payload may be
+    nested as deep as the JSON parser allows.)"""
+    pending: list[tuple[str, Any]] = [("", payload)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, str):
+            if _UNSTORABLE.search(value):
+                field = path or "body"
+                raise BadInput(
+                    f"{field}: text may not contain NUL or unpaired surrogates", field=field, code="invalid_field"
+                )
+        elif isinstance(value, dict):
+            pending += [(path or "body", key) for key in value]
+            pending += [(f"{path}.{key}" if path else str(key), item) for key, item in value.items()]
+        elif isinstance(value, list):
+            pending += [(f"{path}.{index}" if path else str(index), item) for index, item in enumerate(value)]
+    return payload
+
+
 def parse_model(model: type[M], payload: Any) -> M:
     """Validate `payload`; a failure names the first offending field, as the v1 contract promises."""
     if not isinstance(payload, dict):

@@ -222,6 +222,15 @@ BAD_INPUTS: dict[str, tuple[str, str, bytes, dict[str, str], bytes, int, str]] =
         400,
         "domain_name",
     ),
+    "nul-in-an-admin-text-field": (
+        "PATCH",
+        f"/api/v1/admin/domains/{ACME}/secretary",
+        json.dumps({"greeting": "Hello\x00there"}).encode(),
+        {"Content-Type": "application/json"},
+        b"",
+        400,
+        "greeting",
+    ),
     "nul-in-domain-path": ("GET", "/api/v1/admin/domains/acme%00.example.com/secretary", b"", {}, b"", 400, "domain"),
     "non-utf8-bearer-key": ("GET", "/api/v1/admin/domains", b"", {}, b"vai_\xff\xfe\xc3(", 401, ""),
     "multipart-without-boundary": (

@@ -7,12 +7,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from pydantic import BaseModel
 
+from ivr_service.admin import OPERATIONS
 from ivr_service.app import create_admin_app, create_app
 from secretary.credentials.resolver import Credential, CredentialResolver
 from secretary.credentials.secret_box import generate_secret_key
@@ -26,6 +28,7 @@ from tests.conftest import acme_config
 from tests.support import admin_env
 from tests.support.admin_env import ACME, GLOBEX
 from tests.support.speech import Speech
+from tests.test_admin_api import _fill, _seed
 
 OPERATOR_ENV = {
     "OPENAI_API_KEY": "sk-operator-openai-4f1c9a",
@@ -313,3 +316,56 @@ def _level(pcm: Pcm) -> int:
     samples = memoryview(pcm.data).cast("h")
     middle = samples[len(samples) // 4 : 3 * len(samples) // 4]
     return max(set(middle), key=list(middle).count)
+
+
+# Every field of a secretary that names an endpoint or a credential, and the test above that attacks it; a new
+# such field fails `test_every_endpoint_and_credential_field_is_attacked` until it is attacked too.
+ATTACKED_FIELDS = {
+    "providers.*.base_url": "test_no_operator_or_other_domain_secret_reaches_a_tenant_endpoint",
+    "providers.*.api_key_ref": "test_no_operator_or_other_domain_secret_reaches_a_tenant_endpoint",
+    "providers.*.api_key_env": "test_a_domain_key_cannot_name_an_environment_credential",
+    "messages.webhook_url": "test_operator_entries_a_domain_may_keep_and_remove_but_not_change",
+    "messages.webhook_secret_ref": "test_no_operator_or_other_domain_secret_reaches_a_tenant_endpoint",
+    "messages.webhook_secret_env": "test_a_domain_key_cannot_name_an_environment_credential",
+    "messages.smtp.host": "test_the_operators_smtp_password_goes_only_to_the_operators_server",
+    "messages.smtp.password_env": "test_a_domain_key_cannot_name_an_environment_credential",
+    "messages.smtp.password_ref": "test_the_operators_smtp_password_goes_only_to_the_operators_server",
+}
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _field_names(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Dotted names of every field, nested models included; a provider chain's kind is written `*`."""
+    names = set()
+    for name, info in model.model_fields.items():
+        path = "providers.*" if prefix == "providers." else prefix + name
+        names.add(path)
+        for nested in _models_in(info.annotation):
+            names |= _field_names(nested, path + ".")
+    return names
+
+
+def test_every_endpoint_and_credential_field_is_attacked() -> None:
+    sensitive = {n for n in _field_names(SecretaryConfig) if n.endswith(("url", "_env", "_ref", ".host"))}
+    assert sensitive == set(ATTACKED_FIELDS), sensitive ^ set(ATTACKED_FIELDS)
+    assert all(name in globals() for name in ATTACKED_FIELDS.values())
+
+
+async def test_no_admin_route_shows_a_secret_to_the_domain_that_owns_it(walls: Walls) -> None:
+    """Every GET route of the admin API, with acme's key on acme's own data: no stored credential of any
+    domain and no operator secret in any answer."""
+    acme = await _seed(walls.runtime, ACME, "5551001", "transfer")  # a call, a message, a stored credential
+    superadmin_entry = {"name": "openai", "api_key_env": "OPENAI_API_KEY", "api_key_ref": "openai"}
+    assert (await walls.patch("super", {"providers": {"brain": [superadmin_entry]}}))[0] == 200
+    secrets = [*walls.secrets, "sk-test-secret-123456"]
+    for operation in (op for op in OPERATIONS if op.method == "GET"):
+        path = _fill(operation.full_path, acme, ACME)
+        async with walls.client.get(path, headers={"Authorization": f"Bearer {walls.keys['acme']}"}) as response:
+            body = await response.read()
+        assert response.status < 500, (path, body[:300])
+        assert [s for s in secrets if s.encode() in body] == [], path

@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from ivr_service.admin.registry import Operation
-from ivr_service.api_models import is_printable, parse_json, parse_model
+from ivr_service.api_models import is_printable, parse_json, parse_model, refuse_unstorable_text
 from ivr_service.spool import AudioSpool
 from secretary.access.api_keys import ApiKeyStore, Principal
 from secretary.calls.record_store import PostgresCallRecordStore
@@ -112,7 +112,7 @@ class AdminRequest:
         return parse_model(model, await self.json())
 
     async def json(self) -> Any:
-        return parse_json(await read_limited(self.request, self.settings.max_json_bytes))
+        return refuse_unstorable_text(parse_json(await read_limited(self.request, self.settings.max_json_bytes)))
 
 
 async def read_limited(request: web.Request, limit: int, field: str = "body") -> bytes:
