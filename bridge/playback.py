@@ -79,6 +79,9 @@ class EventTransport:
     async def send_audio(self, pcm: bytes, sample_rate: int) -> None:
         await self._send(stream_audio(pcm, sample_rate))
 
+    def attach(self, esl: EslClient) -> None:
+        self._esl = esl
+
     def on_event(self, event: EslEvent) -> None:
         if event.subclass != PLAY_EVENT or event.unique_id != self._uuid:
             return

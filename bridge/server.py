@@ -43,6 +43,7 @@ from secretary.errors import NotFound, Refused, SecretaryError
 from secretary.runtime import Runtime
 
 log = structlog.get_logger(__name__)
+ESL_WAIT_S = 5.0  # how long each wait for a lost ESL link lasts before it is waited for again
 
 POLICY_VIOLATION = 1008
 SERVER_ERROR = 1011
@@ -163,11 +164,16 @@ class BridgeServer:
         session = CallSession(self.runtime, config, target, metadata, ws, engine, self.prompts, esl)
         self.sessions[call_uuid] = session
         run = asyncio.create_task(session.run(), name="session")
+        vouch = None
+        if esl is None and self.esl is not None:  # admitted on the store's word: ESL waits for FreeSWITCH's
+            vouch = asyncio.create_task(self._vouch_when_esl_returns(ws, target, session), name="vouch")
         try:
             dropped: set[DropReason] = set()
             self._apply(events, session, dropped)
             await self._frames(ws, codec, session, run, dropped)
         finally:
+            if vouch is not None:
+                vouch.cancel()
             session.socket_closed(ws.close_code)
             with contextlib.suppress(Exception):
                 await asyncio.shield(run)
@@ -239,10 +245,28 @@ class BridgeServer:
             await self._refuse(ws, "wrong_domain", "the call belongs to another domain")
         return claimed, esl
 
+    async def _vouch_when_esl_returns(self, ws: ServerConnection, target: StreamTarget, session: CallSession) -> None:
+        """A call admitted while ESL was down gets ESL (playback in event mode, transfers) once FreeSWITCH says
+        the channel is its domain's (or none's); a stream FreeSWITCH then says is another domain's is closed."""
+        assert self.esl is not None
+        while not await self.esl.wait_connected(ESL_WAIT_S):
+            pass
+        while True:
+            channel_domain, esl = await self._channel_domain(str(target.call_uuid))
+            if esl is not None:
+                break
+            await self.esl.wait_connected(ESL_WAIT_S)  # it dropped again before it could answer
+            await asyncio.sleep(0.1)
+        if channel_domain not in (None, target.domain_uuid):
+            await self._refuse(ws, "wrong_domain", "FreeSWITCH says the call belongs to another domain")
+            return
+        log.info("esl_vouched", detail="FreeSWITCH confirmed the call's domain: call control goes over ESL")
+        session.attach_esl(esl)
+
     async def _channel_domain(self, call_uuid: str) -> tuple[UUID | None, EslClient | None]:
         """The channel's `domain_uuid` as FreeSWITCH tells it (None: no such channel, or no domain on it), and the
         ESL client the call may act through: none when FreeSWITCH could not be asked, so that ESL coming back
-        mid-call never acts on a channel nobody checked (the call's actions go through the stream instead)."""
+        mid-call never acts on a channel nobody checked (until `_vouch_when_esl_returns` has checked it)."""
         if self.esl is None or not self.esl.connected:
             return None, None
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -78,12 +79,11 @@ class CallSession:
         self._loop = asyncio.get_running_loop()
         settings = runtime.settings.bridge
         transport: PlaybackTransport
-        self._unwatch = None
+        self._unwatch: Callable[[], None] | None = None
+        self._events: EventTransport | None = None
         if config.playback_mode == "event":
-            event_transport = EventTransport(self._send, esl, self.call_uuid, self._esl_failed)
-            if esl is not None:
-                self._unwatch = esl.watch(self.call_uuid, event_transport.on_event)
-            transport = event_transport
+            self._events = EventTransport(self._send, None, self.call_uuid, self._esl_failed)
+            transport = self._events
         else:
             transport = ModuleTransport(self._send, settings.playback_chunk_ms)
         self._transport = transport
@@ -98,8 +98,17 @@ class CallSession:
         self._close_code: int | None = None
         self._engine_error: BaseException | None = None
         self._ending: Ending | None = None
+        if esl is not None:
+            self.attach_esl(esl)
 
     # -- called by the server ------------------------------------------------------------------------------
+
+    def attach_esl(self, esl: EslClient) -> None:
+        """Call control over ESL, from the start or once FreeSWITCH confirmed the call's domain."""
+        self._esl = esl
+        if self._events is not None:
+            self._events.attach(esl)
+            self._unwatch = esl.watch(self.call_uuid, self._events.on_event)
 
     def feed(self, pcm: bytes) -> None:
         if self._ending is not None:

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -16,6 +17,7 @@ from secretary.settings import Settings
 from secretary.speech.audio import Pcm
 from secretary.speech.local_engines import LocalModels
 from tests.conftest import EXAMPLE_SECRETARIES
+from tests.support import databases
 from tests.support.bridge import ACME, live_bridge
 from tests.support.speech import Speech
 
@@ -176,3 +178,37 @@ async def test_a_stream_naming_a_call_of_another_domain_is_refused(
         assert call.close_code == 1008 and "wrong_domain" in call.close_reason
         assert bridge.switch.commands_for("uuid_getvar") == [f"uuid_getvar {call.call_uuid} domain_uuid"]
         assert bridge.counter("voiceai_calls_started", transport="realtime") == 0
+
+
+@pytest.mark.parametrize("channel_domain", [ACME, databases.GLOBEX], ids=["own-channel", "another-domains-channel"])
+async def test_a_call_admitted_while_esl_was_down_gets_esl_once_freeswitch_vouches_for_it(
+    make_settings: Callable[..., Settings], models: LocalModels, tmp_path: Path, channel_domain: str
+) -> None:
+    """ESL down at the start: the call is served on the call-state store's word, without ESL. When ESL is
+    back, FreeSWITCH is asked whose channel it is: the call's own domain gets event playback over ESL; a
+    stream that named another domain's channel is closed, and nothing was ever sent to that channel."""
+    files = tmp_path / "fs-temp"
+    files.mkdir()
+    secretaries = event_mode_secretaries(tmp_path)
+    async with live_bridge(
+        make_settings, models, with_esl=False, esl_later=True, engine="echo", secretaries_file=secretaries
+    ) as bridge:
+        switch, esl = bridge.switch, bridge.esl
+        assert switch is not None and esl is not None and not esl.connected
+        call = SimulatedCall(
+            bridge.url, ACME, mode="event", switch=switch, temp_dir=files, channel_domain=channel_domain
+        )
+        async with call:
+            await call.wait_until(600)  # served: the echo engine's audio announced, nobody to broadcast it
+            await switch.start(port=switch.port)
+            assert await esl.wait_connected(10)
+            if channel_domain == ACME:
+                tone = Pcm((np.sin(np.arange(8000) * 2 * np.pi * 440 / 8000) * 8000).astype("<i2").tobytes(), 8000)
+                said = call.say(tone)
+                await call.secretary_speaks(after_ms=said, timeout_s=20)  # the echo, played by uuid_broadcast
+                assert all(call.call_uuid in b for b in switch.commands_for("uuid_broadcast"))
+            else:
+                await call.wait_closed(20)
+                assert call.close_code == 1008
+                assert switch.commands_for("uuid_broadcast") == []
+            assert switch.commands_for("uuid_getvar") == [f"uuid_getvar {call.call_uuid} domain_uuid"]

@@ -4,6 +4,7 @@ server it controls calls through."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -48,23 +49,33 @@ class LiveBridge:
         return value or 0.0
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 @asynccontextmanager
 async def live_bridge(
     make_settings: Callable[..., Settings],
     models: LocalModels,
     *,
     with_esl: bool = True,
+    esl_later: bool = False,
     engines: EngineRegistry | None = None,
     **bridge: Any,
 ) -> AsyncIterator[LiveBridge]:
-    switch = EslServerSimulator() if with_esl else None
-    esl_port = await switch.start() if switch is not None else 1  # port 1: nothing listens, ESL is down
+    """`esl_later`: ESL is down when the bridge starts; the test starts `switch` on `switch.port` itself."""
+    switch = EslServerSimulator() if with_esl or esl_later else None
+    if switch is not None and esl_later:
+        switch.port = free_port()
+    esl_port = (await switch.start() if with_esl else switch.port) if switch is not None else 1  # 1: nobody
     overrides = {k: bridge.pop(k) for k in list(bridge) if k in Settings.model_fields}
     settings = make_settings(bridge={"esl": {"port": esl_port, "reconnect_max_s": 0.5}, **bridge}, **overrides)
     runtime = Runtime.create(settings, models=models)
     esl = EslClient(settings.bridge.esl)
     esl.start()
-    if switch is not None:
+    if with_esl:
         assert await esl.wait_connected(5), "the bridge did not connect to the simulated ESL server"
     server = await BridgeServer(runtime, engines=engines, esl=esl).start(port=0)
     try:
