@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from aiohttp.test_utils import TestClient, TestServer
 
+from ivr_service.app import create_app
 from secretary.db.database import Database
 from secretary.db.migrations import migrate
+from secretary.runtime import Runtime
 from secretary.settings import EngineSettings, Settings
 from secretary.speech.local_engines import LocalModels
 from secretary.tenants.config import SecretaryConfig
@@ -120,3 +123,20 @@ def writable_fusionpbx_url(request: pytest.FixtureRequest) -> Iterator[str]:
     name, url = asyncio.run(admin_env.prepare(request.param))
     yield url
     asyncio.run(databases.drop_database(name))
+
+
+@pytest.fixture
+async def client_for(models: LocalModels) -> AsyncIterator[Callable[[Settings], Any]]:
+    """v1 test clients over their own runtimes (closed with them), made per settings."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(settings: Settings) -> TestClient[Any, Any]:
+        runtime = Runtime.create(settings, models=models)
+        client: TestClient[Any, Any] = TestClient(TestServer(create_app(runtime, own_runtime=True)))
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()

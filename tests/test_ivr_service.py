@@ -5,40 +5,19 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from ivr_service.app import RUNTIME, create_app
-from secretary.runtime import Runtime
-from secretary.settings import Settings
+from ivr_service.app import RUNTIME
 from secretary.speech.audio import Pcm, parse_wav, silence, wav_bytes
-from secretary.speech.local_engines import LocalModels
 from tests.support import databases
 from tests.support.speech import Speech
 from tests.support.tcp_proxy import tcp_proxy_for
 
 ACME = databases.ACME
 GLOBEX = databases.GLOBEX
-
-
-@pytest.fixture
-async def client_for(models: LocalModels) -> AsyncIterator[Callable[[Settings], Any]]:
-    clients: list[TestClient[Any, Any]] = []
-
-    async def make(settings: Settings) -> TestClient[Any, Any]:
-        runtime = Runtime.create(settings, models=models)
-        client: TestClient[Any, Any] = TestClient(TestServer(create_app(runtime, own_runtime=True)))
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
 
 
 async def start(client: TestClient[Any, Any], domain: str = "acme.example.com", **extra: str) -> dict[str, Any]:

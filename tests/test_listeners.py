@@ -7,16 +7,15 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from pydantic import ValidationError
 
-from ivr_service.app import create_app
 from ivr_service.spool import AudioSpool, CallUploads
 from secretary.runtime import Runtime
 from secretary.settings import Settings
@@ -27,23 +26,6 @@ from voiceai.serve import start_http, stop_http
 
 SECRET = "s3cret-token_for.the~v1+API/="
 SILENT_TURN = wav_bytes(silence(500, 8000))  # no speech: no STT, the front desk asks again
-
-
-@pytest.fixture
-async def v1_for(models: LocalModels) -> AsyncIterator[Callable[[Settings], Any]]:
-    clients: list[TestClient[Any, Any]] = []
-
-    async def make(settings: Settings) -> TestClient[Any, Any]:
-        client: TestClient[Any, Any] = TestClient(
-            TestServer(create_app(Runtime.create(settings, models=models), own_runtime=True))
-        )
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
 
 
 async def status_and_code(response: aiohttp.ClientResponse) -> tuple[int, str | None]:
@@ -122,9 +104,9 @@ def test_the_shared_secret_must_be_a_token_mod_curl_can_carry() -> None:
 
 
 async def test_with_a_shared_secret_every_v1_request_must_carry_it(
-    v1_for: Any, make_settings: Callable[..., Settings]
+    client_for: Any, make_settings: Callable[..., Settings]
 ) -> None:
-    client = await v1_for(make_settings(ivr={"shared_secret": SECRET}))
+    client = await client_for(make_settings(ivr={"shared_secret": SECRET}))
     call_uuid = str(uuid.uuid4())
     requests = [
         ("/api/v1/calls", {"domain_uuid": ACME, "call_uuid": call_uuid}),
@@ -186,10 +168,10 @@ def _uploads(settings: Settings, call_uuid: str) -> list[str]:
 
 
 async def test_a_call_past_its_upload_quota_is_refused_with_413(
-    v1_for: Any, make_settings: Callable[..., Settings]
+    client_for: Any, make_settings: Callable[..., Settings]
 ) -> None:
     by_bytes = make_settings(spool={"max_call_upload_bytes": 2 * len(SILENT_TURN) + 10})
-    client = await v1_for(by_bytes)
+    client = await client_for(by_bytes)
     call_uuid = await _start(client)
     assert await _upload(client, call_uuid, SILENT_TURN) == (200, None)
     assert await _upload(client, call_uuid, SILENT_TURN) == (200, None)
@@ -199,7 +181,7 @@ async def test_a_call_past_its_upload_quota_is_refused_with_413(
     assert await _upload(client, other_call, SILENT_TURN) == (200, None)
 
     by_files = make_settings(spool={"dir": by_bytes.spool.dir.parent / "spool2", "max_call_uploads": 2})
-    client = await v1_for(by_files)
+    client = await client_for(by_files)
     call_uuid = await _start(client)
     for _ in range(2):
         assert await _upload(client, call_uuid, SILENT_TURN) == (200, None)
@@ -212,10 +194,10 @@ async def test_a_call_past_its_upload_quota_is_refused_with_413(
 
 
 async def test_uploaded_turn_audio_is_removed_when_the_call_ends(
-    v1_for: Any, make_settings: Callable[..., Settings]
+    client_for: Any, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings()
-    client = await v1_for(settings)
+    client = await client_for(settings)
     call_uuid = await _start(client)
     for _ in range(2):
         assert await _upload(client, call_uuid, SILENT_TURN) == (200, None)
@@ -250,11 +232,11 @@ def test_the_sweep_removes_turn_uploads_older_than_the_call_state_keeps_messages
 
 
 async def test_the_service_sweeps_expired_uploads_when_it_starts(
-    v1_for: Any, make_settings: Callable[..., Settings]
+    client_for: Any, make_settings: Callable[..., Settings]
 ) -> None:
     settings = make_settings(call_state_ttl_s=600)
     inbox = settings.spool.dir / "in" / ACME / str(uuid.uuid4())
     _aged(inbox / "upload-001.wav", 601)
     _aged(inbox / "upload-002.wav", 10)
-    await v1_for(settings)
+    await client_for(settings)
     assert sorted(p.name for p in inbox.iterdir()) == ["upload-002.wav"]
