@@ -8,11 +8,12 @@ Its endpoints may reach public addresses only, besides the operator's own endpoi
 entries only the operator can write (those naming an `*_env` credential, see `operator_owned_changes`).
 
 Names are resolved off the event loop and each answer is kept `endpoints.resolve_cache_s`: `prepare`
-(awaited where a config is loaded) resolves the names a config uses, `check` (synchronous, where adapters
-are built, on every build) decides from the kept answers and refreshes an old one in the background, so no
-build waits for DNS. A name with any non-public address is refused: answers mixing a public and a private
-address are the usual DNS-rebinding trick. This is checked before use; the HTTP clients resolve again when
-they connect, so a name that rebinds between the two is refused from its next refresh on.
+(awaited where a config is loaded) looks up the names a config uses that have no fresh answer; `check`
+(synchronous, where adapters are built, on every build, cached adapters too) decides from the kept answers
+and refreshes an old one in the background, so no build waits for DNS. A name with any non-public address
+is refused: answers mixing a public and a private address are the usual DNS-rebinding trick. This is a
+check before use: the HTTP clients resolve again when they connect, so a name that rebinds in between is
+refused from its next lookup on, not before.
 """
 
 from __future__ import annotations
@@ -116,17 +117,17 @@ def _target(endpoint: Endpoint) -> _Target:
     url = endpoint.url.strip()
     if "\\" in url or any(c.isspace() or ord(c) < 32 for c in url):
         raise EndpointNotAllowed("the URL holds a backslash, blank or control character")
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # an unclosed or invalid [IPv6] host, a port that is no number or out of range
+        raise EndpointNotAllowed("no host and port this service can read (a port is a number up to 65535)") from None
     scheme = parts.scheme.lower()
     if scheme not in endpoint.schemes:
         allowed = " or ".join(sorted(endpoint.schemes))
         raise EndpointNotAllowed(f"{scheme or 'a missing'} scheme is not allowed here (use {allowed})")
     if "@" in parts.netloc:
         raise EndpointNotAllowed("the URL names a user (user@host): not allowed")
-    try:
-        port = parts.port
-    except ValueError:
-        raise EndpointNotAllowed("the URL's port is not a number from 0 to 65535") from None
     host = (parts.hostname or "").rstrip(".")
     if scheme == "smtp" and (parts.path or parts.query or parts.fragment):
         host = ""
@@ -209,7 +210,8 @@ class EndpointPolicy:
             self._judge(target, addresses)
 
     async def prepare(self, config: SecretaryConfig) -> None:
-        """Resolves the names `config`'s endpoints use that have no answer yet, so its builds need not wait."""
+        """Looks up the names `config`'s endpoints use that have no answer, or an old one, so the builds
+        that follow need not wait (a name costs one lookup per `resolve_cache_s`, not one per build)."""
         if config.operator_owned:
             return
         hosts = set()
@@ -218,7 +220,7 @@ class EndpointPolicy:
                 target = self._restricted(endpoint, config)
             except EndpointNotAllowed:
                 continue
-            if target is not None and self._kept(target.host) is None:
+            if target is not None and self._due(target.host):
                 hosts.add(target.host)
         await asyncio.gather(*(self._resolve(host) for host in hosts))
 
@@ -266,11 +268,15 @@ class EndpointPolicy:
 
     # -- resolving -------------------------------------------------------------------------------------------
 
+    def _due(self, host: str) -> bool:
+        kept = self._answers.get(host)
+        return kept is None or self._clock() - kept[0] >= self._settings.resolve_cache_s
+
     def _kept(self, host: str) -> tuple[Address, ...] | None:
         """The kept answer for `host` (None: none yet); an old one is still used while a fresh lookup runs."""
-        kept = self._answers.get(host)
-        if kept is None or self._clock() - kept[0] >= self._settings.resolve_cache_s:
+        if self._due(host):
             self._start(host)
+        kept = self._answers.get(host)
         return kept[1] if kept is not None else None
 
     def _start(self, host: str) -> asyncio.Task[tuple[Address, ...]] | None:
