@@ -22,7 +22,10 @@ from secretary.credentials.endpoints import (
     endpoints_of,
     smtp_endpoint,
 )
+from secretary.providers import ProviderFactory
 from secretary.settings import Settings
+from secretary.speech.cpu_pool import CpuPool
+from secretary.speech.local_engines import LocalModels
 from secretary.tenants.config import SecretaryConfig, SmtpServer
 from tests.conftest import acme_config
 
@@ -57,8 +60,12 @@ DISGUISED = ["127.1", "0x7f.0.0.1", "0x7f000001", "2130706433", "0177.0.0.1", "1
 PUBLIC_LITERALS = ["93.184.216.34", "[2606:2800:220:1:248:1893:25c8:1946]", "[::ffff:93.184.216.34]"]
 
 
+def _settings(**values: Any) -> Settings:
+    return Settings(database_url=None, redis_url=None, **values)
+
+
 def _policy(**values: Any) -> EndpointPolicy:
-    return EndpointPolicy(Settings(database_url=None, redis_url=None, **values))
+    return EndpointPolicy(_settings(**values))
 
 
 def _http(host: str, port: int | None = None, path: str = "/v1") -> Endpoint:
@@ -292,3 +299,17 @@ def test_addresses_are_compared_as_addresses() -> None:
     assert IPv6Address("::ffff:127.0.0.1").ipv4_mapped == IPv4Address("127.0.0.1")  # what the policy relies on
     policy = _policy(endpoints={"allow_hosts": ["[0:0::1]:9000"]})
     assert _allowed(policy, _http("[::1]", 9000)) and _allowed(policy, _http("[0::0:1]", 9000))
+
+
+async def test_an_ollama_entry_without_base_url_means_this_machine(models: LocalModels) -> None:
+    """Ollama's default endpoint is 127.0.0.1:11434: a tenant's entry gets it only where the operator allowed
+    it; building the chain contacts nothing."""
+    config = SecretaryConfig.model_validate(TENANT.model_dump() | {"providers": {"brain": [{"name": "ollama"}]}})
+    pool = CpuPool(1)
+    try:
+        for allow_hosts, brains in (([], ["front_desk"]), (["127.0.0.1:11434"], ["ollama", "front_desk"])):
+            factory = ProviderFactory(_settings(endpoints={"allow_hosts": allow_hosts}), models, pool)
+            assert factory.brain(config).name == "+".join(brains)
+            await factory.close()
+    finally:
+        pool.close()

@@ -375,7 +375,7 @@ ATTACKED_FIELDS = {
     "messages.webhook_url": "test_operator_entries_a_domain_may_keep_and_remove_but_not_change",
     "messages.webhook_secret_ref": "test_no_operator_or_other_domain_secret_reaches_a_tenant_endpoint",
     "messages.webhook_secret_env": "test_a_domain_key_cannot_name_an_environment_credential",
-    "messages.smtp.host": "test_the_operators_smtp_password_goes_only_to_the_operators_server",
+    "messages.smtp.host": "test_a_domain_key_cannot_point_an_endpoint_at_the_operators_network",
     "messages.smtp.password_env": "test_a_domain_key_cannot_name_an_environment_credential",
     "messages.smtp.password_ref": "test_the_operators_smtp_password_goes_only_to_the_operators_server",
 }
