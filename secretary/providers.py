@@ -3,7 +3,9 @@
 Every chain ends in the local engine of its kind (Whisper, Piper, the front desk), appended if the admin
 did not list it, so a domain with only cloud providers still answers when they all fail. Cloud adapters are
 built once per distinct provider entry, key and cache scope and reused by every call; which key an entry gets
-(and where it may be sent) is the `CredentialResolver`'s decision, keys are never logged. One `ProviderHealth`
+(and where it may be sent) is the `CredentialResolver`'s decision, keys are never logged. Whether a tenant's
+entry may reach its endpoint at all is the `EndpointPolicy`'s, asked on every build (cached adapters too):
+a refused entry is skipped like one that can't be built. One `ProviderHealth`
 benches failed providers for every chain in the process.
 
 Provider names, per kind (see the providers table in the README):
@@ -26,6 +28,7 @@ from secretary.conversation.brain import Brain
 from secretary.conversation.brain_chain import BrainChain
 from secretary.conversation.front_desk import FrontDesk
 from secretary.conversation.llm_brain import OpenAiCompatibleBrain
+from secretary.credentials.endpoints import EndpointPolicy, provider_endpoint
 from secretary.credentials.resolver import Credential, CredentialResolver
 from secretary.deadlines import Deadlines
 from secretary.knowledge.embedders import Embedder, GuardedEmbedder, OllamaEmbedder, OpenAiEmbedder
@@ -64,9 +67,17 @@ def _option(spec: ProviderSpec, key: str, default: Any) -> Any:
 
 
 class ProviderFactory:
-    def __init__(self, settings: Settings, models: LocalModels, pool: CpuPool, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        models: LocalModels,
+        pool: CpuPool,
+        metrics: Metrics | None = None,
+        endpoints: EndpointPolicy | None = None,
+    ) -> None:
         self._settings = settings
         self.credentials = CredentialResolver(settings)
+        self.endpoints = endpoints or EndpointPolicy(settings)
         self._pool = pool
         self._whisper = WhisperStt(models, pool, settings.engines.whisper_beam_size)
         self._piper = PiperTts(models, pool)
@@ -170,7 +181,10 @@ class ProviderFactory:
     def _cached(self, kind: str, config: SecretaryConfig, spec: ProviderSpec, make: Maker[T]) -> T:
         """One adapter per distinct entry, key *and cache scope*: two domains with the same entry but their own
         keys get their own clients (and their own health: one domain's revoked key benches only its adapter),
-        and a tenant's endpoint or key never shares an adapter — nor its cached audio — with another domain."""
+        and a tenant's endpoint or key never shares an adapter — nor its cached audio — with another domain.
+        Raises `EndpointNotAllowed` (a `ValueError`) for an endpoint `config` may not reach."""
+        implied = spec.base_url or _DEFAULT_BASE_URLS.get(spec.name)  # Ollama's default is this machine's
+        self.endpoints.check(provider_endpoint(kind, spec, implied), config)
         credential = self.credentials.for_spec(spec, config)
         scope = self.credentials.cache_scope(spec, credential, config)
         key = (kind, spec.model_dump_json(), credential.fingerprint, scope)
@@ -314,6 +328,7 @@ class ProviderFactory:
         raise UnknownProvider(f"no brain named {spec.name!r}")
 
     async def close(self) -> None:
+        await self.endpoints.close()
         await self.health.close()
         for engine in self._engines.values():
             close = getattr(getattr(engine, "inner", engine), "close", None)

@@ -17,6 +17,7 @@ from secretary.calls.record_store import (
     SpillingCallRecordStore,
 )
 from secretary.calls.state_store import CallStateStore, MemoryCallStateStore, RedisCallStateStore
+from secretary.credentials.endpoints import EndpointPolicy
 from secretary.credentials.secret_box import SecretBox
 from secretary.credentials.store import CredentialStore
 from secretary.db.database import Database
@@ -64,12 +65,15 @@ class Runtime:
         """`models` lets several runtimes in one process (tests) share the loaded engines."""
         database = Database(settings.database_url, settings.dependency_timeout_s) if settings.database_url else None
         box = SecretBox(settings.secret_key.get_secret_value() if settings.secret_key else None)
+        endpoints = EndpointPolicy(settings)  # one policy (and one DNS cache) for the adapters and the courier
         credentials: CredentialStore | None = None
         spill: FileMessageStore | None = None
         record_retry: RetryLoop | None = None
         if database is not None:
             credentials = CredentialStore(database, box)
-            secretaries = CachedSecretaryStore(PostgresSecretaryStore(database, credentials), settings.config_cache_s)
+            secretaries = CachedSecretaryStore(
+                PostgresSecretaryStore(database, credentials), settings.config_cache_s, endpoints.prepare
+            )
             spilling = SpillingCallRecordStore(
                 PostgresCallRecordStore(database), FileCallRecordStore(settings.data_dir / "calls-spill")
             )
@@ -93,7 +97,7 @@ class Runtime:
         pool = CpuPool(settings.engines.workers)
         models = models or LocalModels(settings.engines)
         metrics = Metrics()
-        providers = ProviderFactory(settings, models, pool, metrics)
+        providers = ProviderFactory(settings, models, pool, metrics, endpoints)
         minilm = MiniLmEmbedder(models, pool)
 
         async def embedder_for(domain_uuid: UUID) -> Embedder:
@@ -116,7 +120,12 @@ class Runtime:
             database=database,
             messages=messages,
             courier=MessageCourier(
-                messages, secretaries, settings, spill, FileMessageStore(settings.data_dir / "messages-incoming")
+                messages,
+                secretaries,
+                settings,
+                spill,
+                FileMessageStore(settings.data_dir / "messages-incoming"),
+                endpoints,
             ),
             credentials=credentials,
             knowledge=KnowledgeBase(

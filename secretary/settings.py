@@ -10,8 +10,9 @@ import os
 import re
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -177,6 +178,39 @@ class CredentialSettings(BaseModel):
     )
 
 
+class EndpointSettings(BaseModel):
+    """Where the endpoints of a database (tenant-editable) secretary may point (SECURITY.md, "Endpoints"):
+    public addresses, the operator's own endpoints (llm.base_url, credentials.operator_endpoints,
+    knowledge.chroma_url, smtp.host) and what is allowed here. The YAML secretaries are not restricted."""
+
+    allow_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="private networks tenant endpoints may reach, as CIDRs (e.g. 192.168.10.0/24, 10.0.0.7/32)",
+    )
+    allow_hosts: list[str] = Field(
+        default_factory=list,
+        description="hosts tenant endpoints may reach whatever they resolve to: host or host:port "
+        "(e.g. ollama.lan:11434, 127.0.0.1:11434, [fd00::7]:8000); without a port, any port",
+    )
+    resolve_timeout_s: float = Field(default=2.0, gt=0, description="a name that does not resolve in this is refused")
+    resolve_cache_s: float = Field(
+        default=30.0, gt=0, description="a name's addresses are looked up again after this (DNS can change)"
+    )
+
+    @field_validator("allow_hosts")
+    @classmethod
+    def _host_and_port(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            try:
+                parts = urlsplit(f"//{entry.strip()}")
+                parts.port  # noqa: B018 -- raises for a port that is no number
+            except ValueError:
+                raise ValueError(f"{entry!r}: not host or host:port") from None
+            if not parts.hostname or parts.path or parts.query or parts.fragment or "@" in parts.netloc:
+                raise ValueError(f"{entry!r}: not host or host:port")
+        return entries
+
+
 class SmtpSettings(BaseModel):
     """The default SMTP server for e-mailing taken messages; a domain's `messages.smtp` overrides it."""
 
@@ -316,6 +350,7 @@ class Settings(BaseSettings):
     engines: EngineSettings = EngineSettings()
     llm: LlmSettings = LlmSettings()
     credentials: CredentialSettings = CredentialSettings()
+    endpoints: EndpointSettings = EndpointSettings()
     secret_key: SecretStr | None = Field(
         default=None,
         description="Fernet key(s) that encrypt stored provider credentials; comma-separated, newest first",

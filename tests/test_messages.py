@@ -65,6 +65,8 @@ async def setup(
     smtp, webhook = SmtpSink(free_port()), WebhookSink(free_port(), WEBHOOK_SECRET)
     common: dict[str, Any] = {
         "messages": {"backoff_base_s": 0.05, "backoff_max_s": 0.2, "poll_s": 0.05, "max_attempts": 4},
+        # the receivers stand on loopback: an operator who allowed it (tenant endpoints are public-only else)
+        "endpoints": {"allow_hosts": ["127.0.0.1"]},
         "smtp": {"host": "127.0.0.1", "port": smtp.port, "security": "none", "from_address": "ai@acme.example.com"},
     }
     if request.param == "postgresql":

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, get_args
 
@@ -14,16 +15,23 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel
 
+from bridge.engines.chain import EngineChain
+from bridge.engines.pipeline import PipelineEngine
+from bridge.engines.registry import EngineRegistry
+from bridge.prompts import PromptAudio
 from ivr_service.admin import OPERATIONS
 from ivr_service.app import create_admin_app, create_app
 from secretary.credentials.resolver import Credential, CredentialResolver
 from secretary.credentials.secret_box import generate_secret_key
+from secretary.knowledge.embedders import MiniLmEmbedder
 from secretary.messages.email import smtp_target
+from secretary.messages.models import Delivery, DeliveryChannel, DeliveryState, TakenMessage
 from secretary.runtime import Runtime
 from secretary.settings import Settings
 from secretary.speech.audio import Pcm, parse_wav, wav_bytes
 from secretary.speech.local_engines import LocalModels
 from secretary.tenants.config import ProviderSpec, SecretaryConfig
+from secretary.tenants.pg_store import PostgresSecretaryStore
 from tests.conftest import acme_config
 from tests.support import admin_env
 from tests.support.admin_env import ACME, GLOBEX
@@ -96,6 +104,46 @@ class Walls:
         return await self.call("PATCH", f"/api/v1/admin/domains/{domain}/secretary?check_targets=false", key, json=body)
 
 
+@asynccontextmanager
+async def _walls(
+    database_url: str,
+    make_settings: Callable[..., Settings],
+    models: LocalModels,
+    monkeypatch: pytest.MonkeyPatch,
+    **overrides: Any,
+) -> AsyncIterator[Walls]:
+    secret_key = generate_secret_key()
+    for name, value in OPERATOR_ENV.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("VOICEAI_SECRET_KEY", secret_key)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    settings = make_settings(
+        database_url=database_url,
+        secret_key=secret_key,
+        llm={"api_key": LLM_KEY},
+        messages={"enabled": False},
+        **overrides,
+    )
+    runtime = Runtime.create(settings, models=models)
+    assert runtime.credentials is not None and runtime.database is not None
+    await runtime.credentials.put(GLOBEX, "globex-key", GLOBEX_SECRET)
+    rows = PostgresSecretaryStore(runtime.database)
+    saved = [await rows.admin_get(domain) for domain in (ACME, GLOBEX)]  # each test starts from these
+    attacker = await Attacker().start()
+    keys = await admin_env.api_keys(database_url)
+    secrets = [*OPERATOR_ENV.values(), LLM_KEY, GLOBEX_SECRET, secret_key, database_url]
+    try:
+        async with (
+            TestClient(TestServer(create_admin_app(runtime, own_runtime=True))) as client,
+            TestClient(TestServer(create_app(runtime))) as v1,
+        ):
+            yield Walls(client, v1, runtime, keys, attacker, secrets)
+            for config in filter(None, saved):
+                await rows.save(config)
+    finally:
+        await attacker.stop()
+
+
 @pytest.fixture
 async def walls(
     request: pytest.FixtureRequest,
@@ -104,30 +152,30 @@ async def walls(
     models: LocalModels,
     monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[Walls]:
-    secret_key = generate_secret_key()
-    for name, value in OPERATOR_ENV.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.setenv("VOICEAI_SECRET_KEY", secret_key)
-    monkeypatch.setenv("DATABASE_URL", writable_fusionpbx_url)
-    settings = make_settings(
-        database_url=writable_fusionpbx_url,
-        secret_key=secret_key,
-        llm={"api_key": LLM_KEY},
+    """The attacker's hosts stand on 127.0.0.1 (tests reach nothing else), so these tests play an operator
+    who allowed that address (`endpoints.allow_networks`): without it the egress policy refuses every such
+    endpoint before the credential walls under test are reached. `walled` is the default: no allowance."""
+    async with _walls(
+        writable_fusionpbx_url,
+        make_settings,
+        models,
+        monkeypatch,
         credentials={"share_default_keys": getattr(request, "param", False)},
-        messages={"enabled": False},
-    )
-    runtime = Runtime.create(settings, models=models)
-    assert runtime.credentials is not None
-    await runtime.credentials.put(GLOBEX, "globex-key", GLOBEX_SECRET)
-    attacker = await Attacker().start()
-    keys = await admin_env.api_keys(writable_fusionpbx_url)
-    secrets = [*OPERATOR_ENV.values(), LLM_KEY, GLOBEX_SECRET, secret_key, writable_fusionpbx_url]
-    async with (
-        TestClient(TestServer(create_admin_app(runtime, own_runtime=True))) as client,
-        TestClient(TestServer(create_app(runtime))) as v1,
-    ):
-        yield Walls(client, v1, runtime, keys, attacker, secrets)
-    await attacker.stop()
+        endpoints={"allow_networks": ["127.0.0.1/32"]},
+    ) as built:
+        yield built
+
+
+@pytest.fixture
+async def walled(
+    writable_fusionpbx_url: str,
+    make_settings: Callable[..., Settings],
+    models: LocalModels,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[Walls]:
+    """The operator allowed no private host: tenant endpoints may reach public addresses only."""
+    async with _walls(writable_fusionpbx_url, make_settings, models, monkeypatch) as built:
+        yield built
 
 
 def _with_env_field(field: str, variable: str, url: str) -> dict[str, Any]:
@@ -327,7 +375,7 @@ ATTACKED_FIELDS = {
     "messages.webhook_url": "test_operator_entries_a_domain_may_keep_and_remove_but_not_change",
     "messages.webhook_secret_ref": "test_no_operator_or_other_domain_secret_reaches_a_tenant_endpoint",
     "messages.webhook_secret_env": "test_a_domain_key_cannot_name_an_environment_credential",
-    "messages.smtp.host": "test_the_operators_smtp_password_goes_only_to_the_operators_server",
+    "messages.smtp.host": "test_a_domain_key_cannot_point_an_endpoint_at_the_operators_network",
     "messages.smtp.password_env": "test_a_domain_key_cannot_name_an_environment_credential",
     "messages.smtp.password_ref": "test_the_operators_smtp_password_goes_only_to_the_operators_server",
 }
@@ -369,3 +417,115 @@ async def test_no_admin_route_shows_a_secret_to_the_domain_that_owns_it(walls: W
             body = await response.read()
         assert response.status < 500, (path, body[:300])
         assert [s for s in secrets if s.encode() in body] == [], path
+
+
+# -- egress: where a tenant's endpoints may point (SECURITY.md, "Endpoints") ----------------------------------
+
+NOT_PUBLIC = ["127.0.0.1", "169.254.169.254", "10.0.0.5", "::1", "::ffff:127.0.0.1", "0.0.0.0", "localhost"]
+ENDPOINT_FIELDS = ["stt", "brain", "tts", "realtime", "embeddings", "webhook", "smtp"]
+PUBLIC = "93.184.216.34"  # only ever written, never contacted: no call is made where it is stored
+
+
+def _endpoint_at(field: str, host: str, scheme: str = "http") -> tuple[dict[str, Any], str]:
+    """A PATCH body pointing `field` at `host`, and the field as the API names it."""
+    netloc = f"[{host}]:8087" if ":" in host else f"{host}:8087"
+    if field == "webhook":
+        return {"messages": {"webhook_url": f"{scheme}://{netloc}/hook"}}, "messages.webhook_url"
+    if field == "smtp":
+        return {"messages": {"smtp": {"host": host, "port": 25}}}, "messages.smtp.host"
+    entry = {"name": "openai_realtime" if field == "realtime" else "openai", "base_url": f"{scheme}://{netloc}/v1"}
+    return {"providers": {field: [entry]}}, f"providers.{field}.0.base_url"
+
+
+@pytest.mark.parametrize("field", ENDPOINT_FIELDS)
+async def test_a_domain_key_cannot_point_an_endpoint_at_the_operators_network(walled: Walls, field: str) -> None:
+    path = f"/api/v1/admin/domains/{ACME}/secretary"
+    before = await walled.call("GET", path, "acme")
+    for host in NOT_PUBLIC:
+        status, error = await walled.patch("acme", _endpoint_at(field, host)[0])
+        name = _endpoint_at(field, host)[1]
+        assert (status, error["error"]["code"], error["error"].get("field")) == (400, "endpoint_not_allowed", name)
+        assert error["error"]["message"].startswith(f"{name}: "), error
+    assert await walled.call("GET", path, "acme") == before  # nothing was stored
+    assert (await walled.patch("acme", _endpoint_at(field, PUBLIC)[0]))[0] == 200  # a public address is fine
+    assert (await walled.patch("super", _endpoint_at(field, "127.0.0.1")[0]))[0] == 200  # the operator may write it
+    assert (await walled.patch("acme", {"greeting": "Acme, good day."}))[0] == 200  # and the domain keeps it
+    assert not walled.attacker.requests
+
+
+async def test_endpoint_schemes_are_http_or_websocket_where_an_engine_speaks_it(walled: Walls) -> None:
+    for field, scheme in (("brain", "ftp"), ("stt", "ws"), ("tts", "gopher"), ("embeddings", "file")):
+        body, name = _endpoint_at(field, PUBLIC, scheme)
+        status, error = await walled.patch("acme", body)
+        assert (status, error["error"]["code"], error["error"].get("field")) == (400, "endpoint_not_allowed", name)
+        assert f"{scheme} scheme is not allowed" in error["error"]["message"]
+    assert (await walled.patch("acme", _endpoint_at("realtime", PUBLIC, "wss")[0]))[0] == 200
+
+
+async def _stored_past_the_api(walls: Walls, *, smtp: bool) -> SecretaryConfig:
+    """Acme's row pointed at the attacker, written straight into PostgreSQL (as a row from before the policy,
+    or one an intruder wrote), then read as every call reads it."""
+    assert walls.runtime.database is not None
+    store = PostgresSecretaryStore(walls.runtime.database)
+    current = await store.admin_get(ACME)
+    assert current is not None
+    body = _pointed_at(walls.attacker.url)
+    body["providers"]["realtime"] = [{"name": "openai_realtime", "base_url": walls.attacker.url + "/v1"}]
+    if smtp:
+        port = int(walls.attacker.url.rsplit(":", 1)[1])
+        body["messages"] |= {"email_to": ["frontdesk@acme.example.com"], "smtp": {"host": "127.0.0.1", "port": port}}
+    await store.save(SecretaryConfig.model_validate(current.model_dump() | body))
+    walls.runtime.secretaries.invalidate()
+    # deliveries an earlier test of this module left pending must not be attempted here
+    await walls.runtime.database.execute(
+        "UPDATE v_ai_message_deliveries SET delivery_state = 'failed' WHERE delivery_state = 'pending'"
+    )
+    return await walls.runtime.secretaries.by_uuid(ACME)
+
+
+async def _turn(walls: Walls, speech: Speech) -> str:
+    started = await walls.v1.post("/api/v1/calls", json={"domain_uuid": str(ACME), "call_uuid": str(uuid.uuid4())})
+    assert started.status == 200, await started.text()
+    call = (await started.json())["call_uuid"]
+    wav = wav_bytes(speech.say("What are your opening hours?"))
+    turn = await walls.v1.post(f"/api/v1/calls/{call}/turns", data=wav, headers={"Content-Type": "audio/wav"})
+    answered = await turn.json()
+    assert turn.status == 200, answered
+    return str(answered["say"]["text"])
+
+
+async def _deliveries(walls: Walls, config: SecretaryConfig) -> list[Delivery]:
+    message = TakenMessage(domain_uuid=ACME, call_uuid=uuid.uuid4(), caller_id_number="5550123", transcript="Hi.")
+    await walls.runtime.courier.take(message, config)
+    await walls.runtime.courier.deliver_due()
+    stored = await walls.runtime.messages.get(ACME, message.message_uuid)
+    assert stored is not None
+    return stored.deliveries
+
+
+async def test_a_stored_loopback_endpoint_is_never_used_without_the_operators_allowance(
+    walled: Walls, speech: Speech
+) -> None:
+    served = await _stored_past_the_api(walled, smtp=True)
+    assert "Monday" in await _turn(walled, speech)  # the local chain answered, the caller noticed nothing
+    runtime = walled.runtime
+    local = MiniLmEmbedder(runtime.models, runtime.pool)
+    assert runtime.providers.embedder(served, local) is local
+    assert isinstance(EngineRegistry().build(runtime, served, 8000, PromptAudio(runtime)), PipelineEngine)
+    deliveries = await _deliveries(walled, served)
+    assert {d.channel for d in deliveries} == {DeliveryChannel.WEBHOOK, DeliveryChannel.EMAIL}
+    for delivery in deliveries:
+        assert delivery.state is DeliveryState.PENDING and delivery.last_error is not None
+        assert "127.0.0.1 is not a public address" in delivery.last_error, delivery.last_error
+    assert walled.attacker.requests == []
+
+
+async def test_with_the_operators_allowance_a_stored_loopback_endpoint_is_used(walls: Walls, speech: Speech) -> None:
+    served = await _stored_past_the_api(walls, smtp=False)
+    assert "Monday" in await _turn(walls, speech)  # the attacker's 500s fall back to the local chain
+    assert any("/v1/" in r for r in walls.attacker.requests)
+    runtime = walls.runtime
+    assert isinstance(EngineRegistry().build(runtime, served, 8000, PromptAudio(runtime)), EngineChain)
+    (webhook,) = await _deliveries(walls, served)
+    assert webhook.last_error == "webhook answered HTTP 500"
+    assert any(r.startswith("POST /hook") for r in walls.attacker.requests)

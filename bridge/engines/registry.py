@@ -2,7 +2,8 @@
 `bridge.engine` forces). Cloud engines in the chain are tried in order and the offline pipeline closes it
 (`EngineChain`: a call that loses a cloud engine mid-call goes on with the next); a domain on the pipeline
 alone gets the pipeline itself. Engines register a builder by name, so another provider plugs in without
-touching the session; a builder that can't serve the call (no key…) raises `EngineUnavailable` and is skipped.
+touching the session; a builder that can't serve the call (no key…) raises `EngineUnavailable` and is skipped,
+as is an entry whose endpoint the domain may not reach (`EndpointPolicy`, asked here for every engine).
 
 Names: `pipeline` (`local`), `openai_realtime` (`openai`), `elevenlabs_convai` (`elevenlabs`),
 `gemini_live` (`gemini`), `echo`."""
@@ -20,6 +21,7 @@ from bridge.engines.base import CloudEngine, RealtimeEngine
 from bridge.engines.echo import EchoEngine
 from bridge.engines.pipeline import PipelineEngine
 from bridge.prompts import PromptAudio
+from secretary.credentials.endpoints import EndpointNotAllowed, provider_endpoint
 from secretary.runtime import Runtime
 from secretary.tenants.config import ProviderSpec, SecretaryConfig
 
@@ -134,7 +136,8 @@ class EngineRegistry:
             log.warning("realtime_engine_unknown", engine=spec.name)
             return None
         try:
+            runtime.providers.endpoints.check(provider_endpoint("realtime", spec), config)
             return builder(EngineRequest(runtime, config, spec, sample_rate, prompts))
-        except EngineUnavailable as exc:
+        except (EngineUnavailable, EndpointNotAllowed) as exc:
             log.warning("realtime_engine_unavailable", engine=spec.name, reason=str(exc))
             return None

@@ -24,6 +24,7 @@ from ivr_service.admin.models import (
 )
 from ivr_service.admin.registry import Operation
 from ivr_service.api_models import parse_model
+from secretary.credentials.endpoints import EndpointNotAllowed, endpoints_of
 from secretary.credentials.resolver import operator_owned_changes
 from secretary.errors import BadInput, NoSecretary, NotFound
 from secretary.fusionpbx.domains import Domain
@@ -105,8 +106,25 @@ def _check_operator_fields(admin: AdminRequest, before: SecretaryConfig | None, 
         )
 
 
+async def _check_endpoints(admin: AdminRequest, before: SecretaryConfig | None, after: SecretaryConfig) -> None:
+    """A domain key may point its endpoints at public hosts (or what the operator allowed), not at the
+    operator's own network; one already stored is kept as it is (it is checked again where it is used)."""
+    if admin.principal.is_superadmin:
+        return
+    policy = admin.services.runtime.providers.endpoints
+    kept = {e.url for e in endpoints_of(before)} if before is not None else set()
+    for endpoint in endpoints_of(after):
+        if endpoint.url in kept:
+            continue
+        try:
+            await policy.verify(endpoint, after, unresolved_ok=True)
+        except EndpointNotAllowed as exc:
+            raise BadInput(f"{endpoint.field}: {exc}", field=endpoint.field, code="endpoint_not_allowed") from None
+
+
 async def _save(admin: AdminRequest, config: SecretaryConfig, before: SecretaryConfig | None) -> None:
     _check_operator_fields(admin, before, config)
+    await _check_endpoints(admin, before, config)
     await _check_targets(admin, config)
     await admin.services.secretaries.save(config)
     admin.services.runtime.secretaries.invalidate()

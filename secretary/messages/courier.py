@@ -23,6 +23,13 @@ from uuid import UUID
 import aiohttp
 import structlog
 
+from secretary.credentials.endpoints import (
+    Endpoint,
+    EndpointNotAllowed,
+    EndpointPolicy,
+    smtp_endpoint,
+    webhook_endpoint,
+)
 from secretary.errors import DependencyUnavailable, SecretaryError
 from secretary.messages.email import EmailSender, smtp_target
 from secretary.messages.models import (
@@ -53,6 +60,7 @@ class MessageCourier:
         settings: Settings,
         spill: FileMessageStore | None = None,
         incoming: FileMessageStore | None = None,
+        endpoints: EndpointPolicy | None = None,
     ) -> None:
         self.store = store
         self._secretaries = secretaries
@@ -65,6 +73,7 @@ class MessageCourier:
         self._loop = RetryLoop("message-courier", self.deliver_due, poll_s)
         self._session: aiohttp.ClientSession | None = None
         self._email = EmailSender()
+        self._endpoints = endpoints or EndpointPolicy(settings)
 
     # -- intake (on the call's path: one write, never a network call to SMTP or the webhook) ---------------
 
@@ -206,7 +215,15 @@ class MessageCourier:
             )
         await self.store.record_attempt(message, delivery)
 
+    async def _allowed(self, channel: str, endpoint: Endpoint, config: SecretaryConfig) -> None:
+        """A tenant's webhook or SMTP server on a host it may not reach fails the attempt, saying why."""
+        try:
+            await self._endpoints.verify(endpoint, config)
+        except EndpointNotAllowed as exc:
+            raise DeliveryFailed(f"{channel} not sent: {endpoint.field}: {exc}") from None
+
     async def _send_webhook(self, message: TakenMessage, delivery: Delivery, config: SecretaryConfig) -> None:
+        await self._allowed("webhook", webhook_endpoint(config.messages, delivery.destination), config)
         if self._session is None:
             self._session = aiohttp.ClientSession()
         sender = WebhookSender(self._session, self._config.webhook_timeout_s)
@@ -223,4 +240,6 @@ class MessageCourier:
         target = smtp_target(config, self._settings.smtp)
         if target is None:
             raise DeliveryFailed("no SMTP server is configured (smtp.host, or the domain's messages.smtp)")
+        if config.messages.smtp is not None:  # the domain's own server; the service-wide one is the operator's
+            await self._allowed("e-mail", smtp_endpoint(config.messages.smtp), config)
         await self._email.send(message, config, target, delivery.destination)

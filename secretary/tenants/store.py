@@ -4,7 +4,7 @@ last good answer of each domain for an outage)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 from uuid import UUID
 
@@ -44,11 +44,19 @@ class CachedSecretaryStore:
     """Keeps each answer for `ttl_s`, so a call's turns don't each cost a database round trip, and the last
     good answer of each domain for when the database is unavailable: calls, and the messages callers leave,
     go on through an outage. Refusals are not cached and drop the domain's last answer, so a domain that is
-    disabled or deleted is refused at once, and never served from memory later."""
+    disabled or deleted is refused at once, and never served from memory later. `prepare` is awaited with
+    each config served (the endpoint policy resolving the names it uses), so what is built from it need not
+    wait for anything."""
 
-    def __init__(self, inner: SecretaryStore, ttl_s: float) -> None:
+    def __init__(
+        self,
+        inner: SecretaryStore,
+        ttl_s: float,
+        prepare: Callable[[SecretaryConfig], Awaitable[None]] | None = None,
+    ) -> None:
         self._inner = inner
         self._ttl = ttl_s
+        self._prepare = prepare
         self._by_uuid: dict[UUID, tuple[float, SecretaryConfig]] = {}
         self._by_name: dict[str, tuple[float, SecretaryConfig]] = {}
         self._known_by_uuid: dict[UUID, SecretaryConfig] = {}
@@ -57,14 +65,21 @@ class CachedSecretaryStore:
     async def by_uuid(self, domain_uuid: UUID) -> SecretaryConfig:
         hit = self._by_uuid.get(domain_uuid)
         if hit and hit[0] > time.monotonic():
-            return hit[1]
-        return await self._asked(self._inner.by_uuid(domain_uuid), self._known_by_uuid.get(domain_uuid))
+            return await self._prepared(hit[1])
+        config = await self._asked(self._inner.by_uuid(domain_uuid), self._known_by_uuid.get(domain_uuid))
+        return await self._prepared(config)
 
     async def by_name(self, domain_name: str) -> SecretaryConfig:
         hit = self._by_name.get(domain_name.casefold())
         if hit and hit[0] > time.monotonic():
-            return hit[1]
-        return await self._asked(self._inner.by_name(domain_name), self._known_by_name.get(domain_name.casefold()))
+            return await self._prepared(hit[1])
+        known = self._known_by_name.get(domain_name.casefold())
+        return await self._prepared(await self._asked(self._inner.by_name(domain_name), known))
+
+    async def _prepared(self, config: SecretaryConfig) -> SecretaryConfig:
+        if self._prepare is not None:
+            await self._prepare(config)
+        return config
 
     async def _asked(self, answer: Awaitable[SecretaryConfig], known: SecretaryConfig | None) -> SecretaryConfig:
         try:
