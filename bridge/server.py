@@ -69,9 +69,10 @@ class BridgeServer:
             self._handle,
             settings.host if host is None else host,
             settings.port if port is None else port,
-            process_request=self._health,
+            process_request=self._process_request,
             max_size=MAX_MESSAGE_BYTES,
             compression=None,
+            open_timeout=settings.handshake_timeout_s,
         )
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         return self
@@ -90,6 +91,16 @@ class BridgeServer:
                 await self._server.wait_closed()
         if self.esl is not None:
             await self.esl.close()
+
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        """Past `max_connections` a new socket is answered 503 before anything else (an unauthenticated client
+        can't hold the process's descriptors; one that never finishes its request is closed at the handshake
+        deadline); then `GET /health` and `GET /metrics` on the bridge's own port."""
+        assert self._server is not None
+        if len(self._server.connections) >= self.runtime.settings.bridge.max_connections:  # open ones, not this
+            self.runtime.metrics.errors.labels("too_many_connections").inc()
+            return connection.respond(HTTPStatus.SERVICE_UNAVAILABLE, "too many connections\n")
+        return self._health(connection, request)
 
     def _health(self, connection: ServerConnection, request: Request) -> Response | None:
         """`GET /health` and `GET /metrics` on the bridge's own port (it may run without the ivr service)."""

@@ -23,8 +23,11 @@ from secretary.settings import IvrSettings
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-# An Authorization value up to the end of its line, and anything shaped like one of our keys (vai_...).
-_SECRETS = re.compile(r"(authorization\s*:\s*)[^\r\n'\"]*|vai_[A-Za-z0-9_\-]+", re.IGNORECASE)
+# An Authorization or shared-secret header's value up to the end of its line, and anything shaped like one of
+# our keys (vai_...).
+_SECRETS = re.compile(
+    r"((?:authorization|x-voiceai-secret)\s*:\s*)[^\r\n'\"]*|vai_[A-Za-z0-9_\-]+", re.IGNORECASE
+)
 
 
 class BodyTimeout(BadInput):
@@ -34,29 +37,37 @@ class BodyTimeout(BadInput):
         super().__init__(f"the request body did not arrive within {seconds:g} s", field="body", code="body_timeout")
 
 
-def redact(text: str) -> str:
-    return _SECRETS.sub(lambda m: f"{m.group(1)}[redacted]" if m.group(1) else "[redacted]", text)
+def redact(text: str, secrets: tuple[str, ...] = ()) -> str:
+    text = _SECRETS.sub(lambda m: f"{m.group(1)}[redacted]" if m.group(1) else "[redacted]", text)
+    for secret in secrets:
+        text = text.replace(secret, "[redacted]")
+    return text
 
 
 class RedactingLogger(logging.LoggerAdapter[logging.Logger]):
     """The logger aiohttp's protocol writes to. Its parser errors quote the raw bytes of the offending header
-    (`Authorization: Bearer vai_…\\x00…`, or just the folded-over rest of a key), so a parser error is logged
-    by its reason alone; anything else it logs has Authorization values and key-shaped text redacted."""
+    (`Authorization: Bearer vai_…\\x00…`, or just the folded-over rest of a key; the pure-Python parser even in
+    the reason itself), so a parser error is logged by its class and status alone; anything else it logs has
+    Authorization and shared-secret values, key-shaped text and the configured secrets redacted."""
+
+    def __init__(self, logger: logging.Logger, secrets: tuple[str, ...] = ()) -> None:
+        super().__init__(logger, {})
+        self._secrets = secrets
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
         error = kwargs.get("exc_info")
         if isinstance(error, HttpProcessingError):
-            reason = str(error.message).split("\n", 1)[0].rstrip(": ")
             kwargs["exc_info"] = None
-            msg = f"{msg}: {type(error).__name__} {error.code}: {redact(reason).replace('%', '%%')}"
-        return redact(str(msg)), kwargs
+            msg = f"{msg}: {type(error).__name__} {error.code}"
+        return redact(str(msg), self._secrets), kwargs
 
 
 def handler_args(settings: IvrSettings) -> dict[str, Any]:
     """Options of aiohttp's per-connection protocol (`web.Application(handler_args=...)`)."""
+    secrets = (settings.shared_secret.get_secret_value(),) if settings.shared_secret is not None else ()
     return {
         "keepalive_timeout": settings.header_timeout_s,
-        "logger": RedactingLogger(logging.getLogger("aiohttp.server")),
+        "logger": RedactingLogger(logging.getLogger("aiohttp.server"), secrets),
     }
 
 

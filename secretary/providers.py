@@ -17,7 +17,6 @@ Provider names, per kind (see the providers table in the README):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -93,7 +92,7 @@ class ProviderFactory:
             fallback.cool_down_s, fallback.probe_interval_s, fallback.probe_timeout_s, on_failure=count_failure
         )
         self._clients: dict[tuple[str, str, str], Any] = {}
-        self._engines: dict[tuple[str, str, str, str], Any] = {}
+        self._engines: dict[tuple[str, str], Any] = {}
 
     @property
     def local_stt(self) -> WhisperStt:
@@ -185,20 +184,16 @@ class ProviderFactory:
         Raises `EndpointNotAllowed` (a `ValueError`) for an endpoint `config` may not reach."""
         implied = spec.base_url or _DEFAULT_BASE_URLS.get(spec.name)  # Ollama's default is this machine's
         self.endpoints.check(provider_endpoint(kind, spec, implied), config)
-        credential = self.credentials.for_spec(spec, config)
-        scope = self.credentials.cache_scope(spec, credential, config)
-        key = (kind, spec.model_dump_json(), credential.fingerprint, scope)
+        identity = self.credentials.identify(spec, config)
+        key = (kind, identity.digest)
         engine: Any = self._engines.get(key)
         if engine is None:
-            engine = make(spec, credential)
+            engine = make(spec, identity.credential)
             if engine not in (self._whisper, self._piper, self._front_desk):
-                base = spec.base_url or "default"
-                health_key = f"{kind}:{spec.name}:{base}:{spec.model or ''}:{credential.fingerprint}"
-                setattr(engine, "health_key", health_key)  # noqa: B010
+                setattr(engine, "health_key", identity.health_key(kind, spec))  # noqa: B010
                 if kind == "tts":
                     # Everything that decides the audio names its cache entries (SECURITY.md, "Caches").
-                    identity = f"{spec.model_dump_json()}\0{credential.fingerprint}\0{scope}"
-                    engine.voice_id = f"{engine.voice_id}:{hashlib.sha256(identity.encode()).hexdigest()[:16]}"
+                    engine.voice_id = f"{engine.voice_id}:{identity.digest}"
             self._engines[key] = engine
         return engine  # type: ignore[no-any-return]
 

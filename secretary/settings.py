@@ -114,6 +114,13 @@ class BridgeSettings(BaseModel):
     max_frame_bytes: int = Field(default=96000, gt=0, description="larger inbound frames are dropped")
     flood_allowance_ms: int = Field(default=1000, ge=100, description="audio a stream may run ahead of real time")
     playback_chunk_ms: int = Field(default=100, ge=20, le=2000, description="size of each streamAudio message")
+    max_connections: int = Field(
+        default=2000, gt=0, description="open WebSocket connections at once; one more is answered 503 (handshakes are "
+        "bounded by handshake_timeout_s)"
+    )
+    handshake_timeout_s: float = Field(
+        default=5.0, gt=0, description="a socket that hasn't completed its WebSocket handshake by then is closed"
+    )
     playback_lead_ms: int = Field(default=200, ge=0, le=5000, description="audio sent ahead into the module's buffer")
     caller_silence_s: float = Field(default=10.0, gt=0, description="silence before 'are you still there?'")
     max_call_seconds: int | None = Field(default=None, gt=0, description="caps every domain's max_call_seconds")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from bridge.protocol import StreamAudio, parse_server_message
 from secretary.calls.models import CallState
@@ -176,6 +176,28 @@ async def test_a_stream_for_another_domains_live_call_is_refused_and_touches_not
         assert await bridge.runtime.call_states.get(call_uuid) == globex_call
         assert bridge.counter("voiceai_calls_started", transport="realtime") == 0
         await bridge.runtime.call_states.delete(globex_call.domain_uuid, call_uuid)
+
+
+async def test_connections_past_the_cap_get_a_503_and_a_silent_socket_is_closed_at_the_handshake_deadline(
+    make_settings: Callable[..., Settings], models: LocalModels
+) -> None:
+    """No client, authenticated or not, can hold the process's descriptors: open connections are capped, and a
+    socket that never finishes its handshake is closed at `handshake_timeout_s`."""
+    async with live_bridge(make_settings, models, engine="echo", max_connections=2, handshake_timeout_s=0.5) as bridge:
+        first, second = await open_stream(bridge), await open_stream(bridge)
+        with pytest.raises(InvalidStatus) as refused:
+            await open_stream(bridge)
+        assert refused.value.response.status_code == 503
+        await first.close()  # the closing handshake is done: the bridge no longer counts it as open
+        third = await open_stream(bridge)  # a place came free
+        reader, writer = await asyncio.open_connection("127.0.0.1", bridge.server.port)
+        writer.write(b"GET /stream/ HTTP/1.1\r\n")  # ...and never the rest
+        async with asyncio.timeout(10):
+            assert await reader.read() == b""  # closed by the bridge
+        writer.close()
+        await second.close()
+        await third.close()
+        assert bridge.counter("voiceai_errors", code="too_many_connections") == 1
 
 
 async def test_a_stream_nobody_can_vouch_for_is_not_served(

@@ -23,11 +23,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from ivr_service.app import RUNTIME, create_admin_app, create_app
-from ivr_service.http_server import LimitedSite
+from ivr_service.http_server import LimitedSite, handler_args
 from ivr_service.spool import INBOX_MODE
 from secretary.observability import configure_logging
 from secretary.runtime import Runtime
-from secretary.settings import Settings
+from secretary.settings import IvrSettings, Settings
 from secretary.speech.audio import wav_bytes
 from secretary.speech.local_engines import LocalModels
 from tests.support import admin_env
@@ -150,6 +150,25 @@ async def test_a_malformed_authorization_header_never_logs_the_key(
     logged = caplog.text + capsys.readouterr().err
     assert "Error handling request" in logged  # the error itself is still logged...
     assert head[4:] not in logged and tail not in logged  # ...but no part of the key
+
+
+def test_parser_errors_are_logged_without_their_text_whatever_parser_quoted_the_header(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """aiohttp's pure-Python parser (no C extension: AIOHTTP_NO_EXTENSIONS, or no wheel) puts the raw header in
+    the error's own reason; the v1 shared secret and key-shaped text are redacted from anything else."""
+    from aiohttp.http_exceptions import InvalidHeader
+
+    shared = "s3cret-" + secrets.token_hex(16)
+    logger = handler_args(IvrSettings(shared_secret=shared))["logger"]
+    key = "vai_" + secrets.token_urlsafe(32)
+    with caplog.at_level(logging.DEBUG, logger="aiohttp.server"):
+        error = InvalidHeader(f"Authorization: Bearer {key[:10]}\x00{key[10:]}".encode())
+        logger.error("Error handling request", exc_info=error)
+        logger.debug(f"request headers: X-VoiceAI-Secret: {shared}; token {key}; again {shared}")
+    logged = caplog.text + "".join(str(r.exc_info) for r in caplog.records)
+    assert "InvalidHeader 400" in logged
+    assert shared not in logged and key[:10] not in logged and key[10:] not in logged
 
 
 # -- bad input: a 4xx naming the problem, and nothing lost (item 11) ----------------------------------------------

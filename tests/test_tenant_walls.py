@@ -321,6 +321,9 @@ def test_nobody_can_name_the_services_own_secrets() -> None:
             ProviderSpec(name="openai", api_key_env=variable)
     with pytest.raises(ValueError):
         ProviderSpec(name="openai", api_key_env="NOT-A-NAME")
+    for voice in ("../../v1/voices/add?x=", "a/b", "v 1", "..", ""):  # voices go into URL paths (ElevenLabs)
+        with pytest.raises(ValueError):
+            ProviderSpec(name="elevenlabs", voice=voice)
 
 
 def test_the_operators_smtp_password_goes_only_to_the_operators_server() -> None:
@@ -529,3 +532,24 @@ async def test_with_the_operators_allowance_a_stored_loopback_endpoint_is_used(w
     (webhook,) = await _deliveries(walls, served)
     assert webhook.last_error == "webhook answered HTTP 500"
     assert any(r.startswith("POST /hook") for r in walls.attacker.requests)
+
+
+@pytest.mark.parametrize("walls", [True], ids=["defaults-shared"], indirect=True)
+async def test_one_domains_entry_can_never_bench_anothers_provider(walls: Walls) -> None:
+    """Health is keyed like the adapter: a domain whose entry fails (a bogus voice, its own agent) on the
+    operator's shared key benches only itself, not another domain's good entry on the same provider."""
+    for domain, voice in ((ACME, "bogus-voice"), (GLOBEX, "alloy")):
+        body = {"providers": {"tts": [{"name": "openai", "model": "gpt-4o-mini-tts", "voice": voice}]}}
+        assert (await walls.patch("super", body, domain))[0] == 200
+    acme, globex = [await walls.runtime.secretaries.by_uuid(d) for d in (ACME, GLOBEX)]
+    engines = [walls.runtime.providers.tts(c)._candidates()[0][1] for c in (acme, globex)]
+    keys = [getattr(e, "health_key") for e in engines]  # noqa: B009
+    assert keys[0] != keys[1] and all(k.startswith("tts:openai:default:") for k in keys)
+    walls.runtime.providers.health.failed(keys[0], RuntimeError("400 unknown voice"))
+    assert not walls.runtime.providers.health.available(keys[0]) and walls.runtime.providers.health.available(keys[1])
+    # the same for realtime engines: another agent on the operator's ElevenLabs key is another health entry
+    specs = [ProviderSpec(name="elevenlabs_convai", options={"agent_id": agent}) for agent in ("bad", "good")]
+    credentials = walls.runtime.providers.credentials
+    ids = [credentials.identify(s, c, "elevenlabs_convai") for s, c in zip(specs, (acme, globex), strict=True)]
+    assert ids[0].credential == ids[1].credential and ids[0].credential.origin == "operator"
+    assert ids[0].health_key("realtime", specs[0]) != ids[1].health_key("realtime", specs[1])

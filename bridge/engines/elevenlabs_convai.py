@@ -46,7 +46,7 @@ from bridge.engines import realtime_tools
 from bridge.engines.agent_turn import AgentTurn, thank_for_message
 from bridge.engines.base import CallContext, Handoff
 from bridge.engines.realtime_tools import ToolDesk
-from bridge.engines.registry import EngineRequest, EngineUnavailable, engine_health_key
+from bridge.engines.registry import EngineRequest, EngineUnavailable
 from bridge.engines.wire_audio import WireAudio
 from bridge.playback import Interruption
 from bridge.prompts import PromptAudio, beep
@@ -126,7 +126,8 @@ class ElevenLabsConvaiEngine:
         agent_id = str(spec.options.get("agent_id") or spec.model or "")
         if not agent_id:
             raise EngineUnavailable("elevenlabs_convai needs the agent's id (options.agent_id)")
-        key = request.runtime.providers.credentials.for_spec(spec, request.config, "elevenlabs_convai").value
+        identity = request.runtime.providers.credentials.identify(spec, request.config, "elevenlabs_convai")
+        key = identity.credential.value
         base_url = spec.base_url or DEFAULT_BASE_URL
         engine = cls(
             request.runtime,
@@ -139,7 +140,7 @@ class ElevenLabsConvaiEngine:
             voice=spec.voice,
             connect_timeout_s=max(request.runtime.settings.fallback.realtime_connect_s * 3, 3.0),
         )
-        engine.health_key = engine_health_key(spec, key, base_url)
+        engine.health_key = identity.health_key("realtime", spec)
         return engine
 
     # -- audio in ------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ from bridge.engines import realtime_tools
 from bridge.engines.agent_turn import AgentTurn, thank_for_message
 from bridge.engines.base import CallContext, Handoff
 from bridge.engines.realtime_tools import ToolDesk
-from bridge.engines.registry import EngineRequest, EngineUnavailable, engine_health_key
+from bridge.engines.registry import EngineRequest, EngineUnavailable
 from bridge.engines.wire_audio import WireAudio
 from bridge.playback import Interruption
 from bridge.prompts import PromptAudio, beep
@@ -130,7 +130,8 @@ class GeminiLiveEngine:
     @classmethod
     def from_request(cls, request: EngineRequest) -> GeminiLiveEngine:
         spec = request.spec
-        key = request.runtime.providers.credentials.for_spec(spec, request.config, "gemini_live").value
+        identity = request.runtime.providers.credentials.identify(spec, request.config, "gemini_live")
+        key = identity.credential.value
         if not key:
             raise EngineUnavailable("gemini_live needs an API key: none this domain may use (api_key_ref)")
         base_url = spec.base_url or DEFAULT_BASE_URL
@@ -146,7 +147,7 @@ class GeminiLiveEngine:
             options=dict(spec.options),
             connect_timeout_s=max(request.runtime.settings.fallback.realtime_connect_s * 3, 3.0),
         )
-        engine.health_key = engine_health_key(spec, key, base_url)
+        engine.health_key = identity.health_key("realtime", spec)
         return engine
 
     # -- audio in ------------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from openai import AsyncOpenAI
 from bridge.engines import realtime_tools
 from bridge.engines.base import CallContext, Handoff
 from bridge.engines.realtime_tools import ToolDesk
-from bridge.engines.registry import EngineRequest, EngineUnavailable, engine_health_key
+from bridge.engines.registry import EngineRequest, EngineUnavailable
 from bridge.playback import Interruption
 from bridge.prompts import MESSAGE_TAKEN
 from secretary.calls.models import CallPhase, TurnRecord
@@ -107,7 +107,8 @@ class OpenAiRealtimeEngine:
     @classmethod
     def from_request(cls, request: EngineRequest) -> OpenAiRealtimeEngine:
         spec, llm = request.spec, request.runtime.settings.llm
-        key = request.runtime.providers.credentials.for_spec(spec, request.config, "openai_realtime").value
+        identity = request.runtime.providers.credentials.identify(spec, request.config, "openai_realtime")
+        key = identity.credential.value
         base_url = spec.base_url or llm.base_url
         if not key and base_url is None:
             raise EngineUnavailable("OpenAI Realtime needs an API key: none this domain may use (api_key_ref)")
@@ -121,7 +122,7 @@ class OpenAiRealtimeEngine:
             request.sample_rate,
             dict(spec.options),
         )
-        engine.health_key = engine_health_key(spec, key, base_url)
+        engine.health_key = identity.health_key("realtime", spec)
         return engine
 
     # -- audio in ------------------------------------------------------------------------------------------

@@ -11,7 +11,6 @@ Names: `pipeline` (`local`), `openai_realtime` (`openai`), `elevenlabs_convai` (
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -42,12 +41,6 @@ EngineBuilder = Callable[[EngineRequest], RealtimeEngine]
 
 class EngineUnavailable(ValueError):
     """A builder can't serve this call (missing credentials, unsupported rate…): the next entry is tried."""
-
-
-def engine_health_key(spec: ProviderSpec, key: str, base_url: str | None) -> str:
-    """One health entry per provider, endpoint, model and key (a domain's bad key benches only its own)."""
-    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:8] if key else "nokey"
-    return f"realtime:{spec.name}:{base_url or 'default'}:{spec.model or ''}:{fingerprint}"
 
 
 def _pipeline(request: EngineRequest) -> RealtimeEngine:

@@ -59,6 +59,21 @@ class Credential:
 NO_CREDENTIAL = Credential("", "none")
 
 
+@dataclass(frozen=True, slots=True)
+class ProviderIdentity:
+    """Who an adapter is: its entry, key and cache scope. Whatever may differ between two domains' adapters
+    (model, voice, options, endpoint, key, scope) is in `digest`, so adapters, their health and their cached
+    output are shared only where everything that decides their behaviour is the same."""
+
+    credential: Credential
+    scope: str
+    digest: str
+
+    def health_key(self, kind: str, spec: ProviderSpec) -> str:
+        base = spec.base_url or "default"
+        return f"{kind}:{spec.name}:{base}:{spec.model or ''}:{self.credential.fingerprint}:{self.digest}"
+
+
 def origin_of(url: str) -> tuple[str, str, int] | None:
     """(scheme, host, port) of an endpoint, with the scheme's default port; None for what can't be parsed."""
     try:
@@ -109,6 +124,12 @@ class CredentialResolver:
         if not value and provider in _LLM_KEY_PROVIDERS and llm_key is not None:
             value = llm_key.get_secret_value()
         return Credential(value, "operator") if value else NO_CREDENTIAL
+
+    def identify(self, spec: ProviderSpec, config: SecretaryConfig, provider: str | None = None) -> ProviderIdentity:
+        credential = self.for_spec(spec, config, provider)
+        scope = self.cache_scope(spec, credential, config)
+        identity = f"{spec.model_dump_json()}\0{credential.fingerprint}\0{scope}"
+        return ProviderIdentity(credential, scope, hashlib.sha256(identity.encode()).hexdigest()[:16])
 
     def cache_scope(self, spec: ProviderSpec, credential: Credential, config: SecretaryConfig) -> str:
         """What may share cached output (TTS audio) with other domains: only an operator endpoint with an

@@ -178,7 +178,8 @@ class ProviderSpec(BaseModel):
     base_url: str | None = None
     api_key_env: EnvName | None = None
     api_key_ref: CredentialName | None = None
-    voice: str | None = None
+    # A voice name or id: it goes into URL paths (ElevenLabs), so one plain token, never a path.
+    voice: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,100}$")] | None = None
     options: dict[str, str | int | float | bool] = Field(default_factory=dict)
     # The decrypted credential named by api_key_ref: private, so it is never dumped, logged or compared.
     _api_key: SecretStr | None = PrivateAttr(default=None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from urllib.parse import quote
 
 import aiohttp
 
@@ -71,7 +72,7 @@ class ElevenLabsTts:
         return Pcm(b"".join(p.data for p in parts), self.sample_rate)
 
     async def stream(self, text: str) -> AsyncIterator[Pcm]:
-        url = f"{self._base}/v1/text-to-speech/{self._voice}/stream"
+        url = f"{self._base}/v1/text-to-speech/{quote(self._voice, safe='')}/stream"
         try:
             async with self._client().post(
                 url, params={"output_format": self._format}, json={"text": text, "model_id": self._model}
