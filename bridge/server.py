@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import json
 from http import HTTPStatus
 from typing import Any
@@ -39,6 +38,7 @@ from bridge.protocol import (
 )
 from bridge.session import CallSession
 from freeswitch.esl import EslClient, EslUnavailable
+from secretary.access.stream_tokens import accepted_tokens, token_matches, tokens_required
 from secretary.errors import NotFound, Refused, SecretaryError
 from secretary.runtime import Runtime
 
@@ -63,8 +63,11 @@ class BridgeServer:
 
     async def start(self, host: str | None = None, port: int | None = None) -> BridgeServer:
         settings = self.runtime.settings.bridge
-        if not settings.auth_token and not settings.domain_tokens:
-            log.warning("bridge_without_auth", detail="no bridge.auth_token: any client reaching the port is served")
+        if not tokens_required(settings):
+            log.warning(
+                "bridge_without_auth",
+                detail="no bridge.token_secret or auth_token: any client reaching the port is served",
+            )
         self._server = await serve(
             self._handle,
             settings.host if host is None else host,
@@ -290,18 +293,16 @@ class BridgeServer:
             return None, self.esl  # FreeSWITCH answered: nothing of another tenant under this uuid
 
     def _authorized(self, ws: ServerConnection, target: StreamTarget) -> bool:
+        """The shared `auth_token`, or the token of the domain the path names (its `domain_tokens` entry, or the
+        one derived from `token_secret`): a domain's token never opens another domain's stream."""
         settings = self.runtime.settings.bridge
-        if settings.auth_token is None and not settings.domain_tokens:
+        if not tokens_required(settings):
             return True
-        accepted = [t.get_secret_value() for t in (settings.auth_token,) if t is not None]
-        domain_token = settings.domain_tokens.get(str(target.domain_uuid))
-        if domain_token is not None:
-            accepted.append(domain_token.get_secret_value())
         header = ws.request.headers.get("Authorization", "") if ws.request is not None else ""
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token:
+        if scheme.lower() != "bearer" or not token.strip():
             return False
-        return any(hmac.compare_digest(token.strip().encode(), ok.encode()) for ok in accepted)
+        return token_matches(token.strip(), accepted_tokens(settings, target.domain_uuid))
 
     async def _fail(self, ws: ServerConnection, exc: SecretaryError) -> None:
         """A dependency we need to serve the stream safely did not answer: 1011, never served unchecked."""

@@ -159,6 +159,10 @@ class EslClient:
 
     async def _session(self) -> None:
         settings = self._settings
+        try:
+            password = settings.current_password()
+        except OSError as exc:
+            raise EslUnavailable(f"can't read the ESL password from {settings.password_file}: {exc.strerror}") from exc
         async with asyncio.timeout(settings.connect_timeout_s):
             reader, writer = await asyncio.open_connection(settings.host, settings.port)
         parser = EslParser()
@@ -167,7 +171,7 @@ class EslClient:
                 greeting = await self._next(reader, parser)
                 if greeting.content_type != "auth/request":
                     raise EslProtocolError(f"expected auth/request, got {greeting.content_type!r}")
-                writer.write(command(f"auth {settings.password.get_secret_value()}"))
+                writer.write(command(f"auth {password}"))
                 reply = await self._next(reader, parser)
                 if not reply.ok or "+OK" not in reply.reply_text:
                     raise EslUnavailable("authentication refused (check the ESL password)")

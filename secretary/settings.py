@@ -20,6 +20,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from secretary.fusionpbx.config_file import event_socket_password
+
 DEFAULT_CONFIG_FILE = Path("config/voice-ai.yaml")
 # What mod_curl can carry as one token of its command line (no blanks, quotes or backslashes), long enough to guess.
 SHARED_SECRET_PATTERN = r"^[A-Za-z0-9._~+/=-]{16,256}$"
@@ -94,9 +96,22 @@ class EslSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = 8021
     password: SecretStr = SecretStr("ClueCon")
+    password_file: Path | None = Field(
+        default=None,
+        description="FusionPBX's config.conf (/etc/fusionpbx/config.conf): when set, the password is read from its "
+        "switch.event_socket.password at every connection (FusionPBX's own default, ClueCon, when absent) and "
+        "`password` is not used",
+    )
     connect_timeout_s: float = Field(default=3.0, gt=0)
     command_timeout_s: float = Field(default=3.0, gt=0)
     reconnect_max_s: float = Field(default=10.0, gt=0, description="longest wait between reconnection attempts")
+
+    def current_password(self) -> str:
+        """Read at every connection, so a password changed in FusionPBX is picked up on the next reconnect.
+        Raises OSError when `password_file` can't be read."""
+        if self.password_file is None:
+            return self.password.get_secret_value()
+        return event_socket_password(self.password_file)
 
 
 class BridgeSettings(BaseModel):
@@ -104,10 +119,31 @@ class BridgeSettings(BaseModel):
 
     host: str = "127.0.0.1"
     port: int = 8085
-    auth_token: SecretStr | None = Field(default=None, description="bearer token every stream must send")
-    domain_tokens: dict[str, SecretStr] = Field(
-        default_factory=dict, description="domain_uuid -> a bearer token valid for that domain only"
+    auth_token: SecretStr | None = Field(
+        default=None, description="a bearer token valid for every domain (prefer token_secret: per-domain tokens)"
     )
+    token_secret: SecretStr | None = Field(
+        default=None,
+        description="derives each domain's own bearer token (HMAC-SHA256 of the domain_uuid); `voiceai dialplan "
+        "install` writes that domain's token only; at least 32 characters (e.g. `openssl rand -hex 32`)",
+    )
+    domain_tokens: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="domain_uuid -> a bearer token valid for that domain only; replaces its derived token",
+    )
+
+    @field_validator("auth_token", "token_secret", mode="before")
+    @classmethod
+    def _unset_when_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("token_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 32:
+            raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
     default_sample_rate: Literal[8000, 16000] = 8000
     engine: str | None = Field(default=None, description="force one realtime engine for every domain (benchmarks)")
     metadata_timeout_s: float = Field(default=2.0, gt=0, description="wait for the metadata frame this long")
@@ -115,8 +151,10 @@ class BridgeSettings(BaseModel):
     flood_allowance_ms: int = Field(default=1000, ge=100, description="audio a stream may run ahead of real time")
     playback_chunk_ms: int = Field(default=100, ge=20, le=2000, description="size of each streamAudio message")
     max_connections: int = Field(
-        default=2000, gt=0, description="open WebSocket connections at once; one more is answered 503 (handshakes are "
-        "bounded by handshake_timeout_s)"
+        default=2000,
+        gt=0,
+        description="open WebSocket connections at once; one more is answered 503 (handshakes are "
+        "bounded by handshake_timeout_s)",
     )
     handshake_timeout_s: float = Field(
         default=5.0, gt=0, description="a socket that hasn't completed its WebSocket handshake by then is closed"

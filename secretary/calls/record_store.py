@@ -151,9 +151,10 @@ class PostgresCallRecordStore:
         if caller:
             pattern = "%" + caller.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         rows = await self._db.fetch(
-            """SELECT call_uuid, domain_uuid, transport, caller_id_number, caller_id_name, destination_number,
-                      start_stamp, end_stamp, duration_ms, turn_count, outcome, outcome_destination,
-                      hangup_cause, usage
+            """SELECT call_uuid, domain_uuid, transport, coalesce(caller_id_number, '') AS caller_id_number,
+                      coalesce(caller_id_name, '') AS caller_id_name,
+                      coalesce(destination_number, '') AS destination_number, start_stamp, end_stamp,
+                      duration_ms, turn_count, outcome, outcome_destination, hangup_cause, usage
                FROM v_ai_calls
                WHERE domain_uuid = $1
                  AND ($2::timestamptz IS NULL OR start_stamp >= $2)
@@ -205,9 +206,11 @@ class PostgresCallRecordStore:
 
     async def get(self, domain_uuid: UUID, call_uuid: UUID) -> CallRecord | None:
         call = await self._db.fetchrow(
-            """SELECT ai_call_uuid, call_uuid, domain_uuid, transport, caller_id_number, caller_id_name,
-                      destination_number, start_stamp, end_stamp, duration_ms, outcome,
-                      outcome_destination, hangup_cause, usage
+            """SELECT ai_call_uuid, call_uuid, domain_uuid, transport,
+                      coalesce(caller_id_number, '') AS caller_id_number,
+                      coalesce(caller_id_name, '') AS caller_id_name,
+                      coalesce(destination_number, '') AS destination_number, start_stamp, end_stamp, duration_ms,
+                      outcome, outcome_destination, hangup_cause, usage
                FROM v_ai_calls WHERE domain_uuid = $1 AND call_uuid = $2""",
             domain_uuid,
             call_uuid,
@@ -215,7 +218,8 @@ class PostgresCallRecordStore:
         if call is None:
             return None
         turns = await self._db.fetch(
-            """SELECT turn_index, turn_stamp, caller_text, secretary_text, heard_text, action_type,
+            """SELECT turn_index, turn_stamp, coalesce(caller_text, '') AS caller_text,
+                      coalesce(secretary_text, '') AS secretary_text, heard_text, action_type,
                       action_destination, brain, stt_ms, brain_ms, tts_ms, total_ms, recording_file, reply_file
                FROM v_ai_call_turns WHERE ai_call_uuid = $1 AND domain_uuid = $2 ORDER BY turn_index""",
             call["ai_call_uuid"],

@@ -48,7 +48,8 @@ class CredentialStore:
 
     async def list(self, domain_uuid: UUID) -> list[CredentialInfo]:
         rows = await self._db.fetch(
-            """SELECT credential_name, credential_description, secret_hint, insert_date, update_date
+            """SELECT credential_name, coalesce(credential_description, '') AS credential_description,
+                      coalesce(secret_hint, '') AS secret_hint, insert_date, update_date
                FROM v_ai_provider_credentials WHERE domain_uuid = $1 ORDER BY credential_name""",
             domain_uuid,
         )

@@ -153,16 +153,32 @@ def flush_instructions(context: str) -> str:
     )
 
 
+@dataclass(frozen=True)
+class InstalledDialplan:
+    dialplan_uuid: UUID
+    created: bool
+    destination: bool  # offered in FusionPBX's destination pickers (False: this FusionPBX has no such column)
+    label: str  # how the pickers name it: `${dialplan_name} ${dialplan_description}`
+
+
 class DialplanInstaller:
     def __init__(self, database: Database) -> None:
         self._db = database
 
-    async def install(self, request: DialplanRequest) -> tuple[UUID, bool]:
-        """Insert or update the row; returns (dialplan_uuid, created)."""
+    async def install(self, request: DialplanRequest) -> InstalledDialplan:
+        """Insert or update the row. `dialplan_destination` = 'true' puts the number into FusionPBX's destination
+        pickers (Inbound Routes / Destinations, IVR options, time conditions: they list a domain's enabled rows
+        with that flag and a number); FusionPBX 4.4 and older have no such column, and the row is written without it."""
         xml = build_xml(request)
         row_uuid = dialplan_uuid(request.domain_uuid, request.extension)
         description = f"AI secretary ({request.mode} mode), installed by voiceai"
         async with self._db.connection() as conn, conn.transaction():
+            destination = bool(
+                await conn.fetchval(
+                    """SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema()
+                       AND table_name = 'v_dialplans' AND column_name = 'dialplan_destination'"""
+                )
+            )
             exists = await conn.fetchval("SELECT 1 FROM v_dialplans WHERE dialplan_uuid = $1", row_uuid)
             if exists:
                 await conn.execute(
@@ -192,7 +208,11 @@ class DialplanInstaller:
                     request.order,
                     description,
                 )
-        return row_uuid, not exists
+            if destination:  # a quoted literal: text in FusionPBX <= 5.4, boolean from 5.5 on
+                await conn.execute(
+                    "UPDATE v_dialplans SET dialplan_destination = 'true' WHERE dialplan_uuid = $1", row_uuid
+                )
+        return InstalledDialplan(row_uuid, not exists, destination, f"{DIALPLAN_NAME} {description}")
 
     async def uninstall(self, domain_uuid: UUID, extension: str) -> bool:
         status = await self._db.execute(

@@ -123,7 +123,8 @@ class PostgresMessageStore:
             for r in rows
         ]
 
-    _COLUMNS = """ai_message_uuid, domain_uuid, call_uuid, caller_id_number, caller_id_name, transcript,
+    _COLUMNS = """ai_message_uuid, domain_uuid, call_uuid, coalesce(caller_id_number, '') AS caller_id_number,
+                  coalesce(caller_id_name, '') AS caller_id_name, coalesce(transcript, '') AS transcript,
                   audio_file, message_status, handled_date, insert_date"""
 
     async def get(self, domain_uuid: UUID, message_uuid: UUID) -> TakenMessage | None:

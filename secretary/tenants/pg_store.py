@@ -124,35 +124,39 @@ class PostgresSecretaryStore:
 
     async def _build(self, row: asyncpg.Record) -> SecretaryConfig:
         directory = await self._db.fetch(_DIRECTORY, row["ai_secretary_uuid"], row["domain_uuid"])
+        stored = {
+            "name": row["secretary_name"],
+            "company": row["company_name"],
+            "language": row["secretary_language"],
+            "greeting": row["greeting"],
+            "farewell": row["farewell"],
+            "instructions": row["instructions"],
+            "business_hours": _json(row["business_hours"], None),
+            "max_turns": row["max_turns"],
+            "max_call_seconds": row["max_call_seconds"],
+            "recording": _json(row["recording"], None),
+            "faq": _json(row["faq"], None),
+            "providers": _json(row["providers"], None),
+            "playback_mode": row["playback_mode"],
+            "messages": _json(row["messages"], None),
+        }
         try:
             return SecretaryConfig(
                 domain_uuid=row["domain_uuid"],
                 domain_name=row["domain_name"],
-                enabled=row["secretary_enabled"],
-                name=row["secretary_name"],
-                company=row["company_name"],
-                language=row["secretary_language"],
-                greeting=row["greeting"],
-                farewell=row["farewell"],
-                instructions=row["instructions"],
-                business_hours=_json(row["business_hours"], None),
+                enabled=row["secretary_enabled"] is True,  # NULL: what FusionPBX's save() inserts for false
                 fallback_destination=row["fallback_destination"],
-                max_turns=row["max_turns"],
-                max_call_seconds=row["max_call_seconds"],
-                recording=_json(row["recording"], {}),
-                faq=_json(row["faq"], []),
-                providers=_json(row["providers"], {}),
-                playback_mode=row["playback_mode"],
-                messages=_json(row["messages"], {}),
                 directory=[
                     TransferTarget(
                         name=d["target_name"],
                         aliases=_json(d["target_aliases"], []),
                         extension=d["target_extension"],
-                        description=d["target_description"],
+                        description=d["target_description"] or "",
                     )
                     for d in directory
                 ],
+                # NULL is what FusionPBX's database::save() writes for an empty field: the field's default
+                **{field: value for field, value in stored.items() if value is not None},
             )
         except ValidationError as exc:
             raise BrokenSecretaryRow(f"secretary of {row['domain_name']} is invalid: {exc}") from exc
