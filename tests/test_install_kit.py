@@ -285,3 +285,17 @@ def test_systemd_accepts_the_unit(tmp_path: Path) -> None:
     )
     complaints = [line for line in done.stderr.splitlines() if str(unit) in line or "voiceai.service" in line]
     assert done.returncode == 0 and complaints == [], done.stderr
+
+
+def test_the_admins_cli_wrapper_runs_as_the_unit_runs_the_service() -> None:
+    """`deploy/voiceai` (the CLI without Docker) must see what the service sees: same user, groups, settings."""
+    unit = _unit(UNIT)
+    wrapper = (ROOT / "deploy" / "voiceai").read_text()
+    assert subprocess.run(["sh", "-n", str(ROOT / "deploy" / "voiceai")], check=False).returncode == 0
+    exported = re.search(r"^export (.+)$", wrapper, re.M)
+    assert exported is not None and exported.group(1).split() == " ".join(unit["Service.Environment"]).split()
+    assert f"cd {unit['Service.WorkingDirectory'][0]}\n" in wrapper
+    assert f". {unit['Service.EnvironmentFile'][0]}\n" in wrapper
+    [program] = [line.split() for line in unit["Service.ExecStart"]]
+    user, group, extra = unit["Service.User"][0], unit["Service.Group"][0], unit["Service.SupplementaryGroups"][0]
+    assert f"exec setpriv --reuid={user} --regid={group} --groups={extra} {program[0]} \"$@\"" in wrapper
