@@ -298,4 +298,4 @@ def test_the_admins_cli_wrapper_runs_as_the_unit_runs_the_service() -> None:
     assert f". {unit['Service.EnvironmentFile'][0]}\n" in wrapper
     [program] = [line.split() for line in unit["Service.ExecStart"]]
     user, group, extra = unit["Service.User"][0], unit["Service.Group"][0], unit["Service.SupplementaryGroups"][0]
-    assert f"exec setpriv --reuid={user} --regid={group} --groups={extra} {program[0]} \"$@\"" in wrapper
+    assert f'exec setpriv --reuid={user} --regid={group} --groups={extra} {program[0]} "$@"' in wrapper
