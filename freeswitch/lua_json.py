@@ -314,9 +314,9 @@ def _lua_value(item: _Item) -> LuaOut:
 def _print_number(number: float) -> bytes:
     if math.isnan(number) or math.isinf(number):
         return b"null"
-    text = "%1.15g" % number
+    text = f"{number:1.15g}"
     if float(text) != number:
-        text = "%1.17g" % number
+        text = f"{number:1.17g}"
     return text.encode()
 
 
@@ -412,7 +412,6 @@ class CJsonCodec:
 
 # -- FusionPBX's lunajson ------------------------------------------------------------------------------------
 
-_LUNA_WS = re.compile(rb"[ \n\r\t]*")
 _LUNA_COMMA = re.compile(rb"[ \n\r\t]*,[ \n\r\t]*")
 _LUNA_COLON = re.compile(rb"[ \n\r\t]*:[ \n\r\t]*")
 _LUNA_FRACTION = re.compile(rb"\.[0-9]*")
@@ -421,7 +420,15 @@ _LUNA_MANTISSA = re.compile(rb".[0-9]*\.?[0-9]*", re.DOTALL)
 _LUNA_ESCAPE = re.compile(rb"\\(.)([^\\]*)", re.DOTALL)
 _LUNA_SIMPLE = {b'"': b'"', b"\\": b"\\", b"/": b"/", b"b": b"\b", b"f": b"\f", b"n": b"\n", b"r": b"\r", b"t": b"\t"}
 _LUNA_NEEDS_ESCAPE = re.compile(rb'[\x00-\x1f"\\]')
-_LUNA_ESCAPES = {b'"': b'\\"', b"\\": b"\\\\", b"\b": b"\\b", b"\f": b"\\f", b"\n": b"\\n", b"\r": b"\\r", b"\t": b"\\t"}
+_LUNA_ESCAPES = {
+    b'"': b'\\"',
+    b"\\": b"\\\\",
+    b"\b": b"\\b",
+    b"\f": b"\\f",
+    b"\n": b"\\n",
+    b"\r": b"\\r",
+    b"\t": b"\\t",
+}
 
 
 class _LunaDecoder:
@@ -433,11 +440,23 @@ class _LunaDecoder:
         return JsonError(f"parse error at {self.pos + 1}: {message}")
 
     def run(self) -> LuaOut:
-        self.pos = _LUNA_WS.match(self.text, 0).end()  # type: ignore[union-attr]
+        self.pos = self.skip(0)
         value = self.value()
-        if _LUNA_WS.match(self.text, self.pos).end() != len(self.text):  # type: ignore[union-attr]
+        if self.skip(self.pos) != len(self.text):
             raise JsonError("json ended")
         return value
+
+    def skip(self, at: int) -> int:
+        """Past `[ \n\r\t]*`, the only whitespace lunajson knows."""
+        while at < len(self.text) and self.text[at] in b" \n\r\t":
+            at += 1
+        return at
+
+    def matched(self, pattern: re.Pattern[bytes]) -> bytes:
+        """What a pattern that can't fail here (its first character was just seen) matches at `pos`."""
+        match = pattern.match(self.text, self.pos)
+        assert match is not None
+        return match.group()
 
     def _byte(self, at: int) -> int | None:
         return self.text[at] if at < len(self.text) else None
@@ -478,7 +497,7 @@ class _LunaDecoder:
         if following is None:
             raise self.error("invalid number")
         if following == ord("."):
-            fraction = _LUNA_FRACTION.match(self.text, self.pos).group()  # type: ignore[union-attr]
+            fraction = self.matched(_LUNA_FRACTION)
             if len(fraction) == 1:
                 raise self.error("invalid number")
             number, end = fraction, self.pos + len(fraction)
@@ -496,7 +515,7 @@ class _LunaDecoder:
 
     def number(self, *, negative: bool) -> float:
         self.pos -= 1
-        mantissa = _LUNA_MANTISSA.match(self.text, self.pos).group()  # type: ignore[union-attr]
+        mantissa = self.matched(_LUNA_MANTISSA)
         if mantissa.endswith(b"."):
             raise self.error("invalid number")
         text, end = mantissa, self.pos + len(mantissa)
@@ -573,7 +592,7 @@ class _LunaDecoder:
 
     def array(self) -> TableOut:
         table = TableOut()
-        self.pos = _LUNA_WS.match(self.text, self.pos).end()  # type: ignore[union-attr]
+        self.pos = self.skip(self.pos)
         if self._byte(self.pos) == ord("]"):
             self.pos += 1
             return table
@@ -593,7 +612,7 @@ class _LunaDecoder:
 
     def object(self) -> TableOut:
         table = TableOut()
-        self.pos = _LUNA_WS.match(self.text, self.pos).end()  # type: ignore[union-attr]
+        self.pos = self.skip(self.pos)
         if self._byte(self.pos) == ord("}"):
             self.pos += 1
             return table
@@ -636,9 +655,13 @@ def _luna_value(value: LuaValue) -> bytes:
     if isinstance(value, int | float):
         if not -math.inf < value < math.inf:
             raise JsonError("invalid number")
-        return ("%.17g" % value).encode()
+        return f"{value:.17g}".encode()
     if isinstance(value, bytes):
-        return b'"' + _LUNA_NEEDS_ESCAPE.sub(lambda m: _LUNA_ESCAPES.get(m.group(), b"\\u00%02X" % m.group()[0]), value) + b'"'
+        return (
+            b'"'
+            + _LUNA_NEEDS_ESCAPE.sub(lambda m: _LUNA_ESCAPES.get(m.group(), b"\\u00%02X" % m.group()[0]), value)
+            + b'"'
+        )
     if isinstance(value, Loop):
         raise JsonError("loop detected")
     if isinstance(value, Opaque):

@@ -38,11 +38,11 @@ from freeswitch.caller import CallerAction, HangUp, Press, Recorded, Run, Say, S
 from freeswitch.lua_json import (
     CJsonCodec,
     JsonError,
+    Loop,
     LuaKey,
     LuaOut,
     LuaTable,
     LuaValue,
-    Loop,
     Opaque,
     TableOut,
     lunajson_decode,
@@ -343,7 +343,8 @@ if lunajson_file then
             if type(json) == "number" then
                 json = tostring(json)
             elseif type(json) ~= "string" then
-                error("bad argument #1 to 'find' (string expected, got " .. (count == 0 and "no value" or type(json)) .. ")", 2)
+                local got = count == 0 and "no value" or type(json)
+                error("bad argument #1 to 'find' (string expected, got " .. got .. ")", 2)
             end
             return luna("decode", hex(json))
         end,
@@ -652,7 +653,10 @@ class FreeSwitchSim:
             key_value = self._described(key[1])
             assert not isinstance(key_value, LuaTable | Loop) and key_value is not None
             out.append(
-                (LuaKey(key_value, None if text is False else bytes.fromhex(text), bool(key[3])), self._described(value))
+                (
+                    LuaKey(key_value, None if text is False else bytes.fromhex(text), bool(key[3])),
+                    self._described(value),
+                )
             )
         return LuaTable(tuple(out))
 
@@ -831,9 +835,8 @@ class FreeSwitchSim:
         action = self._caller_action("record")
         status = 1
         if isinstance(action, Silence):  # no frames written, but the silence detector still counts
-            stopped_by = "silence" if silence_threshold > 0 else "time_limit"
-            recorded = Recorded(Pcm(b"", self.record_rate), stopped_by)
-            if stopped_by == "silence":
+            recorded = Recorded(Pcm(b"", self.record_rate), "silence" if silence_threshold > 0 else "time_limit")
+            if recorded.stopped_by == "silence":
                 self.variables["silence_hits_exhausted"] = "true"
         elif isinstance(action, Say):
             recorded = record_like_freeswitch(

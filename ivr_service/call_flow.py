@@ -146,9 +146,7 @@ class TurnFlow:
                 return await self._turn(state, config, audio, self._spool.for_freeswitch(path), message)
 
     @asynccontextmanager
-    async def _message_held(
-        self, state: CallState, audio_path: Path, audio: Pcm
-    ) -> AsyncIterator[TakenMessage | None]:
+    async def _message_held(self, state: CallState, audio_path: Path, audio: Pcm) -> AsyncIterator[TakenMessage | None]:
         """While the caller leaves a message, their recording is a message on disk before the turn does
         anything that can fail (the config lookup, STT): a failed turn loses nothing (see the courier). A
         recording without a single sample holds nothing to lose: that is a silent turn, not a message."""

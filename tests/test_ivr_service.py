@@ -150,8 +150,14 @@ async def test_the_end_records_how_the_script_saw_the_call_end(client_for: Any, 
         assert response.status == 200, await response.text()
         return dict(json.loads((settings.data_dir / "calls" / ACME / f"{call}.json").read_text()))
 
-    fell_back = await ended({"ended_by": "fallback", "reason": "/api/v1/calls/x/turns: HTTP 503", "destination": "1001"})
-    assert (fell_back["outcome"], fell_back["outcome_destination"], fell_back["hangup_cause"]) == ("fallback", "1001", None)
+    fell_back = await ended(
+        {"ended_by": "fallback", "reason": "/api/v1/calls/x/turns: HTTP 503", "destination": "1001"}
+    )
+    assert (fell_back["outcome"], fell_back["outcome_destination"], fell_back["hangup_cause"]) == (
+        "fallback",
+        "1001",
+        None,
+    )
     gave_up = await ended({"ended_by": "fallback", "reason": "x", "hangup_cause": "NORMAL_TEMPORARY_FAILURE"})
     assert (gave_up["outcome"], gave_up["outcome_destination"]) == ("fallback", None)
     transferred = await ended({"ended_by": "transfer"}, digits="1002")

@@ -31,7 +31,8 @@ def test_freeswitch_json_as_mod_luas_own_test_shows_it(tmp_path: Path) -> None:
     source = r"""
     local json = freeswitch.JSON()
     show(json:decode('{"a": "中文"}').a)
-    local x = json:decode('{"a": "1", "b": 2, "c": true, "d": false, "e": [], "f": {}, "g": [1, 2, "3"], "h": {"a": 1}}')
+    local x = json:decode('{"a": "1", "b": 2, "c": true, "d": false, "e": [], "f": {}, "g": [1, 2, "3"], '
+        .. '"h": {"a": 1}}')
     show(x.a) show(x.b == 2) show(x.c) show(x.d) show(next(x.e)) show(next(x.f)) show(#x.g) show(x.g[3]) show(x.h.a)
     x = json:decode('["a", "b", true, false, null]')
     show(x[1]) show(#x)

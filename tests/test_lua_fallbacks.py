@@ -355,7 +355,9 @@ def test_without_its_modules_the_script_still_falls_back(
     assert result.exchanges == []  # nothing to talk to the service with
 
 
-def test_a_recording_folder_freeswitch_cant_open_falls_back(service: tuple[str, Settings], fallback_prompt: Path) -> None:
+def test_a_recording_folder_freeswitch_cant_open_falls_back(
+    service: tuple[str, Settings], fallback_prompt: Path
+) -> None:
     """recordFile into it would hang the call up (DESTINATION_OUT_OF_ORDER): the script tries the file first."""
     url, settings = service
     spool = settings.spool.dir.resolve()
