@@ -463,8 +463,8 @@ if session and session:ready() then
 		log("err", "script error: " .. tostring(err))
 		pcall(fall_back, "script error: " .. tostring(err))
 	end
-	local ended, end_err = pcall(end_call)
-	if not ended then
+	local told, end_err = pcall(end_call)
+	if not told then
 		log("err", "script error while ending the call: " .. tostring(end_err))
 	end
 end
