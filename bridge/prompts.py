@@ -1,4 +1,4 @@
-"""Fixed spoken lines (greeting, "are you still there?", apologies, farewells) as audio at a call's rate.
+"""Fixed spoken lines (`secretary.conversation.lines`, the greeting, farewells) as audio at a call's rate.
 
 They come from the TTS cache on disk (synthesised once per voice and text), and the last few are kept in
 memory at each call rate, so a call start costs no synthesis and, for a busy domain, no disk read either.
@@ -11,16 +11,14 @@ from collections import OrderedDict
 
 import numpy as np
 
+from secretary.conversation.lines import APOLOGY, MESSAGE_TAKEN, NOBODY_THERE, STILL_THERE, TIME_LIMIT
 from secretary.runtime import Runtime
 from secretary.speech.audio import parse_wav
 from secretary.speech.interfaces import TextToSpeech
 
+__all__ = ["APOLOGY", "MESSAGE_TAKEN", "NOBODY_THERE", "STILL_THERE", "TIME_LIMIT", "PromptAudio", "beep"]
+
 MEMORY_ENTRIES = 128
-STILL_THERE = "Are you still there?"
-NOBODY_THERE = "I can't hear anyone, so I'll end the call now. Goodbye!"
-APOLOGY = "I'm sorry, I'm having trouble right now. Let me put you through to a colleague."
-TIME_LIMIT = "I'm sorry, we have to end here. Let me put you through to a colleague."
-MESSAGE_TAKEN = "Thank you, I have taken your message."
 
 
 class PromptAudio:

@@ -41,13 +41,19 @@ class HangUp:
 
 
 @dataclass(frozen=True)
+class Silence:
+    """The caller stays on the line but no audio arrives (a muted phone, a one-way RTP stream): FreeSWITCH
+    writes no comfort noise into a recording, so the next one is a bare 44-byte WAV header."""
+
+
+@dataclass(frozen=True)
 class Run:
     """Not the caller: something the test does at this point of the call (e.g. stop a database)."""
 
     action: Callable[[], None]
 
 
-CallerAction = Say | Press | HangUp | Run
+CallerAction = Say | Silence | Press | HangUp | Run
 
 
 @dataclass(frozen=True)

@@ -1,10 +1,18 @@
 """The Lua side of the FreeSWITCH simulator: runs our mod_lua scripts in a real Lua interpreter (lupa).
 
 The script sees what mod_lua gives it: a `session` (FreeSWITCH's CoreSession, `switch_cpp.h`), the
-`freeswitch` table (`consoleLog`, `API`, `msleep`, `getGlobalVariable`) and `argv`. `API():execute("curl",
-…)` is mod_curl (`freeswitch.mod_curl`), making real HTTP requests. The far end of the call is a `caller`
-script (`freeswitch.caller`): its utterances are written, like FreeSWITCH writes them, as 8 kHz 16-bit mono
-WAV files where `recordFile` is told to.
+`freeswitch` table (`consoleLog`, `API`, `msleep`, `getGlobalVariable`, and `JSON` as in 1.10.12) and `argv`.
+`API():execute("curl", …)` is mod_curl (`freeswitch.mod_curl`), making real HTTP requests. The far end of the
+call is a `caller` script (`freeswitch.caller`): its utterances are written, like FreeSWITCH writes them, as
+8 kHz 16-bit mono WAV files where `recordFile` is told to (a caller from whom no audio arrives leaves a bare
+44-byte header; a folder that can't be written hangs the call up with DESTINATION_OUT_OF_ORDER).
+
+The script is loaded as mod_lua loads it (`luaL_loadfile` of `<script_dir>/<name>`), with the global variable
+`script_dir` set as FreeSWITCH sets it. `package.path` is Lua's own default, as stock FreeSWITCH leaves it
+(its lua.conf.xml has `script-directory` commented out), or `<script_dir>/?.lua` alone as FusionPBX's
+lua.conf.xml makes it (`lua_path="fusionpbx"`). `lunajson=True` installs FusionPBX's
+`resources/functions/lunajson.lua` in the script directory (emulated: `freeswitch.lua_json`); `require` finds
+it only where `package.path` leads there. `freeswitch_json=False` is a mod_lua without `freeswitch.JSON`.
 
 The emulation is strict where FreeSWITCH's SWIG bindings are: a method the binding doesn't have, a call
 with `.` instead of `:`, a wrong number of arguments or an argument of the wrong type raises a Lua error,
@@ -15,6 +23,7 @@ Shell access (`os.execute`, `io.popen`) raises too: our scripts must never build
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import shutil
 import traceback
@@ -23,15 +32,30 @@ from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from freeswitch.caller import CallerAction, HangUp, Press, Recorded, Run, Say, record_like_freeswitch
+from freeswitch.caller import CallerAction, HangUp, Press, Recorded, Run, Say, Silence, record_like_freeswitch
+from freeswitch.lua_json import (
+    CJsonCodec,
+    JsonError,
+    Loop,
+    LuaKey,
+    LuaOut,
+    LuaTable,
+    LuaValue,
+    Opaque,
+    TableOut,
+    lunajson_decode,
+    lunajson_encode,
+)
 from freeswitch.mod_curl import CurlExchange, Flavour, ModCurl
 from secretary.errors import BadInput
 from secretary.speech.audio import Pcm, parse_wav, wav_bytes
 
 LUA_DIR = Path(__file__).resolve().parent.parent / "lua"
 LUA_VERSIONS = ("lua52", "lua53", "lua54")
+LUNAJSON_FILE = "resources/functions/lunajson.lua"  # under the script directory, where FusionPBX installs it
+LuaPath = Literal["stock", "fusionpbx"]
 
 # Hang-up causes `switch_channel_str2cause` knows (the ones a script plausibly uses).
 HANGUP_CAUSES = {
@@ -169,6 +193,185 @@ end
 """
 
 
+# Runs after _BOOTSTRAP: `freeswitch.JSON` and FusionPBX's lunajson, both forwarded to `freeswitch.lua_json`.
+# A value crosses as a description: strings as hex (any byte survives), a table as its entries in `next`
+# order, with what the C side would see of each key (`lua_tostring`, and whether it converts to 1).
+_CODECS_BOOTSTRAP = r"""
+local backend, fs, freeswitch_json, lunajson_file = ...
+
+local function refuse(message)
+    backend("violation", message, 0)
+    error(message, 3)
+end
+
+local function call(kind, name, ...)
+    local ok, value = backend(kind, name, select("#", ...), ...)
+    if not ok then
+        error(value, 3)
+    end
+    return value
+end
+
+local function hex(s)
+    return (string.gsub(s, ".", function(c) return string.format("%02x", string.byte(c)) end))
+end
+
+local describe
+local function describe_key(key)
+    local kind = type(key)
+    local text = false
+    if kind == "number" or kind == "string" then
+        text = hex(tostring(key))
+    end
+    local value = kind == "table" and { "o", "table" } or describe(key, {})
+    return { value, text, tonumber(key) == 1 }
+end
+
+describe = function(value, path)
+    local kind = type(value)
+    if kind == "string" then
+        return { "s", hex(value) }
+    elseif kind == "number" then
+        return { "n", value }
+    elseif kind == "boolean" then
+        return { "b", value }
+    elseif kind == "nil" then
+        return { "z" }
+    elseif kind ~= "table" then
+        return { "o", kind }
+    elseif path[value] then
+        return { "l" }
+    end
+    path[value] = true
+    local entries = {}
+    for key, item in next, value do
+        entries[#entries + 1] = { describe_key(key), describe(item, path) }
+    end
+    path[value] = nil
+    return { "t", entries }
+end
+
+if freeswitch_json then
+    fs.JSON = function(...)
+        if select("#", ...) ~= 0 then
+            refuse("Error in LUA::JSON::JSON expected 0..0 args, got " .. select("#", ...))
+        end
+        local handle = call("JSON", "new")
+        local object = {}
+        local function check(self, name, given)
+            if self ~= object then
+                refuse("Error in LUA::JSON::" .. name .. " (arg 1), expected 'LUA::JSON *' got '" .. type(self) .. "'")
+            end
+            if given ~= 1 then
+                refuse("Error in LUA::JSON::" .. name .. " expected 2..2 args, got " .. (given + 1))
+            end
+        end
+        local function setter(name)
+            return function(self, ...)
+                check(self, name, select("#", ...))
+                local flag = ...
+                if type(flag) ~= "boolean" then
+                    refuse("Error in LUA::JSON::" .. name .. " (arg 2), expected 'bool' got '" .. type(flag) .. "'")
+                end
+                call("JSON", name, handle, flag)
+            end
+        end
+        local methods = {
+            decode = function(self, ...)
+                check(self, "decode", select("#", ...))
+                local text = ...
+                local kind = type(text)
+                if kind ~= "nil" and kind ~= "string" and kind ~= "number" then
+                    refuse("Error in LUA::JSON::decode (arg 2), expected 'char const *' got '" .. kind .. "'")
+                end
+                local value = call("JSON", "decode", handle, text ~= nil and hex(tostring(text)) or nil)
+                if value == nil then
+                    return -- cJSON_Parse failed: no value at all
+                end
+                return value
+            end,
+            encode = function(self, ...)
+                check(self, "encode", select("#", ...))
+                local value = ...
+                if type(value) ~= "table" then
+                    refuse("Error in LUA::JSON::encode (arg 2), expected 'SWIGLUA_TABLE' got '" .. type(value) .. "'")
+                end
+                return call("JSON", "encode", handle, describe(value, {}))
+            end,
+            encode_empty_table_as_object = setter("encode_empty_table_as_object"),
+            return_unformatted_json = setter("return_unformatted_json"),
+        }
+        return setmetatable(object, {
+            __index = function(_, key)
+                local method = methods[key]
+                if method == nil then
+                    refuse("JSON has no emulated method or field '" .. tostring(key) .. "'")
+                end
+                return method
+            end,
+            __newindex = function(_, key)
+                refuse("cannot set JSON." .. tostring(key))
+            end,
+        })
+    end
+else
+    local meta = getmetatable(fs)
+    local complain = meta.__index
+    meta.__index = function(t, key)
+        if key == "JSON" then
+            return nil -- a mod_lua older than freeswitch.JSON
+        end
+        return complain(t, key)
+    end
+end
+
+if lunajson_file then
+    local function luna(name, ...)
+        local ok, value = backend("lunajson", name, select("#", ...), ...)
+        if not ok then
+            error(value, 0) -- raised inside lunajson's own files, not where the script called it
+        end
+        return value
+    end
+    local module = {
+        decode = function(...)
+            local count = select("#", ...)
+            local json = ...
+            if count > 1 then
+                refuse("lunajson.decode: pos, nullv and arraylen are not emulated")
+            end
+            if type(json) == "number" then
+                json = tostring(json)
+            elseif type(json) ~= "string" then
+                local got = count == 0 and "no value" or type(json)
+                error("bad argument #1 to 'find' (string expected, got " .. got .. ")", 2)
+            end
+            return luna("decode", hex(json))
+        end,
+        encode = function(...)
+            if select("#", ...) > 1 then
+                refuse("lunajson.encode: nullv is not emulated")
+            end
+            return luna("encode", describe((...), {}))
+        end,
+    }
+    local searchers = package.searchers or package.loaders
+    table.insert(searchers, 2, function(name)
+        if name ~= "resources.functions.lunajson" then
+            return nil
+        end
+        local relative = string.gsub(name, "%.", "/")
+        for template in string.gmatch(package.path, "[^;]+") do
+            if string.gsub(template, "%?", relative) == lunajson_file then
+                return function() return module end, lunajson_file
+            end
+        end
+        return "\n\tno file '" .. lunajson_file .. "' (FusionPBX's lunajson is not on package.path)"
+    end)
+end
+"""
+
+
 @dataclass(frozen=True)
 class Transfer:
     extension: str
@@ -205,7 +408,7 @@ class CallResult:
     answered: bool = False
     transfer: Transfer | None = None
     hangup_cause: str | None = None
-    hung_up_by: str | None = None  # "caller" or "script"
+    hung_up_by: str | None = None  # "caller", "script" or "freeswitch" (recordFile could not open its file)
     played: list[Played] = field(default_factory=list)
     recordings: list[Recording] = field(default_factory=list)
     exchanges: list[CurlExchange] = field(default_factory=list)
@@ -289,7 +492,9 @@ class FreeSwitchSim:
         global_variables: dict[str, str] | None = None,
         caller: Iterable[CallerAction] | Callable[[], CallerAction | None] = (),
         script_dir: Path = LUA_DIR,
-        extra_lua_paths: Sequence[Path] = (),
+        lua_path: LuaPath = "stock",
+        freeswitch_json: bool = True,
+        lunajson: bool = False,
         lua_version: str = "lua53",
         record_rate: int = 8000,
         curl_flavour: Flavour = "1.10",
@@ -299,14 +504,15 @@ class FreeSwitchSim:
         copy_played_to: Path | None = None,
         call_uuid: str | None = None,
     ) -> None:
-        """`caller` is a list of actions, or a function returning the next one (None: the caller is done)."""
+        """`caller` is a list of actions, or a function returning the next one (None: the caller is done).
+        `global_variables` add to (or replace) the ones FreeSWITCH always has (`script_dir`)."""
         self.uuid = call_uuid or str(uuid.uuid4())
         self.result = CallResult(uuid=self.uuid)
         self.variables: dict[str, str] = {"uuid": self.uuid, "call_uuid": self.uuid}
         if sound_prefix is not None:
             self.variables["sound_prefix"] = str(sound_prefix)
         self.variables.update(variables or {})
-        self.global_variables: dict[str, str] = dict(global_variables or {})  # vars.xml's `set`
+        self.global_variables: dict[str, str] = {"script_dir": str(script_dir), **(global_variables or {})}
         # A list is known in advance; a function (a person typing) is only asked when a recording starts.
         self._pending: deque[CallerAction] = deque()
         self._next_action: Callable[[], CallerAction | None] | None = None
@@ -315,7 +521,10 @@ class FreeSwitchSim:
         else:
             self._pending.extend(caller)
         self.script_dir = script_dir
-        self.lua_paths = [script_dir, *extra_lua_paths]
+        self.lua_path = lua_path
+        self.freeswitch_json = freeswitch_json
+        self.lunajson = lunajson
+        self._codecs: dict[int, CJsonCodec] = {}
         self.lua_version = lua_version
         self.record_rate = record_rate
         self.curl = ModCurl(flavour=curl_flavour, on_exchange=self._exchanged) if curl_loaded else None
@@ -339,7 +548,8 @@ class FreeSwitchSim:
         self._lua = lupa.LuaRuntime(unpack_returned_tuples=True, register_eval=False, register_builtins=False)
         lua_globals = self._lua.globals()
         lua_globals.python = None  # mod_lua has no bridge to Python: neither may the script here
-        lua_globals.package.path = ";".join(f"{p}/?.lua" for p in self.lua_paths)
+        if self.lua_path == "fusionpbx":  # LUA_PATH=$${script_dir}/?.lua, without ';;': no default entries
+            lua_globals.package.path = f"{self.script_dir}/?.lua"
         bootstrap = self._lua.execute("return function(...) " + _BOOTSTRAP + " end")
         bootstrap(
             self._backend,
@@ -349,9 +559,11 @@ class FreeSwitchSim:
             script,
             self._lua.table_from(list(args)),
         )
+        codecs = self._lua.execute("return function(...) " + _CODECS_BOOTSTRAP + " end")
+        lunajson_file = str(self.script_dir / LUNAJSON_FILE) if self.lunajson else None
+        codecs(self._backend, lua_globals.freeswitch, self.freeswitch_json, lunajson_file)
         self._session_proxy = lua_globals.session
-        source = (self.script_dir / script).read_text(encoding="utf-8")
-        loaded = lua_globals.load(source, "@" + script)
+        loaded = lua_globals.loadfile(str(self.script_dir / script))  # mod_lua: luaL_loadfile
         if isinstance(loaded, tuple):  # (nil, message): the script does not compile
             self.result.lua_error = str(loaded[1])
             return self.result
@@ -374,6 +586,8 @@ class FreeSwitchSim:
             return True, None
         args = args[:nargs] + (None,) * (nargs - len(args))
         try:
+            if kind in ("JSON", "lunajson"):
+                return True, self._codec(kind, name, args)
             if kind == "CoreSession":
                 values = convert_arguments(kind, name, SESSION_METHODS[name], args)
                 return True, getattr(self, f"_session_{name}")(*values)
@@ -385,10 +599,74 @@ class FreeSwitchSim:
         except SwigArgumentError as exc:
             self.result.violations.append(str(exc))
             return False, str(exc)
+        except JsonError as exc:  # what the codec itself raises: the script may expect it
+            return False, str(exc)
         except Exception as exc:  # a bug in the simulator or a call it refuses: never hide it
             message = f"simulator: {kind}.{name}: {exc}"
             self.result.violations.append(message + "\n" + traceback.format_exc())
             return False, message
+
+    # -- JSON codecs (freeswitch.lua_json) ------------------------------------------------------------------
+
+    def _codec(self, kind: str, name: str, args: tuple[Any, ...]) -> Any:
+        if kind == "lunajson":
+            if name == "decode":
+                return self._lua_out(lunajson_decode(bytes.fromhex(args[0])))
+            return lunajson_encode(self._described(args[0]))
+        if name == "new":
+            handle = len(self._codecs) + 1
+            self._codecs[handle] = CJsonCodec()
+            return handle
+        codec = self._codecs[args[0]]
+        if name == "decode":
+            decoded = codec.decode(None if args[1] is None else bytes.fromhex(args[1]))
+            return None if decoded is None else self._lua_out(decoded)
+        if name == "encode":
+            value = self._described(args[1])
+            assert isinstance(value, LuaTable)
+            return codec.encode(value)
+        if name == "encode_empty_table_as_object":
+            codec.empty_table_as_object = bool(args[1])
+        else:
+            codec.unformatted = bool(args[1])
+        return None
+
+    def _described(self, description: Any) -> LuaValue:
+        """A value as _CODECS_BOOTSTRAP's `describe` handed it over."""
+        tag = description[1]
+        if tag == "s":
+            return bytes.fromhex(description[2])
+        if tag in ("n", "b"):
+            value: LuaValue = description[2]
+            return value
+        if tag == "z":
+            return None
+        if tag == "l":
+            return Loop()
+        if tag == "o":
+            return Opaque(str(description[2]))
+        entries = description[2]
+        out: list[tuple[LuaKey, LuaValue]] = []
+        for index in range(1, len(entries) + 1):
+            key, value = entries[index][1], entries[index][2]
+            text = key[2]
+            key_value = self._described(key[1])
+            assert not isinstance(key_value, LuaTable | Loop) and key_value is not None
+            out.append(
+                (
+                    LuaKey(key_value, None if text is False else bytes.fromhex(text), bool(key[3])),
+                    self._described(value),
+                )
+            )
+        return LuaTable(tuple(out))
+
+    def _lua_out(self, value: LuaOut) -> Any:
+        if not isinstance(value, TableOut):
+            return value
+        table = self._lua.table()
+        for key, item in value.items:
+            table[key] = self._lua_out(item)
+        return table
 
     # -- the caller's side -------------------------------------------------------------------------------
 
@@ -410,6 +688,13 @@ class FreeSwitchSim:
                 return None
             self._pending.popleft()
             return action
+
+    def _freeswitch_hangs_up(self, cause: str) -> None:
+        if self._up:
+            self._up = False
+            self.result.hangup_cause = cause
+            self.result.hung_up_by = "freeswitch"
+            self.result.events.append(("freeswitch_hangup", cause))
 
     def _caller_hangs_up(self, cause: str = "NORMAL_CLEARING") -> None:
         if self._up:
@@ -470,7 +755,9 @@ class FreeSwitchSim:
             self.result.hung_up_by = "script"
 
     def _session_hangupCause(self) -> str:
-        return self.result.hangup_cause or "NONE"
+        # The binding's cause is only set by a hangup hook the script does not install: a real FreeSWITCH
+        # answers "NONE" after the caller hung up, and `hangup_cause` is no channel variable yet either.
+        return "NONE"
 
     def _session_getState(self) -> str:
         if not self._up:
@@ -537,8 +824,9 @@ class FreeSwitchSim:
         file = Path(path)
         if not file.is_absolute():
             file = self._resolve_sound(path)
-        if not file.parent.is_dir():
+        if not file.parent.is_dir() or not os.access(file.parent, os.W_OK | os.X_OK):
             self._fs_consoleLog("err", f"simulator: can't open {file} for recording\n")
+            self._freeswitch_hangs_up("DESTINATION_OUT_OF_ORDER")  # switch_ivr_record_file does
             return 0
         self.variables["silence_hits_exhausted"] = "false"
         if not self._ready():
@@ -546,7 +834,11 @@ class FreeSwitchSim:
             return 0
         action = self._caller_action("record")
         status = 1
-        if isinstance(action, Say):
+        if isinstance(action, Silence):  # no frames written, but the silence detector still counts
+            recorded = Recorded(Pcm(b"", self.record_rate), "silence" if silence_threshold > 0 else "time_limit")
+            if recorded.stopped_by == "silence":
+                self.variables["silence_hits_exhausted"] = "true"
+        elif isinstance(action, Say):
             recorded = record_like_freeswitch(
                 action.audio, self.record_rate, time_limit, silence_threshold, silence_hits, action.then_hang_up
             )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -61,7 +61,14 @@ class Dtmf(DomainReference):
 
 
 class EndCall(DomainReference):
+    """How the call ended, as the Lua script saw it: `ended_by` the caller (hung up), a `transfer` or `hangup`
+    reply, or its own `fallback` (`reason` says why; `destination` is where it sent the caller). Without
+    `ended_by` (an older script) the service's own view stands."""
+
     hangup_cause: CallerText | None = Field(default=None, max_length=64)
+    ended_by: Literal["caller", "transfer", "hangup", "fallback"] | None = None
+    reason: CallerText | None = Field(default=None, max_length=256)
+    destination: str | None = Field(default=None, pattern=r"^[A-Za-z0-9*#+_-]{1,32}$")
 
 
 def parse_json(raw: bytes) -> Any:

@@ -23,6 +23,7 @@ from ivr_service.spool import AudioSpool, CallUploads
 from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Conversation, Reply
+from secretary.conversation.lines import MESSAGE_TAKEN, NOBODY_THERE, STILL_THERE, TIME_LIMIT
 from secretary.errors import CallEnded, SecretaryError, UnknownCall
 from secretary.messages.models import TakenMessage
 from secretary.runtime import Runtime
@@ -36,7 +37,7 @@ log = structlog.get_logger(__name__)
 SILENCE_RMS = 40.0  # below this a recording is line noise: don't run STT (Whisper invents words in silence)
 TRANSPORT = "turn"
 # Replies of these are fixed texts of the domain's config: worth caching as audio, and bounded in number.
-CACHEABLE_BRAINS = {"front_desk", "turn_limit", "time_limit", "dtmf", "message"}
+CACHEABLE_BRAINS = {"front_desk", "turn_limit", "time_limit", "dtmf", "message", "silence"}
 
 
 @dataclass
@@ -127,28 +128,29 @@ class TurnFlow:
         async with self._locks.hold(call_uuid):
             state = await self._load(call_uuid, ref)
             path = self._spool.resolve_recording(recording_file, state.domain_uuid, call_uuid)
-            audio = parse_wav(await asyncio.to_thread(self._spool.read_recording, path))
-            async with self._message_held(state, path) as message:
+            audio = parse_wav(await asyncio.to_thread(self._spool.read_recording, path), allow_empty=True)
+            async with self._message_held(state, path, audio) as message:
                 config = await self._rt.secretaries.by_uuid(state.domain_uuid)
                 return await self._turn(state, config, audio, self._spool.for_freeswitch(path), message)
 
     async def turn_from_wav(self, call_uuid: UUID, ref: DomainReference, body: bytes) -> TurnResult:
         async with self._locks.hold(call_uuid):
             state = await self._load(call_uuid, ref)
-            audio = parse_wav(body)
+            audio = parse_wav(body, allow_empty=True)
             taking_message = state.phase is CallPhase.TAKING_MESSAGE
             path = await asyncio.to_thread(
                 self._uploads.store, state.domain_uuid, call_uuid, len(state.turns) + 1, body, message=taking_message
             )
-            async with self._message_held(state, path) as message:
+            async with self._message_held(state, path, audio) as message:
                 config = await self._rt.secretaries.by_uuid(state.domain_uuid)
                 return await self._turn(state, config, audio, self._spool.for_freeswitch(path), message)
 
     @asynccontextmanager
-    async def _message_held(self, state: CallState, audio_path: Path) -> AsyncIterator[TakenMessage | None]:
+    async def _message_held(self, state: CallState, audio_path: Path, audio: Pcm) -> AsyncIterator[TakenMessage | None]:
         """While the caller leaves a message, their recording is a message on disk before the turn does
-        anything that can fail (the config lookup, STT): a failed turn loses nothing (see the courier)."""
-        if state.phase is not CallPhase.TAKING_MESSAGE:
+        anything that can fail (the config lookup, STT): a failed turn loses nothing (see the courier). A
+        recording without a single sample holds nothing to lose: that is a silent turn, not a message."""
+        if state.phase is not CallPhase.TAKING_MESSAGE or not audio.data:
             yield None
             return
         message = TakenMessage(
@@ -165,6 +167,7 @@ class TurnFlow:
     async def dtmf(self, call_uuid: UUID, request: Dtmf) -> TurnResult:
         async with self._locks.hold(call_uuid):
             state = await self._load(call_uuid, request)
+            state.silent_turns = 0
             config = await self._rt.secretaries.by_uuid(state.domain_uuid)
             started = time.perf_counter()
             target = config.target_by_extension(request.digits)
@@ -188,12 +191,20 @@ class TurnFlow:
         async with self._locks.hold(call_uuid):
             state = await self._load(call_uuid, request, allow_ended=True)
             ended = datetime.now(UTC)
+            state.outcome, state.outcome_destination = _outcome(state, request)
             record = CallRecord.from_state(state, ended, request.hangup_cause)
             await self._rt.call_records.save(record)  # spilled and retried while PostgreSQL is down
             await self._rt.call_states.delete(state.domain_uuid, call_uuid)
             await asyncio.to_thread(self._uploads.remove, state.domain_uuid, call_uuid)
         self._rt.metrics.calls_ended.labels(TRANSPORT, record.outcome).inc()
-        log.info("call_ended", outcome=record.outcome, turns=len(record.turns), duration_ms=record.duration_ms)
+        log.info(
+            "call_ended",
+            outcome=record.outcome,
+            turns=len(record.turns),
+            duration_ms=record.duration_ms,
+            ended_by=request.ended_by,
+            reason=request.reason,
+        )
         return {"call_uuid": str(call_uuid), "turns": len(record.turns), "duration_ms": record.duration_ms}
 
     # -- one turn ------------------------------------------------------------------------------------------
@@ -218,7 +229,8 @@ class TurnFlow:
         elapsed_call = (datetime.now(UTC) - state.started_at).total_seconds()
 
         heard = ""
-        if audio.rms() >= SILENCE_RMS:
+        silent = audio.rms() < SILENCE_RMS
+        if not silent:
             stt_started = time.perf_counter()
             hints = [name for t in config.directory for name in t.spoken_names]
             stt = self._rt.providers.stt(config, UsageMeter(state.usage))
@@ -233,14 +245,13 @@ class TurnFlow:
             state.outcome = "message"
             message.transcript = heard
             await self._record_message(message, config)
-            reply = Reply(f"Thank you, I have taken your message. {config.farewell}", Action.hangup(), "message")
+            reply = Reply(f"{MESSAGE_TAKEN} {config.farewell}", Action.hangup(), "message")
         elif elapsed_call > config.max_call_seconds:
-            reply = Reply(
-                "I'm sorry, we have to end here. Let me put you through to a colleague.",
-                Action.transfer(config.fallback_destination, config.context),
-                "time_limit",
-            )
+            reply = Reply(TIME_LIMIT, Action.transfer(config.fallback_destination, config.context), "time_limit")
+        elif silent:
+            reply = self._no_input(state, config)
         else:
+            state.silent_turns = 0
             conversation = Conversation(
                 config,
                 self._rt.providers.brain(config, UsageMeter(state.usage)),
@@ -253,6 +264,16 @@ class TurnFlow:
             state.conversation_turns, state.misunderstood = conversation.turns, conversation.misunderstood
         timings["brain_ms"] = _ms(time.perf_counter() - brain_started)
         return await self._finish_turn(state, config, heard, reply, timings, started, recording)
+
+    @staticmethod
+    def _no_input(state: CallState, config: SecretaryConfig) -> Reply:
+        """A turn with nothing above line noise (a caller from whom no audio arrives leaves a bare WAV header):
+        asked again, until `recording.silent_turns` in a row end the call. No brain is asked."""
+        state.silent_turns += 1
+        if state.silent_turns < config.recording.silent_turns:
+            return Reply(STILL_THERE, Action.continue_(), "silence")
+        state.outcome = "caller_silent"
+        return Reply(NOBODY_THERE, Action.hangup(), "silence")
 
     async def _record_message(self, message: TakenMessage, config: SecretaryConfig) -> None:
         """Save the message and hand it to the courier; delivery happens in the background. A storage failure
@@ -331,3 +352,14 @@ class TurnFlow:
             "silence_threshold": rec.silence_threshold,
             "silence_seconds": rec.silence_seconds,
         }
+
+
+def _outcome(state: CallState, request: EndCall) -> tuple[str | None, str | None]:
+    """The call's outcome once the script said how it ended; the service's own view without that."""
+    if request.ended_by == "fallback":
+        return "fallback", request.destination
+    if request.ended_by == "caller" and state.outcome != "message":
+        return "caller_hangup", None  # also when a transfer was announced but the caller left first
+    if request.ended_by == "hangup" and state.outcome is None:
+        return "hangup", None
+    return state.outcome, state.outcome_destination

@@ -3,6 +3,8 @@ secretary_ai.lua: FreeSWITCH answers a call with the AI secretary, one turn at a
 
 Install it in FreeSWITCH's script directory (FusionPBX: /usr/share/freeswitch/scripts) together with the
 voiceai/ folder next to it, and route an extension to it: <action application="lua" data="secretary_ai.lua"/>.
+The script finds voiceai/ itself (next to this file, and in the global variable script_dir): stock
+FreeSWITCH's lua.conf.xml leaves the script directory off Lua's package.path.
 
 Channel variables (FusionPBX sets the domain and caller ones; the dialplan sets the voiceai_ ones):
   voiceai_url               base URL of the ivr_service (default http://127.0.0.1:8086)
@@ -21,10 +23,12 @@ shows a domain's admins, and it is sent as the header X-VoiceAI-Secret, never lo
 The service does the thinking; this script only plays, records and acts, and trusts nothing it is sent:
 every path, extension and number in a reply is checked before FreeSWITCH sees it. Any failure (service
 unreachable, an HTTP error, a reply it can't use) ends the same way: the fallback prompt, then a transfer
-to the fallback destination. The caller never waits in silence and no Lua error reaches FreeSWITCH.
+to the fallback destination (this needs none of the voiceai modules, so it works when they are missing).
+The caller never waits in silence and no Lua error reaches FreeSWITCH. At the end the service is told how the
+call ended: the caller left, a reply transferred or hung up, or the script fell back (and why).
 ]]
 
-local http = require("voiceai.http")
+local http -- voiceai.http, required by load_modules inside the protected call: a missing module falls back
 
 local DEFAULT_URL = "http://127.0.0.1:8086"
 local DEFAULT_PROMPT = "ivr/ivr-hold_connect_call.wav"
@@ -34,7 +38,7 @@ local MAX_TURNS = 60 -- the service ends a call long before this; it only stops 
 local MAX_DIGITS = 8
 local DIGIT_WAIT_MS, INTERDIGIT_MS = 2000, 1500
 
-local call = {} -- what this call knows: channel values, its state with the service, the last failure
+local call = {} -- what this call knows: channel values, its state with the service, the last failure, its end
 local pressed = "" -- keys the caller pressed during the last prompt or recording
 
 local function log(level, message)
@@ -47,6 +51,46 @@ local function channel_var(name)
 		return nil
 	end
 	return value
+end
+
+-- How the call ended, for the service's record: the first ending seen is the one that counts.
+local function ended(by, reason)
+	if call.ended_by == nil then
+		call.ended_by, call.end_reason = by, reason
+	end
+end
+
+-- The modules ----------------------------------------------------------------------------------------------
+
+local function folder_of(path)
+	return string.match(path, "^(.*)[/\\][^/\\]*$")
+end
+
+-- Where voiceai/ is: next to this file (mod_lua loads a script by its full path) and in FreeSWITCH's script
+-- directory (the global variable script_dir). Each goes first on package.path, once, unless it holds one of
+-- the characters that mean something in a path template.
+local function add_module_folders()
+	local folders = {}
+	local info = debug and debug.getinfo and debug.getinfo(1, "S")
+	if info and type(info.source) == "string" and string.sub(info.source, 1, 1) == "@" then
+		folders[#folders + 1] = folder_of(string.sub(info.source, 2))
+	end
+	folders[#folders + 1] = freeswitch.getGlobalVariable("script_dir")
+	for i = #folders, 1, -1 do
+		local folder = folders[i]
+		if type(folder) == "string" and folder ~= "" and not string.find(folder, "[;?]") then
+			local entry = folder .. "/?.lua"
+			if not string.find(";" .. package.path .. ";", ";" .. entry .. ";", 1, true) then
+				package.path = entry .. ";" .. package.path
+			end
+		end
+	end
+end
+
+-- Every require of the script happens here, inside the protected call.
+local function load_modules()
+	add_module_folders()
+	http = require("voiceai.http")
 end
 
 -- Checks for values that come from outside -----------------------------------------------------------------
@@ -187,8 +231,15 @@ local function end_call()
 	if not call.started or (call.failure and call.failure.status == 0) then
 		return
 	end
-	local payload = {}
-	local cause = session:hangupCause()
+	local payload = { ended_by = call.ended_by, destination = call.end_destination }
+	if payload.ended_by == nil and not session:ready() then
+		payload.ended_by = "caller"
+	end
+	if call.end_reason then
+		payload.reason = http.clean_text(call.end_reason, 200)
+	end
+	-- After the caller hung up, FreeSWITCH tells a script no cause ("NONE"): only its own is known.
+	local cause = call.hangup_cause or session:hangupCause()
 	if cause and cause ~= "" and cause ~= "NONE" then
 		payload.hangup_cause = http.clean_text(cause, 64)
 	end
@@ -223,20 +274,35 @@ local function play(file)
 	return true
 end
 
--- More than a WAV header: a caller who hangs up at once leaves an empty file, not worth a turn.
-local function holds_audio(path)
-	local handle = io.open(path, "rb")
+-- A caller from whom no audio arrives leaves just the WAV header (FreeSWITCH writes no comfort noise): a
+-- silent turn, for the service to answer, not a failure. A missing or shorter file is no recording.
+local WAV_HEADER_BYTES = 44
+
+-- The size of what recordFile wrote, nil when it wrote no WAV.
+local function record(spec)
+	session:recordFile(spec.file, spec.max_seconds, spec.silence_threshold, spec.silence_seconds)
+	local handle = io.open(spec.file, "rb")
 	if not handle then
-		return false
+		return nil
 	end
 	local size = handle:seek("end")
 	handle:close()
-	return size ~= nil and size > 44
+	if size == nil or size < WAV_HEADER_BYTES then
+		return nil
+	end
+	return size
 end
 
-local function record(spec)
-	session:recordFile(spec.file, spec.max_seconds, spec.silence_threshold, spec.silence_seconds)
-	return holds_audio(spec.file)
+-- recordFile into a file FreeSWITCH can't open hangs the call up (DESTINATION_OUT_OF_ORDER). This script
+-- runs in FreeSWITCH's process, with its permissions: if it can create the file, so can recordFile.
+local function can_record_to(path)
+	local handle = io.open(path, "wb")
+	if not handle then
+		return false
+	end
+	handle:close()
+	os.remove(path)
+	return true
 end
 
 -- The first key stopped the prompt; the rest come within a short wait ('#' ends early).
@@ -253,20 +319,23 @@ end
 -- The call -------------------------------------------------------------------------------------------------
 
 local function fall_back(reason)
-	log("warning", "falling back: " .. tostring(reason))
-	call.fell_back = true
-	if not session:ready() then
-		return
-	end
-	session:streamFile(call.fallback_prompt)
+	reason = tostring(reason)
+	log("warning", "falling back: " .. reason)
 	if session:ready() then
-		if is_extension(call.fallback) and is_context(call.fallback_context) then
-			session:transfer(call.fallback, "XML", call.fallback_context)
-		else
-			log("err", "no usable voiceai_fallback destination: hanging up")
-			session:hangup("NORMAL_TEMPORARY_FAILURE")
-		end
+		session:streamFile(call.fallback_prompt)
 	end
+	if not session:ready() then
+		return ended("caller", reason)
+	end
+	if is_extension(call.fallback) and is_context(call.fallback_context) then
+		session:transfer(call.fallback, "XML", call.fallback_context)
+		call.end_destination = call.fallback
+	else
+		log("err", "no usable voiceai_fallback destination: hanging up")
+		call.hangup_cause = "NORMAL_TEMPORARY_FAILURE"
+		session:hangup(call.hangup_cause)
+	end
+	ended("fallback", reason)
 end
 
 -- What the caller answers a prompt with, keys or speech, sent on to the service. Returns the next reply;
@@ -275,13 +344,13 @@ local function listen(reply)
 	local taking_message = reply.action == "take_message"
 	if pressed == "" or taking_message then
 		pressed = ""
-		local recorded = record(reply.record)
+		local size = record(reply.record)
 		-- A message counts even when the caller hangs up to finish it, as the prompt invites them to.
-		if not session:ready() and not (taking_message and recorded) then
+		if not session:ready() and not (taking_message and size and size > WAV_HEADER_BYTES) then
 			return nil
 		end
 		if pressed == "" or taking_message then
-			if not recorded then
+			if not size then
 				return nil, "no recording was written to " .. reply.record.file
 			end
 			return ask("/api/v1/calls/" .. call.uuid .. "/turns", { recording_file = reply.record.file })
@@ -298,17 +367,23 @@ end
 local function converse(reply)
 	for _ = 1, MAX_TURNS do
 		pressed = ""
+		if reply.record and not can_record_to(reply.record.file) then
+			return fall_back("the recording can't be written to " .. reply.record.file)
+		end
 		if not play(reply.audio_file) then
 			return fall_back("the reply audio could not be played")
 		end
 		if reply.action == "transfer" then
 			if session:ready() then
 				session:transfer(reply.destination, "XML", reply.context)
+				ended("transfer")
 			end
 			return
 		elseif reply.action == "hangup" then
 			if session:ready() then
-				session:hangup("NORMAL_CLEARING")
+				call.hangup_cause = "NORMAL_CLEARING"
+				session:hangup(call.hangup_cause)
+				ended("hangup")
 			end
 			return
 		end
@@ -351,6 +426,10 @@ local function main()
 	read_channel()
 	session:answer()
 	session:setInputCallback("voiceai_on_input", "")
+	local loaded, problem = pcall(load_modules)
+	if not loaded then
+		return fall_back("the voiceai modules could not be loaded: " .. tostring(problem))
+	end
 	if not is_uuid(call.uuid) then
 		return fall_back("the channel has no usable uuid")
 	end
@@ -382,10 +461,10 @@ if session and session:ready() then
 	local ok, err = pcall(main)
 	if not ok then
 		log("err", "script error: " .. tostring(err))
-		pcall(fall_back, "script error")
+		pcall(fall_back, "script error: " .. tostring(err))
 	end
-	local ended, end_err = pcall(end_call)
-	if not ended then
+	local told, end_err = pcall(end_call)
+	if not told then
 		log("err", "script error while ending the call: " .. tostring(end_err))
 	end
 end

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import uuid
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from ivr_service.app import RUNTIME
+from secretary.conversation.lines import NOBODY_THERE, STILL_THERE
 from secretary.speech.audio import Pcm, parse_wav, silence, wav_bytes
 from tests.support import databases
 from tests.support.speech import Speech
@@ -92,14 +94,82 @@ async def test_wav_body_dtmf_and_message_taking(client_for: Any, make_settings: 
     assert taken["action"]["type"] == "hangup" and "invoice" in taken["heard"].lower()
 
 
-async def test_silence_is_not_sent_to_stt(client_for: Any, make_settings: Any) -> None:
-    client = await client_for(make_settings())
+async def test_a_silent_caller_is_asked_again_then_the_call_ends(
+    client_for: Any, make_settings: Any, speech: Speech
+) -> None:
+    """No input is not a misunderstanding: no STT, no brain; "Are you still there?" until
+    `recording.silent_turns` (2) silent turns in a row, then goodbye. A bare WAV header (what FreeSWITCH
+    records when no audio arrives) is such a turn; speech in between starts the count again."""
+    settings = make_settings()
+    client = await client_for(settings)
+    started = await start(client)
+    call, turns = started["call_uuid"], f"/api/v1/calls/{started['call_uuid']}/turns"
+    wav = {"Content-Type": "audio/wav"}
+    first = await (await client.post(turns, data=wav_bytes(silence(1.0, 8000)), headers=wav)).json()
+    assert (first["heard"], first["timings"]["stt_ms"], first["say"]["text"]) == ("", 0, STILL_THERE)
+    assert first["action"] == {"type": "continue"}
+    spoken = await (await client.post(turns, data=wav_bytes(speech.say("Hello?")), headers=wav)).json()
+    assert spoken["say"]["text"] != STILL_THERE
+    header_only = Path(spoken["record"]["file"])
+    header_only.write_bytes(wav_bytes(Pcm(b"", 8000)))
+    assert len(header_only.read_bytes()) == 44
+    again = await (await client.post(turns, json={"recording_file": str(header_only)})).json()
+    assert again["say"]["text"] == STILL_THERE  # the count started again after the speech
+    last = await (await client.post(turns, data=wav_bytes(Pcm(b"", 8000)), headers=wav)).json()
+    assert (last["say"]["text"], last["action"]) == (NOBODY_THERE, {"type": "hangup"})
+    await client.post(f"/api/v1/calls/{call}/end", json={"ended_by": "hangup", "hangup_cause": "NORMAL_CLEARING"})
+    record = json.loads((settings.data_dir / "calls" / ACME / f"{call}.json").read_text())
+    assert (record["outcome"], record["hangup_cause"], len(record["turns"])) == ("caller_silent", "NORMAL_CLEARING", 4)
+    assert [t["brain"] for t in record["turns"]] == ["silence", "front_desk", "silence", "silence"]
+
+
+async def test_an_empty_message_recording_is_a_silent_turn_not_a_message(
+    client_for: Any, make_settings: Any, speech: Speech
+) -> None:
+    settings = make_settings()
+    client = await client_for(settings)
     call = (await start(client))["call_uuid"]
-    silent = wav_bytes(silence(1.0, 8000))
-    result = await (
-        await client.post(f"/api/v1/calls/{call}/turns", data=silent, headers={"Content-Type": "audio/wav"})
-    ).json()
-    assert result["heard"] == "" and result["timings"]["stt_ms"] == 0 and "didn't catch" in result["say"]["text"]
+    turns, wav = f"/api/v1/calls/{call}/turns", {"Content-Type": "audio/wav"}
+    asked = await (await client.post(turns, data=wav_bytes(speech.say("Can I leave a message?")), headers=wav)).json()
+    assert asked["action"]["type"] == "take_message"
+    silent = await (await client.post(turns, data=wav_bytes(Pcm(b"", 8000)), headers=wav)).json()
+    assert silent["say"]["text"] == STILL_THERE and silent["record"]["file"] == asked["record"]["file"]
+    await client.post(f"/api/v1/calls/{call}/end", json={"ended_by": "caller"})
+    assert not list(settings.data_dir.glob("messages*/**/*.json"))  # neither taken nor held
+
+
+async def test_the_end_records_how_the_script_saw_the_call_end(client_for: Any, make_settings: Any) -> None:
+    settings = make_settings()
+    client = await client_for(settings)
+
+    async def ended(body: dict[str, Any], digits: str | None = None) -> dict[str, Any]:
+        call = (await start(client))["call_uuid"]
+        if digits:
+            await client.post(f"/api/v1/calls/{call}/dtmf", json={"digits": digits})
+        response = await client.post(f"/api/v1/calls/{call}/end", json=body)
+        assert response.status == 200, await response.text()
+        return dict(json.loads((settings.data_dir / "calls" / ACME / f"{call}.json").read_text()))
+
+    fell_back = await ended(
+        {"ended_by": "fallback", "reason": "/api/v1/calls/x/turns: HTTP 503", "destination": "1001"}
+    )
+    assert (fell_back["outcome"], fell_back["outcome_destination"], fell_back["hangup_cause"]) == (
+        "fallback",
+        "1001",
+        None,
+    )
+    gave_up = await ended({"ended_by": "fallback", "reason": "x", "hangup_cause": "NORMAL_TEMPORARY_FAILURE"})
+    assert (gave_up["outcome"], gave_up["outcome_destination"]) == ("fallback", None)
+    transferred = await ended({"ended_by": "transfer"}, digits="1002")
+    assert (transferred["outcome"], transferred["outcome_destination"]) == ("transfer", "1002")
+    left_first = await ended({"ended_by": "caller"}, digits="1002")  # the caller left during "putting you through"
+    assert (left_first["outcome"], left_first["outcome_destination"]) == ("caller_hangup", None)
+    older_script = await ended({"hangup_cause": "NORMAL_CLEARING"}, digits="1002")
+    assert older_script["outcome"] == "transfer"
+    for bad in ({"ended_by": "somebody"}, {"destination": "1001 XML evil"}, {"reason": "x" * 300}):
+        call = (await start(client))["call_uuid"]
+        refused = await error_of(await client.post(f"/api/v1/calls/{call}/end", json=bad), 400)
+        assert refused["field"] == next(iter(bad))
 
 
 async def test_bad_requests_get_clear_json_errors(
@@ -149,8 +219,8 @@ async def test_bad_requests_get_clear_json_errors(
     assert (await error_of(await client.post(turns, json={"recording_file": str(link)}), 422))["code"] == "bad_audio"
     link.write_bytes(wav_bytes(speech.say("hello"))[:500])
     assert "truncated" in (await error_of(await client.post(turns, json={"recording_file": str(link)}), 422))["message"]
-    link.write_bytes(wav_bytes(Pcm(b"", 8000)))  # the caller hung up before saying anything
-    assert "empty" in (await error_of(await client.post(turns, json={"recording_file": str(link)}), 422))["message"]
+    link.write_bytes(b"RIFF\x24\x00\x00\x00WAVE")  # no fmt chunk at all
+    assert "fmt" in (await error_of(await client.post(turns, json={"recording_file": str(link)}), 422))["message"]
     missing_file = await client.post(turns, json={"recording_file": str(inbox / "nope.wav")})
     assert (await error_of(missing_file, 400))["code"] == "not_found"
     await error_of(await client.post(turns, data=b"RIFF", headers={"Content-Type": "audio/wav"}), 422)

@@ -87,7 +87,11 @@ def check_calls(first: CallResult, second: CallResult, speech: Speech, spool: Pa
     assert first.events.index(("hangup", "NORMAL_CLEARING")) > first.events.index(
         ("streamFile", goodbye_turn["say"]["audio_file"])
     )
-    assert json.loads(first.exchanges[3].request_body) == {"domain_uuid": ACME, "hangup_cause": "NORMAL_CLEARING"}
+    assert json.loads(first.exchanges[3].request_body) == {
+        "domain_uuid": ACME,
+        "ended_by": "hangup",
+        "hangup_cause": "NORMAL_CLEARING",
+    }
 
     # Call 2: straight through to Sales.
     assert routes(second) == [("start", 200), ("turns", 200), ("end", 200)]
@@ -96,7 +100,7 @@ def check_calls(first: CallResult, second: CallResult, speech: Speech, spool: Pa
     assert transfer_turn["action"] == {"type": "transfer", "destination": "1002", "context": ACME_NAME}
     assert second.transfer == Transfer("1002", "XML", ACME_NAME)
     assert ("transfer", "1002", "XML", ACME_NAME) in second.events
-    assert json.loads(second.exchanges[-1].request_body) == {"domain_uuid": ACME}  # transferred, not hung up
+    assert json.loads(second.exchanges[-1].request_body) == {"domain_uuid": ACME, "ended_by": "transfer"}
 
 
 def check_records(records: dict[str, dict[str, Any]], first: CallResult, second: CallResult) -> None:

@@ -1,10 +1,12 @@
 """Everything that can go wrong around `secretary_ai.lua`, and the one way it always ends: the caller hears
 the fallback prompt and is transferred to the front desk, with no Lua error. Also the caller's side of
-things going differently: hanging up mid-call, leaving a message, pressing keys."""
+things going differently: hanging up mid-call, leaving a message, pressing keys, saying nothing; and the
+FreeSWITCH the script runs on: stock or FusionPBX's Lua path, each JSON codec."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from freeswitch.caller import HangUp, Press, Run, Say
-from freeswitch.lua_sim import Transfer
+from freeswitch.caller import HangUp, Press, Run, Say, Silence
+from freeswitch.lua_sim import LUA_DIR, LuaPath, Transfer
+from secretary.conversation.lines import NOBODY_THERE, STILL_THERE
 from secretary.settings import Settings
 from secretary.speech.audio import wav_bytes
 from secretary.speech.local_engines import LocalModels
@@ -71,6 +74,11 @@ def saved_record(settings: Settings, call_uuid: str) -> dict[str, Any]:
     return json.loads((settings.data_dir / "calls" / ACME / f"{call_uuid}.json").read_text())
 
 
+def end_body(result: Any) -> dict[str, Any]:
+    """What the script told the service at /end."""
+    return dict(json.loads(result.exchanges[-1].request_body))
+
+
 # -- the service is unreachable or answers badly ---------------------------------------------------------
 
 
@@ -108,6 +116,7 @@ def test_bad_reply_to_the_start(service: tuple[str, Settings], fallback_prompt: 
     assert_fell_back(result, fallback_prompt)
     assert [name for name, _ in routes(result)] == ["start", "end"]  # the service answered: told it ended
     assert len(result.played) == 1  # nothing of the broken reply was played
+    assert end_body(result)["ended_by"] == "fallback" and end_body(result)["destination"] == "1001"
 
 
 def test_slow_service_times_out(service: tuple[str, Settings], fallback_prompt: Path) -> None:
@@ -166,7 +175,9 @@ def test_bad_reply_mid_call(service: tuple[str, Settings], fallback_prompt: Path
         result = acme_call(front_url, [Say(speech.say(HELLO))], fallback_prompt)
     assert_fell_back(result, fallback_prompt)
     assert [name for name, _ in routes(result)] == ["start", "turns", "end"]
-    assert saved_record(settings, result.uuid)["call_uuid"] == result.uuid  # the call is still recorded
+    record = saved_record(settings, result.uuid)  # the call is still recorded, as the fallback it was
+    assert (record["outcome"], record["outcome_destination"], record["hangup_cause"]) == ("fallback", "1001", None)
+    assert end_body(result)["reason"].startswith(f"/api/v1/calls/{result.uuid}/turns: ")
 
 
 # -- a dependency of the service goes down mid-call --------------------------------------------------------
@@ -211,9 +222,10 @@ def test_caller_hangs_up_mid_call(service: tuple[str, Settings], fallback_prompt
     result = acme_call(url, [Say(speech.say("What are your opening hours?")), HangUp()], fallback_prompt)
     assert_clean(result)
     assert routes(result) == [("start", 200), ("turns", 200), ("end", 200)]
-    assert json.loads(result.exchanges[-1].request_body) == {"domain_uuid": ACME, "hangup_cause": "NORMAL_CLEARING"}
+    # FreeSWITCH tells the script no cause after the caller hung up ("NONE"): none is made up.
+    assert end_body(result) == {"domain_uuid": ACME, "ended_by": "caller"}
     record = saved_record(settings, result.uuid)
-    assert (record["outcome"], record["hangup_cause"], len(record["turns"])) == ("caller_hangup", "NORMAL_CLEARING", 1)
+    assert (record["outcome"], record["hangup_cause"], len(record["turns"])) == ("caller_hangup", None, 1)
     assert result.transfer is None and result.hung_up_by == "caller"
 
 
@@ -224,7 +236,7 @@ def test_caller_hangs_up_during_the_greeting(service: tuple[str, Settings], fall
     assert routes(result) == [("start", 200), ("end", 200)]
     assert not result.played[0].completed and result.recordings == []
     record = saved_record(settings, result.uuid)
-    assert (record["hangup_cause"], record["turns"]) == ("ORIGINATOR_CANCEL", [])
+    assert (record["outcome"], record["hangup_cause"], record["turns"]) == ("caller_hangup", None, [])
 
 
 def test_caller_leaves_a_message_and_hangs_up(
@@ -254,6 +266,7 @@ def test_keys_during_the_recording_transfer(
     assert routes(result) == [("start", 200), ("dtmf", 200), ("end", 200)]
     assert json.loads(result.exchanges[1].request_body) == {"digits": "1003", "domain_uuid": ACME}
     assert result.transfer == Transfer("1003", "XML", ACME_NAME)
+    assert end_body(result) == {"domain_uuid": ACME, "ended_by": "transfer"}
 
 
 def test_keys_interrupt_the_greeting(service: tuple[str, Settings], fallback_prompt: Path) -> None:
@@ -266,24 +279,116 @@ def test_keys_interrupt_the_greeting(service: tuple[str, Settings], fallback_pro
     assert result.transfer == Transfer("1001", "XML", ACME_NAME)  # 0: the operator
 
 
-def test_fusionpbx_lunajson_is_preferred(service: tuple[str, Settings], fallback_prompt: Path, tmp_path: Path) -> None:
-    """Where FusionPBX's `resources.functions.lunajson` is on the path, the script uses it. lunajson itself
-    is not installed here; this stand-in has its interface and counts its use."""
-    functions = tmp_path / "resources" / "functions"
-    functions.mkdir(parents=True)
-    (functions / "lunajson.lua").write_text(
-        'local ours = require("voiceai.json")\n'
-        "lunajson_calls = 0\n"
-        "return {\n"
-        "  encode = function(v) lunajson_calls = lunajson_calls + 1; return ours.encode(v) end,\n"
-        "  decode = function(s) lunajson_calls = lunajson_calls + 1; return ours.decode(s) end,\n"
-        "}\n"
+@pytest.mark.parametrize(
+    ("lua_path", "freeswitch_json", "lunajson", "codec"),
+    [
+        ("stock", True, False, "freeswitch.JSON"),  # FreeSWITCH 1.10.12 as installed from its packages
+        ("fusionpbx", True, True, "freeswitch.JSON"),  # FusionPBX on 1.10.12: FreeSWITCH's own still first
+        ("fusionpbx", False, True, "lunajson"),  # FusionPBX on a mod_lua without freeswitch.JSON
+        ("stock", False, False, "voiceai.json"),
+    ],
+)
+def test_a_call_works_with_each_json_codec(
+    service: tuple[str, Settings],
+    fallback_prompt: Path,
+    speech: Speech,
+    lua_path: LuaPath,
+    freeswitch_json: bool,
+    lunajson: bool,
+    codec: str,
+) -> None:
+    url, settings = service
+    caller = [Say(speech.say("What are your opening hours?")), Press("1002")]
+    result = acme_call(
+        url, caller, fallback_prompt, lua_path=lua_path, freeswitch_json=freeswitch_json, lunajson=lunajson
     )
-    url, _settings = service
-    result = acme_call(url, [Press("1002")], fallback_prompt, extra_lua_paths=(tmp_path,))
     assert_clean(result)
-    assert "(json: lunajson)" in result.log_text()
+    assert f"(json: {codec})" in result.log_text() and "falling back" not in result.log_text()
+    assert routes(result) == [("start", 200), ("turns", 200), ("dtmf", 200), ("end", 200)]
+    assert "Monday" in reply(result.exchanges[1])["say"]["text"]
+    assert all(b"\n" not in e.request_body for e in result.exchanges)  # compact JSON, whichever codec
     assert result.transfer == Transfer("1002", "XML", ACME_NAME)
+    assert saved_record(settings, result.uuid)["outcome"] == "transfer"
+
+
+# -- the script on the FreeSWITCH it finds ----------------------------------------------------------------
+
+
+def lonely_script(folder: Path) -> Path:
+    """The script without the voiceai/ folder that belongs next to it."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(LUA_DIR / "secretary_ai.lua", folder / "secretary_ai.lua")
+    return folder
+
+
+@pytest.mark.parametrize("lua_version", ["lua52", "lua53", "lua54"])
+def test_the_script_finds_its_modules_on_stock_freeswitch(
+    service: tuple[str, Settings], fallback_prompt: Path, lua_version: str
+) -> None:
+    """Stock lua.conf.xml leaves the script directory off package.path: the script puts its own folder there."""
+    url, _settings = service
+    result = acme_call(url, [Press("1004")], fallback_prompt, lua_version=lua_version, freeswitch_json=False)
+    assert_clean(result)
+    assert result.transfer == Transfer("1004", "XML", ACME_NAME)
+
+
+def test_the_script_finds_its_modules_through_script_dir(
+    service: tuple[str, Settings], fallback_prompt: Path, tmp_path: Path
+) -> None:
+    url, _settings = service
+    elsewhere = lonely_script(tmp_path / "elsewhere")
+    result = acme_call(
+        url, [Press("1004")], fallback_prompt, script_dir=elsewhere, global_variables={"script_dir": str(LUA_DIR)}
+    )
+    assert_clean(result)
+    assert result.transfer == Transfer("1004", "XML", ACME_NAME)
+
+
+@pytest.mark.parametrize("lua_path", ["stock", "fusionpbx"])
+def test_without_its_modules_the_script_still_falls_back(
+    service: tuple[str, Settings], fallback_prompt: Path, tmp_path: Path, lua_path: LuaPath
+) -> None:
+    url, _settings = service
+    result = acme_call(url, [], fallback_prompt, script_dir=lonely_script(tmp_path / "scripts"), lua_path=lua_path)
+    assert_fell_back(result, fallback_prompt)
+    assert "module 'voiceai.http' not found" in result.log_text()
+    assert result.exchanges == []  # nothing to talk to the service with
+
+
+def test_a_recording_folder_freeswitch_cant_open_falls_back(
+    service: tuple[str, Settings], fallback_prompt: Path
+) -> None:
+    """recordFile into it would hang the call up (DESTINATION_OUT_OF_ORDER): the script tries the file first."""
+    url, settings = service
+    spool = settings.spool.dir.resolve()
+    target = spool / "in" / "no-such-folder" / "turn-001.wav"
+    rewrite = Fault("start", "rewrite", changes={"record": {"file": str(target), **RECORD_LIMITS}})
+    with faulty_front(url, [rewrite]) as (front_url, _front):
+        result = acme_call(front_url, [], fallback_prompt, spool_dir=spool)
+    assert_fell_back(result, fallback_prompt)
+    assert result.hung_up_by is None and result.played_paths() == [str(fallback_prompt)]
+    assert "the recording can't be written to" in end_body(result)["reason"]
+
+
+# -- a caller who says nothing -----------------------------------------------------------------------------
+
+
+def test_a_silent_caller_is_asked_again_then_hung_up(service: tuple[str, Settings], fallback_prompt: Path) -> None:
+    """No audio arrives: FreeSWITCH records a bare WAV header. That is no input, not a failure."""
+    url, settings = service
+    result = acme_call(url, [Silence(), Silence()], fallback_prompt)
+    assert_clean(result)
+    assert "falling back" not in result.log_text() and result.transfer is None
+    assert [len(Path(r.path).read_bytes()) for r in result.recordings] == [44, 44]
+    assert routes(result) == [("start", 200), ("turns", 200), ("turns", 200), ("end", 200)]
+    asked, goodbye = reply(result.exchanges[1]), reply(result.exchanges[2])
+    assert (asked["say"]["text"], asked["action"]["type"]) == (STILL_THERE, "continue")
+    assert (goodbye["say"]["text"], goodbye["action"]["type"]) == (NOBODY_THERE, "hangup")
+    assert result.played_paths()[1:] == [asked["say"]["audio_file"], goodbye["say"]["audio_file"]]
+    assert (result.hung_up_by, result.hangup_cause) == ("script", "NORMAL_CLEARING")
+    assert end_body(result) == {"domain_uuid": ACME, "ended_by": "hangup", "hangup_cause": "NORMAL_CLEARING"}
+    record = saved_record(settings, result.uuid)
+    assert (record["outcome"], record["hangup_cause"]) == ("caller_silent", "NORMAL_CLEARING")
 
 
 def test_tenant_from_domain_uuid_only(service: tuple[str, Settings], fallback_prompt: Path) -> None:

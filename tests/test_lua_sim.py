@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from freeswitch.caller import HangUp, Press, Run, Say, record_like_freeswitch
-from freeswitch.lua_sim import FreeSwitchSim
+from freeswitch.caller import HangUp, Press, Run, Say, Silence, record_like_freeswitch
+from freeswitch.lua_sim import LUNAJSON_FILE, FreeSwitchSim
 from secretary.speech.audio import Pcm, silence, wav_bytes
 
 
@@ -89,10 +89,30 @@ def test_record_time_limit_and_threshold_semantics() -> None:
     assert wideband.pcm.sample_rate == 16000 and wideband.pcm.duration_s == pytest.approx(1.98, abs=0.03)
 
 
-def test_record_into_a_missing_folder_fails_like_freeswitch(tmp_path: Path) -> None:
-    target = tmp_path / "nowhere" / "turn.wav"
-    sim = run_lua(tmp_path, f'assert(session:recordFile("{target}", 5, 300, 2) == 0)', caller=[Say(tone(1))])
+@pytest.mark.parametrize("folder", ["nowhere", "a-file"])
+def test_record_into_a_folder_freeswitch_cant_open_hangs_the_call_up(tmp_path: Path, folder: str) -> None:
+    """switch_ivr_record_file hangs up with DESTINATION_OUT_OF_ORDER when the file does not open."""
+    (tmp_path / "a-file").write_bytes(b"")
+    target = tmp_path / folder / "turn.wav"
+    source = f"""
+    assert(session:recordFile("{target}", 5, 300, 2) == 0)
+    assert(not session:ready())
+    """
+    sim = run_lua(tmp_path, source, caller=[Say(tone(1))])
     assert sim.result.lua_error is None and not target.exists()
+    assert (sim.result.hung_up_by, sim.result.hangup_cause) == ("freeswitch", "DESTINATION_OUT_OF_ORDER")
+
+
+def test_a_caller_from_whom_no_audio_arrives_leaves_a_bare_wav_header(tmp_path: Path) -> None:
+    """No comfort noise is written, but the silence detector still ends the recording."""
+    target = tmp_path / "turn.wav"
+    source = f"""
+    assert(session:recordFile("{target}", 15, 300, 2) == 1)
+    assert(session:ready() and session:getVariable("silence_hits_exhausted") == "true")
+    """
+    sim = run_lua(tmp_path, source, caller=[Silence()])
+    assert sim.result.lua_error is None, sim.result.lua_error
+    assert len(target.read_bytes()) == 44 and sim.result.recordings[0].stopped_by == "silence"
 
 
 def test_caller_hangs_up(tmp_path: Path) -> None:
@@ -101,17 +121,63 @@ def test_caller_hangs_up(tmp_path: Path) -> None:
     assert(session:ready())
     assert(session:recordFile("{target}", 5, 300, 2) == 0)
     assert(not session:ready())
-    assert(session:hangupCause() == "NORMAL_CLEARING")
+    assert(session:hangupCause() == "NONE")  -- measured on FreeSWITCH 1.10.12
+    assert(session:getVariable("hangup_cause") == nil)
     assert(session:streamFile("{target}") == 0)
     """
     sim = run_lua(tmp_path, source, caller=[HangUp()])
-    assert sim.result.lua_error is None and sim.result.hung_up_by == "caller"
+    assert sim.result.lua_error is None, sim.result.lua_error
+    assert (sim.result.hung_up_by, sim.result.hangup_cause) == ("caller", "NORMAL_CLEARING")
 
 
-def test_a_silent_caller_who_runs_out_of_things_to_say_hangs_up(tmp_path: Path) -> None:
+def test_a_caller_who_runs_out_of_things_to_say_hangs_up(tmp_path: Path) -> None:
     target = tmp_path / "turn.wav"
     sim = run_lua(tmp_path, f'session:recordFile("{target}", 5, 300, 2); assert(not session:ready())')
     assert sim.result.lua_error is None and sim.result.hung_up_by == "caller"
+    assert len(target.read_bytes()) == 44  # nothing arrived before the hang-up
+
+
+def test_the_script_is_loaded_by_its_path_with_stock_freeswitchs_lua_path(tmp_path: Path) -> None:
+    """Stock lua.conf.xml has `script-directory` commented out: package.path is Lua's default, which does not
+    hold the script directory; FreeSWITCH sets the global variable script_dir; mod_lua loads the script with
+    luaL_loadfile(<script_dir>/<name>), so its chunk name is that path; argv[0] is the name as given."""
+    source = """
+    freeswitch.consoleLog("info", package.path)
+    freeswitch.consoleLog("info", freeswitch.getGlobalVariable("script_dir"))
+    freeswitch.consoleLog("info", debug.getinfo(1, "S").source)
+    freeswitch.consoleLog("info", argv[0])
+    """
+    sim = run_lua(tmp_path, source)
+    assert sim.result.lua_error is None, sim.result.lua_error
+    path, script_dir, chunk, name = (message for _, message in sim.result.log)
+    assert str(tmp_path) not in path and "?.lua" in path
+    assert (script_dir, chunk, name) == (str(tmp_path), f"@{tmp_path}/case.lua", "case.lua")
+
+
+def test_fusionpbx_lua_path_is_the_script_directory_alone(tmp_path: Path) -> None:
+    """FusionPBX's lua.conf.xml: script-directory $${script_dir}/?.lua becomes LUA_PATH, without ';;'."""
+    sim = run_lua(tmp_path, 'freeswitch.consoleLog("info", package.path)', lua_path="fusionpbx")
+    assert sim.result.log == [("info", f"{tmp_path}/?.lua")]
+
+
+@pytest.mark.parametrize(("lua_path", "found"), [("stock", False), ("fusionpbx", True)])
+def test_lunajson_is_found_only_where_package_path_leads(tmp_path: Path, lua_path: str, found: bool) -> None:
+    source = """
+    local ok, lunajson = pcall(require, "resources.functions.lunajson")
+    freeswitch.consoleLog("info", tostring(ok and lunajson.encode({ a = true })))
+    """
+    sim = run_lua(tmp_path, source, lunajson=True, lua_path=lua_path)
+    assert sim.result.lua_error is None and sim.result.violations == []
+    assert sim.result.log == [("info", '{"a":true}' if found else "false")]
+    assert not (tmp_path / LUNAJSON_FILE).exists()  # emulated: nothing of FusionPBX's is copied
+
+
+def test_freeswitch_json_is_absent_from_an_older_mod_lua(tmp_path: Path) -> None:
+    source = 'freeswitch.consoleLog("info", tostring(freeswitch.JSON) .. " " .. type(freeswitch.API))'
+    older = run_lua(tmp_path, source, freeswitch_json=False)
+    assert older.result.log == [("info", "nil function")] and older.result.violations == []
+    current = run_lua(tmp_path, source)
+    assert current.result.log[0][1].startswith("function: ") and current.result.violations == []
 
 
 def test_prompt_dtmf_goes_to_the_input_callback(tmp_path: Path) -> None:

@@ -6,9 +6,9 @@ Facts this module relies on (mod_curl.c, FreeSWITCH 1.10):
   * the line is split on blanks, and single quotes and backslashes are interpreted, so the post data must
     be one token free of those characters: we percent-encode every byte outside [A-Za-z0-9-._~];
   * mod_curl URL-decodes the post data (%XX only; '+' stays '+') before sending it;
-  * `json` returns {"status_code":"200","body":"...","headers":[...]} (status_code is a string in 1.10,
-    "0" when no response came; "body" is absent when the response was empty; newer builds add
-    "exit_code");
+  * `json` returns {"status_code":"200","body":"...","version":...,"phrase":...,"headers":[...]}
+    (status_code is a string in 1.10, and {"status_code":"0","headers":[]} when no response came; "body" is
+    absent when the response was empty; newer builds add "exit_code");
   * the body is cut at 64000 bytes (curl.conf `max-bytes`), so an oversized reply fails to decode;
   * without `timeout` libcurl waits forever: always pass one;
   * `append_headers <name:value>` adds a request header (one token: no blank after the colon);
@@ -20,8 +20,40 @@ local http = {}
 
 local ours = require("voiceai.json")
 
--- FusionPBX ships lunajson; where it is absent (plain FreeSWITCH) our own module has the same interface.
+-- FreeSWITCH's own codec (mod_lua 1.10.12: freeswitch.JSON(), over cJSON) with the interface of ours:
+-- encode(table) returns a string, decode(text) returns a value, both raise on bad input. cJSON's decode gives
+-- no value at all for bad JSON (raised here), an empty table for a scalar document, floats for numbers, and
+-- drops nulls (as ours and lunajson turn them into nil). The object never initialises its output format:
+-- compact is asked for explicitly (the command line carries the body, each byte of it percent-encoded).
+local function freeswitch_json()
+	local ok, codec = pcall(function()
+		local made = freeswitch.JSON()
+		made:return_unformatted_json(true)
+		return made
+	end)
+	if not ok or codec == nil then
+		return nil
+	end
+	return {
+		encode = function(value)
+			return codec:encode(value)
+		end,
+		decode = function(text)
+			local value = codec:decode(text)
+			if value == nil then
+				error("not JSON")
+			end
+			return value
+		end,
+	}
+end
+
+-- FreeSWITCH's JSON where mod_lua has it, then FusionPBX's lunajson, then our own module.
 local function load_json()
+	local native = freeswitch_json()
+	if native then
+		return native, "freeswitch.JSON"
+	end
 	local ok, lunajson = pcall(require, "resources.functions.lunajson")
 	if ok and type(lunajson) == "table" and lunajson.encode and lunajson.decode then
 		return lunajson, "lunajson"
@@ -120,9 +152,10 @@ function http.post_json(api, url, payload, timeout_s, secret)
 		return { ok = false, status = 0, reason = "mod_curl gave no JSON envelope: " .. string.sub(tostring(raw), 1, 120) }
 	end
 	local status = tonumber(envelope.status_code) or 0
-	local exit_code = tonumber(envelope.exit_code) or 0
+	local exit_code = tonumber(envelope.exit_code) -- only in builds newer than 1.10
 	if status == 0 then
-		return { ok = false, status = 0, reason = "no response (curl exit code " .. exit_code .. ")" }
+		local detail = exit_code and " (curl exit code " .. string.format("%d", exit_code) .. ")" or ""
+		return { ok = false, status = 0, reason = "no response" .. detail }
 	end
 	local data = type(envelope.body) == "string" and decode(envelope.body) or nil
 	if type(data) ~= "table" then
@@ -135,8 +168,8 @@ function http.post_json(api, url, payload, timeout_s, secret)
 		end
 		return { ok = false, status = status, data = data, reason = "HTTP " .. status .. detail }
 	end
-	if exit_code ~= 0 then
-		return { ok = false, status = status, reason = "transfer failed (curl exit code " .. exit_code .. ")" }
+	if exit_code and exit_code ~= 0 then
+		return { ok = false, status = status, reason = "transfer failed (curl exit code " .. string.format("%d", exit_code) .. ")" }
 	end
 	if not data then
 		return { ok = false, status = status, reason = "the response is not a JSON object" }

@@ -50,6 +50,7 @@ class CallState(BaseModel):
     turns: list[TurnRecord] = Field(default_factory=list)
     conversation_turns: int = 0
     misunderstood: int = 0
+    silent_turns: int = 0  # in a row: the caller said nothing
     outcome: str | None = None
     outcome_destination: str | None = None
     usage: dict[str, float] = Field(default_factory=dict)

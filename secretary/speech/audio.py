@@ -80,8 +80,10 @@ def silence(seconds: float, sample_rate: int) -> Pcm:
     return Pcm(bytes(2 * round(seconds * sample_rate)), sample_rate)
 
 
-def parse_wav(blob: bytes) -> Pcm:
-    """Read a RIFF/WAVE file (PCM 8/16/24/32-bit, float32, A-law, µ-law; any channel count mixed down)."""
+def parse_wav(blob: bytes, *, allow_empty: bool = False) -> Pcm:
+    """Read a RIFF/WAVE file (PCM 8/16/24/32-bit, float32, A-law, µ-law; any channel count mixed down).
+    `allow_empty`: a header without audio is silence, not an error (FreeSWITCH records a caller from whom no
+    audio arrives as just the header)."""
     if len(blob) < 12 or blob[:4] != b"RIFF" or blob[8:12] != b"WAVE":
         raise AudioFormatError("not a WAV file (no RIFF/WAVE header)")
     fmt: tuple[int, int, int, int] | None = None
@@ -103,12 +105,12 @@ def parse_wav(blob: bytes) -> Pcm:
             available = len(blob) - body_start
             if size > available:
                 raise AudioFormatError(f"truncated WAV: header promises {size} bytes of audio, file holds {available}")
-            return _decode(blob[body_start : body_start + size], *fmt)
+            return _decode(blob[body_start : body_start + size], *fmt, allow_empty=allow_empty)
         offset = body_start + size + (size & 1)
     raise AudioFormatError("truncated WAV: no data chunk" if fmt else "WAV without a fmt chunk")
 
 
-def _decode(raw: bytes, tag: int, channels: int, rate: int, bits: int) -> Pcm:
+def _decode(raw: bytes, tag: int, channels: int, rate: int, bits: int, *, allow_empty: bool) -> Pcm:
     if not 1 <= channels <= MAX_WAV_CHANNELS:
         raise AudioFormatError(f"unsupported channel count {channels}")
     if rate not in SUPPORTED_RATES:
@@ -128,6 +130,8 @@ def _decode(raw: bytes, tag: int, channels: int, rate: int, bits: int) -> Pcm:
     frame = width * channels
     raw = raw[: len(raw) - len(raw) % frame]
     if not raw:
+        if allow_empty:
+            return Pcm(b"", rate)
         raise AudioFormatError("empty recording: the WAV holds no audio")
     if channels > 1:
         samples = np.frombuffer(audioop.lin2lin(raw, width, 2), dtype="<i2").reshape(-1, channels)

@@ -141,6 +141,9 @@ class RecordingSettings(BaseModel):
     silence_threshold: int = Field(default=300, ge=1, le=10000)
     silence_seconds: int = Field(default=2, ge=1, le=30)
     message_max_seconds: int = Field(default=120, ge=5, le=600)
+    # Silent turns in a row (nothing above line noise) before the secretary says goodbye and hangs up; each
+    # one before that is answered "Are you still there?".
+    silent_turns: int = Field(default=2, ge=1, le=10)
 
 
 # A stored credential's name (`v_ai_provider_credentials.credential_name`).

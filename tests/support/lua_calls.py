@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from freeswitch.caller import CallerAction
-from freeswitch.lua_sim import CallResult, FreeSwitchSim
+from freeswitch.lua_sim import LUA_DIR, CallResult, FreeSwitchSim, LuaPath
 from freeswitch.mod_curl import CurlExchange
 from tests.support.databases import ACME
 
@@ -23,12 +23,15 @@ def acme_call(
     *,
     spool_dir: Path | None = None,
     lua_version: str = "lua53",
-    extra_lua_paths: tuple[Path, ...] = (),
     global_variables: dict[str, str] | None = None,
+    script_dir: Path = LUA_DIR,
+    lua_path: LuaPath = "stock",
+    freeswitch_json: bool = True,
+    lunajson: bool = False,
     **variables: str,
 ) -> CallResult:
     """One call from extension 1000 to the acme secretary, as FusionPBX would route it; `global_variables`
-    are what vars.xml sets."""
+    are what vars.xml sets; the rest picks the FreeSWITCH it runs on (see `FreeSwitchSim`)."""
     values = {
         "domain_uuid": ACME,
         "domain_name": ACME_NAME,
@@ -48,7 +51,10 @@ def acme_call(
         global_variables=global_variables,
         caller=caller,
         lua_version=lua_version,
-        extra_lua_paths=extra_lua_paths,
+        script_dir=script_dir,
+        lua_path=lua_path,
+        freeswitch_json=freeswitch_json,
+        lunajson=lunajson,
     )
     return sim.run("secretary_ai.lua")
 
