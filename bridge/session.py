@@ -358,13 +358,18 @@ class CallSession:
         """A `play` event in `module` mode: the module wrote our audio to a file instead of playing it. The call
         goes on in `event` mode; this event and the ones of the chunks already sent are broadcast in order."""
         log.warning("playback_mode_detected", configured=self.config.playback_mode, detected="event",
-                    advice="the community mod_audio_stream plays nothing itself: set playback_mode: event")  # fmt: skip
+                    advice="the community mod_audio_stream plays nothing itself: set playback_mode: event",
+                    **self._ids())  # fmt: skip
         self._events = EventTransport(self._send, self._esl, self.call_uuid, self._esl_failed)
         self.playback.use(self._events)
         self._transport = self._events
         self.playback_mode = "event"
         self._modes.detected()
         self.state.add_usage("playback.detected_event")
+
+    def _ids(self) -> dict[str, str]:
+        """For logs from ESL's side (its events arrive outside the call's task and its bound context)."""
+        return {"call_uuid": self.call_uuid, "domain_uuid": str(self.config.domain_uuid)}
 
     def _on_key(self, key: str) -> None:
         if key not in KEYS or self._finishing or self._ending is not None or self._keyed.is_set():
@@ -375,7 +380,7 @@ class CallSession:
         first = self._digits is None
         if first:
             self._digits = self._loop.create_future()
-            task = asyncio.create_task(self._take_keys(self._digits, time.perf_counter()), name="keys")
+            task = asyncio.create_task(self._take_keys(self._digits), name="keys")
             self._key_tasks.add(task)
             task.add_done_callback(self._key_tasks.discard)
         self._key_entry(self._keys.press(key, self._loop.time()))
@@ -397,30 +402,30 @@ class CallSession:
                 self._keys.deadline, lambda: self._key_entry(self._keys.expire(self._loop.time()))
             )
 
-    async def _take_keys(self, entry: asyncio.Future[str], started: float) -> None:
+    async def _take_keys(self, entry: asyncio.Future[str]) -> None:
         try:
-            await self._keys_answered(entry, started)
+            await self._keys_answered(entry)
         except (ConnectionClosed, OSError):
             return  # the caller is gone
         except Exception:
             log.exception("keys_not_answered")
 
-    async def _keys_answered(self, entry: asyncio.Future[str], started: float) -> None:
+    async def _keys_answered(self, entry: asyncio.Future[str]) -> None:
         """From the first key: stop the secretary, wait for the entry, answer it (one entry at a time)."""
         if isinstance(self._engine, KeyAware):
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(KEY_CUT_IN_S):
                     await self._engine.keys_pressed()
         if self.playback.speaking:  # an engine that is not told of keys, or one that did not stop in time
-            interruption = await self.playback.interrupt()
-            if any(interruption.cut.values()):
-                self.note_barge_in()
+            await self.playback.interrupt()
+            self.note_barge_in()
         digits = await entry
+        started = time.perf_counter()  # the turn's time, as in the turn-based mode: from the entry to the reply
         async with self._keys_lock:
             if self._finishing or self._keyed.is_set():
                 return
             reply = key_reply(self.config, digits)
-            log.info("keys", digits=digits, action=reply.action.type.value)
+            log.info("keys", digits=digits, action=reply.action.type.value, **self._ids())
             if reply.action.ends_conversation:
                 self._key_reply = (reply, digits, started)
                 self._keyed.set()  # the engine stops; the session says the reply and acts (`_end_for`)

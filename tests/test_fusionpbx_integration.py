@@ -97,7 +97,8 @@ async def test_a_failing_migration_leaves_nothing_half_applied(fresh_fusionpbx: 
             await migrate(database)
         versions = [r[0] for r in await conn.fetch("SELECT version FROM v_ai_schema_migrations ORDER BY 1")]
         assert 3 not in versions and 1 in versions
-        assert [m.version for m in await pending_migrations(database)] == [3]  # what `voiceai doctor` reports
+        pending = [m.version for m in await pending_migrations(database)]  # what `voiceai doctor` reports
+        assert pending == [m.version for m in available_migrations() if m.version >= 3]
         assert "v_ai_api_keys" not in await _tables(fresh_fusionpbx)  # created earlier in 0003, rolled back
         column = await conn.fetchval(
             "SELECT 1 FROM information_schema.columns "
