@@ -11,21 +11,25 @@ Two ways FreeSWITCH plays it (`playback_mode` per domain): `module` (a playback 
 plays `streamAudio` chunks from its buffer; barge-in sends `stopAudio`) and `event` (the community build
 writes each chunk to a file and fires `mod_audio_stream::play`; we run `uuid_broadcast`, and barge-in is
 `uuid_break <uuid> all`). One message per segment in `event` mode: each becomes one file and one broadcast.
+A call configured for `module` that gets a `play` event meets the community build: the session moves it to
+`event` mode (`Playback.use`), and that event and every later one is broadcast, so nothing sent is lost.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 import structlog
 
-from bridge.protocol import stop_audio, stream_audio
+from bridge.protocol import EPOCH_KEY, stop_audio, stream_audio
 from freeswitch.esl import EslClient, EslUnavailable
 from freeswitch.esl_protocol import EslEvent
 
@@ -37,9 +41,11 @@ _SAFE_PATH = re.compile(r"^/[A-Za-z0-9_./-]{1,512}$")
 
 
 class PlaybackTransport(Protocol):
-    """How audio reaches the caller. `chunk_ms` None: send each segment whole, as soon as it is queued."""
+    """How audio reaches the caller. `chunk_ms` None: send each segment whole, as soon as it is queued.
+    `epoch` counts the barge-ins (`stop`): every message sent carries it."""
 
     chunk_ms: int | None
+    epoch: int
 
     async def send_audio(self, pcm: bytes, sample_rate: int) -> None: ...
 
@@ -55,17 +61,22 @@ class ModuleTransport:
     def __init__(self, send: Send, chunk_ms: int) -> None:
         self._send = send
         self.chunk_ms: int | None = chunk_ms
+        self.epoch = 0
 
     async def send_audio(self, pcm: bytes, sample_rate: int) -> None:
-        await self._send(stream_audio(pcm, sample_rate))
+        await self._send(stream_audio(pcm, sample_rate, self.epoch))
 
     async def stop(self) -> None:
+        self.epoch += 1
         await self._send(stop_audio())
 
 
 class EventTransport:
     """The community build: it only writes our audio to files and says so in `mod_audio_stream::play`
-    events; we answer each with `uuid_broadcast` (FreeSWITCH queues broadcasts, so they play in order)."""
+    events; we answer each with `uuid_broadcast` (FreeSWITCH queues broadcasts, so they play in order).
+
+    A play event can arrive after the barge-in's `uuid_break` (the module is slower than our ESL command):
+    its `voiceai_epoch` is then older than ours, and its file is not played but deleted."""
 
     chunk_ms: int | None = None
 
@@ -75,9 +86,10 @@ class EventTransport:
         self._uuid = call_uuid
         self._on_failure = on_failure
         self._pending: set[asyncio.Task[None]] = set()
+        self.epoch = 0
 
     async def send_audio(self, pcm: bytes, sample_rate: int) -> None:
-        await self._send(stream_audio(pcm, sample_rate))
+        await self._send(stream_audio(pcm, sample_rate, self.epoch))
 
     def attach(self, esl: EslClient) -> None:
         self._esl = esl
@@ -90,11 +102,25 @@ class EventTransport:
         if not isinstance(path, str) or not _SAFE_PATH.match(path) or ".." in path:
             log.warning("play_event_without_usable_file", body=event.body[:200])
             return
+        assert isinstance(body, dict)
+        epoch = body.get(EPOCH_KEY)
+        if isinstance(epoch, int) and epoch < self.epoch:
+            self._discard(path)
+            return
         task = asyncio.create_task(self._command(f"uuid_broadcast {self._uuid} {path} aleg", "uuid_broadcast"))
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
+    def _discard(self, path: str) -> None:
+        """A file of audio a barge-in cut: the module deletes it when the stream ends; we do it now where we
+        can reach it (the same host), and only a file of this call's (`<uuid>_<n>…`)."""
+        log.info("stale_play_event_dropped", file=path)
+        if os.path.basename(path).startswith(f"{self._uuid}_"):
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
     async def stop(self) -> None:
+        self.epoch += 1  # before the break goes out: a play event from now on is judged by the new epoch
         await self._command(f"uuid_break {self._uuid} all", "uuid_break")
 
     async def _command(self, line: str, name: str) -> None:
@@ -113,6 +139,32 @@ class EventTransport:
     async def close(self) -> None:
         for task in list(self._pending):
             task.cancel()
+
+
+@dataclass
+class PlaybackModes:
+    """What the bridge's `/health` says of playback: calls by the mode they are served in, and how often a
+    call configured for `module` met the community build (its `play` events) and went on in `event` mode."""
+
+    calls: dict[str, int] = field(default_factory=lambda: {"module": 0, "event": 0})
+    detected_event: int = 0
+    last_detected_at: str | None = None
+
+    def started(self, mode: str) -> None:
+        self.calls[mode] += 1
+
+    def detected(self) -> None:
+        self.calls["module"] -= 1
+        self.calls["event"] += 1
+        self.detected_event += 1
+        self.last_detected_at = datetime.now(UTC).isoformat(timespec="seconds")
+
+    def wire(self) -> dict[str, object]:
+        return {
+            "calls": dict(self.calls),
+            "detected_event": self.detected_event,
+            "last_detected_at": self.last_detected_at,
+        }
 
 
 @dataclass
@@ -163,6 +215,12 @@ class Playback:
     @property
     def sample_rate(self) -> int:
         return self._rate
+
+    def use(self, transport: PlaybackTransport) -> None:
+        """Reach the caller another way from now on (the community build detected mid-call): what was sent
+        stays sent, the rest goes the new way, in the same epoch."""
+        transport.epoch = self._transport.epoch
+        self._transport = transport
 
     @property
     def speaking(self) -> bool:

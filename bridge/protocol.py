@@ -21,6 +21,7 @@ SUPPORTED_RATES = (8000, 16000, 24000, 32000, 48000)
 RAW_RATES = (8000, 16000, 24000, 32000, 48000, 64000)  # what a `streamAudio` raw chunk may declare
 MAX_METADATA_BYTES = 8192  # the module never sends more
 _STOP_AUDIO = '{"type":"stopAudio"}'
+EPOCH_KEY = "voiceai_epoch"
 
 
 class ProtocolError(ValueError):
@@ -209,15 +210,21 @@ class RealTimeBudget:
 # -- what the server sends ------------------------------------------------------------------------------
 
 
-def stream_audio(pcm: bytes, sample_rate: int) -> str:
-    """A `streamAudio` message with raw L16 audio. Built by hand: base64 is JSON-safe, and this runs for
-    every chunk of every call."""
+def stream_audio(pcm: bytes, sample_rate: int, epoch: int = 0) -> str:
+    """A `streamAudio` message with raw L16 audio, tagged with the playback's epoch (`EPOCH_KEY`: the
+    community build copies extra keys of `data` into its `play` event, so a late event of audio cut by a
+    barge-in can be told apart). Built by hand: base64 is JSON-safe, and this runs for every chunk of every
+    call."""
     if sample_rate not in RAW_RATES:
         raise ValueError(f"raw streamAudio supports {RAW_RATES}, not {sample_rate}")
     payload = base64.b64encode(pcm).decode("ascii")
     return (
         '{"type":"streamAudio","data":{"audioDataType":"raw","sampleRate":'
         + str(sample_rate)
+        + ',"'
+        + EPOCH_KEY
+        + '":'
+        + str(epoch)
         + ',"audioData":"'
         + payload
         + '"}}'

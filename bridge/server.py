@@ -23,6 +23,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from bridge.engines.registry import EngineRegistry
+from bridge.playback import PlaybackModes
 from bridge.prompts import PromptAudio
 from bridge.protocol import (
     AudioFrame,
@@ -57,6 +58,7 @@ class BridgeServer:
         self.esl = esl
         self.prompts = PromptAudio(runtime)
         self.sessions: dict[str, CallSession] = {}
+        self.playback_modes = PlaybackModes()
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self.port = 0
@@ -113,7 +115,12 @@ class BridgeServer:
             return response
         if request.path != "/health":
             return None
-        body = {"status": "ok", "active_calls": len(self.sessions), "esl": self._esl_state()}
+        body = {
+            "status": "ok",
+            "active_calls": len(self.sessions),
+            "esl": self._esl_state(),
+            "playback": self.playback_modes.wire(),
+        }
         response = connection.respond(HTTPStatus.OK, json.dumps(body) + "\n")
         response.headers["Content-Type"] = "application/json"
         return response
@@ -175,7 +182,9 @@ class BridgeServer:
         metadata = codec.metadata
         assert metadata is not None
         engine = self.engines.build(self.runtime, config, metadata.sample_rate, self.prompts)
-        session = CallSession(self.runtime, config, target, metadata, ws, engine, self.prompts, esl)
+        session = CallSession(
+            self.runtime, config, target, metadata, ws, engine, self.prompts, esl, modes=self.playback_modes
+        )
         self.sessions[call_uuid] = session
         run = asyncio.create_task(session.run(), name="session")
         vouch = None

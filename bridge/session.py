@@ -6,12 +6,18 @@ the engine finishes (a transfer or a hangup, after the last words played), the c
 maximum duration, the caller stays silent (a prompt first, then goodbye), or the engine fails or hangs (an
 apology, then the domain's fallback destination). Call control goes over ESL; without ESL, the action is
 sent to FreeSWITCH as a `mod_audio_stream::json` message the dialplan can act on, and counted.
+
+Over ESL the session also hears the call's events: `mod_audio_stream::play` (event playback; in `module`
+mode, the sign of the community build, which plays nothing itself: the call goes on in `event` mode) and
+`DTMF`. Keys mean what they mean in the turn-based mode (`secretary.conversation.keys`): the first stops the
+secretary like a barge-in, more may follow, then the secretary answers, and a transfer ends the call.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -20,13 +26,16 @@ import structlog
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from bridge.engines.base import RealtimeEngine
-from bridge.playback import EventTransport, ModuleTransport, Playback, PlaybackTransport
+from bridge.engines.base import KeyAware, RealtimeEngine
+from bridge.playback import PLAY_EVENT, EventTransport, ModuleTransport, Playback, PlaybackModes, PlaybackTransport
 from bridge.prompts import APOLOGY, NOBODY_THERE, STILL_THERE, TIME_LIMIT, PromptAudio
 from bridge.protocol import StreamMetadata, StreamTarget, call_action
 from freeswitch.esl import EslClient, EslUnavailable
+from freeswitch.esl_protocol import EslEvent
 from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
 from secretary.conversation.actions import Action, ActionType
+from secretary.conversation.conversation import Reply
+from secretary.conversation.keys import KEYS, KeyCollector, caller_text, key_reply
 from secretary.errors import SecretaryError
 from secretary.runtime import Runtime
 from secretary.tenants.config import SecretaryConfig
@@ -35,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 TRANSPORT = "realtime"
 TICK_S = 0.25
+KEY_CUT_IN_S = 0.3  # how long a key waits for the engine to stop before the session stops the audio itself
 
 
 class Ending(StrEnum):
@@ -44,7 +54,14 @@ class Ending(StrEnum):
     ENGINE_STALLED = "engine_stalled"
     TIME_LIMIT = "time_limit"
     CALLER_SILENT = "caller_silent"
+    KEYS = "keys"
     SHUTDOWN = "shutdown"
+
+
+# The endings the session speaks itself, once the engine is stopped (`_end_for`).
+SPOKEN_ENDINGS = frozenset(
+    {Ending.ENGINE_FAILED, Ending.ENGINE_STALLED, Ending.TIME_LIMIT, Ending.CALLER_SILENT, Ending.KEYS}
+)
 
 
 class CallSession:
@@ -58,6 +75,8 @@ class CallSession:
         engine: RealtimeEngine,
         prompts: PromptAudio,
         esl: EslClient | None,
+        *,
+        modes: PlaybackModes,
     ) -> None:
         self.runtime = runtime
         self.config = config
@@ -81,6 +100,9 @@ class CallSession:
         transport: PlaybackTransport
         self._unwatch: Callable[[], None] | None = None
         self._events: EventTransport | None = None
+        self._modes = modes
+        self.playback_mode: str = config.playback_mode  # `event` once the community build is detected
+        modes.started(self.playback_mode)
         if config.playback_mode == "event":
             self._events = EventTransport(self._send, None, self.call_uuid, self._esl_failed)
             transport = self._events
@@ -98,6 +120,14 @@ class CallSession:
         self._close_code: int | None = None
         self._engine_error: BaseException | None = None
         self._ending: Ending | None = None
+        self._finishing = False
+        self._keys = KeyCollector()
+        self._digits: asyncio.Future[str] | None = None  # the entry under way
+        self._key_timer: asyncio.TimerHandle | None = None
+        self._key_tasks: set[asyncio.Task[None]] = set()
+        self._keys_lock = asyncio.Lock()
+        self._keyed = asyncio.Event()  # keys ended the conversation: `_key_reply` says how
+        self._key_reply: tuple[Reply, str, float] | None = None
         if esl is not None:
             self.attach_esl(esl)
 
@@ -108,7 +138,7 @@ class CallSession:
         self._esl = esl
         if self._events is not None:
             self._events.attach(esl)
-            self._unwatch = esl.watch(self.call_uuid, self._events.on_event)
+        self._unwatch = esl.watch(self.call_uuid, self._on_event)
 
     def feed(self, pcm: bytes) -> None:
         if self._ending is not None:
@@ -138,7 +168,7 @@ class CallSession:
             with contextlib.suppress(SecretaryError):
                 await self.runtime.call_states.put(self.state)
             ending = await self._converse()
-            if ending in (Ending.ENGINE_FAILED, Ending.ENGINE_STALLED, Ending.TIME_LIMIT, Ending.CALLER_SILENT):
+            if ending in SPOKEN_ENDINGS:
                 await self._end_for(ending)
             self._ending = ending
             return ending
@@ -167,10 +197,11 @@ class CallSession:
                 self.runtime.metrics.stage_seconds.labels(stage).observe(value / 1000)
 
     def note_barge_in(self) -> None:
-        self.runtime.metrics.barge_ins.labels(self.config.playback_mode).inc()
+        self.runtime.metrics.barge_ins.labels(self.playback_mode).inc()
         self.state.add_usage("barge_ins")
 
     async def finish(self, action: Action) -> None:
+        self._finishing = True  # keys pressed from now on are not answered: the call is on its way out
         await self.playback.drained()
         if action.type is ActionType.TRANSFER:
             self.state.outcome, self.state.outcome_destination = "transfer", action.destination
@@ -186,7 +217,8 @@ class CallSession:
         watchdog = asyncio.create_task(self._watchdog(), name="watchdog")
         closed = asyncio.create_task(self._closed.wait(), name="closed")
         broken = asyncio.create_task(self._broken.wait(), name="broken")
-        tasks = (engine_task, watchdog, closed, broken)
+        keyed = asyncio.create_task(self._keyed.wait(), name="keyed")
+        tasks = (engine_task, watchdog, closed, broken, keyed)
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             if self._engine_error is not None:
@@ -201,6 +233,8 @@ class CallSession:
                 return Ending.FINISHED
             if watchdog.done() and not watchdog.cancelled():
                 return watchdog.result()
+            if keyed.done() and not self._closed.is_set():
+                return Ending.KEYS
             return self._ending or Ending.SOCKET_CLOSED
         finally:
             for task in tasks:
@@ -254,6 +288,11 @@ class CallSession:
             elif ending is Ending.TIME_LIMIT:
                 await self._say(TIME_LIMIT, local=False)
                 await self.finish(fallback)
+            elif ending is Ending.KEYS:
+                assert self._key_reply is not None
+                reply, digits, started = self._key_reply
+                await self._answer_keys(reply, digits, started)
+                await self.finish(reply.action)
             else:
                 self.state.outcome = "caller_silent"
                 await self._say(NOBODY_THERE, local=False)
@@ -302,7 +341,122 @@ class CallSession:
     async def _send(self, text: str) -> None:
         await self._ws.send(text)
 
+    # -- ESL events: playback and keys --------------------------------------------------------------------
+
+    def _on_event(self, event: EslEvent) -> None:
+        if event.unique_id != self.call_uuid:
+            return
+        if event.name == "DTMF":
+            self._on_key(event.headers.get("DTMF-Digit", ""))
+        elif event.subclass == PLAY_EVENT:
+            if self._events is None:
+                self._community_build_detected()
+            assert self._events is not None
+            self._events.on_event(event)
+
+    def _community_build_detected(self) -> None:
+        """A `play` event in `module` mode: the module wrote our audio to a file instead of playing it. The call
+        goes on in `event` mode; this event and the ones of the chunks already sent are broadcast in order."""
+        log.warning("playback_mode_detected", configured=self.config.playback_mode, detected="event",
+                    advice="the community mod_audio_stream plays nothing itself: set playback_mode: event",
+                    **self._ids())  # fmt: skip
+        self._events = EventTransport(self._send, self._esl, self.call_uuid, self._esl_failed)
+        self.playback.use(self._events)
+        self._transport = self._events
+        self.playback_mode = "event"
+        self._modes.detected()
+        self.state.add_usage("playback.detected_event")
+
+    def _ids(self) -> dict[str, str]:
+        """For logs from ESL's side (its events arrive outside the call's task and its bound context)."""
+        return {"call_uuid": self.call_uuid, "domain_uuid": str(self.config.domain_uuid)}
+
+    def _on_key(self, key: str) -> None:
+        if key not in KEYS or self._finishing or self._ending is not None or self._keyed.is_set():
+            return
+        if self.state.phase is not CallPhase.TALKING:
+            return  # a message is being left: keys are part of it, as in the turn-based mode
+        self.caller_active()
+        first = self._digits is None
+        if first:
+            self._digits = self._loop.create_future()
+            task = asyncio.create_task(self._take_keys(self._digits), name="keys")
+            self._key_tasks.add(task)
+            task.add_done_callback(self._key_tasks.discard)
+        self._key_entry(self._keys.press(key, self._loop.time()))
+
+    def _key_entry(self, digits: str | None) -> None:
+        """The entry ended (`digits`), or wait for the next key until the collector's deadline."""
+        if self._key_timer is not None:
+            self._key_timer.cancel()
+            self._key_timer = None
+        entry = self._digits
+        if entry is None:
+            return
+        if digits is not None:
+            self._digits = None
+            if not entry.done():
+                entry.set_result(digits)
+        elif self._keys.deadline is not None:
+            self._key_timer = self._loop.call_at(
+                self._keys.deadline, lambda: self._key_entry(self._keys.expire(self._loop.time()))
+            )
+
+    async def _take_keys(self, entry: asyncio.Future[str]) -> None:
+        try:
+            await self._keys_answered(entry)
+        except (ConnectionClosed, OSError):
+            return  # the caller is gone
+        except Exception:
+            log.exception("keys_not_answered")
+
+    async def _keys_answered(self, entry: asyncio.Future[str]) -> None:
+        """From the first key: stop the secretary, wait for the entry, answer it (one entry at a time)."""
+        if isinstance(self._engine, KeyAware):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(KEY_CUT_IN_S):
+                    await self._engine.keys_pressed()
+        if self.playback.speaking:  # an engine that is not told of keys, or one that did not stop in time
+            await self.playback.interrupt()
+            self.note_barge_in()
+        digits = await entry
+        started = time.perf_counter()  # the turn's time, as in the turn-based mode: from the entry to the reply
+        async with self._keys_lock:
+            if self._finishing or self._keyed.is_set():
+                return
+            reply = key_reply(self.config, digits)
+            log.info("keys", digits=digits, action=reply.action.type.value, **self._ids())
+            if reply.action.ends_conversation:
+                self._key_reply = (reply, digits, started)
+                self._keyed.set()  # the engine stops; the session says the reply and acts (`_end_for`)
+                return
+            await self.playback.interrupt()  # what the engine queued meanwhile: the caller chose keys
+            await self._answer_keys(reply, digits, started)
+
+    async def _answer_keys(self, reply: Reply, digits: str, started: float) -> None:
+        spoken = time.perf_counter()
+        await self._say(reply.text, local=False)
+        done = time.perf_counter()
+        self.record_turn(
+            TurnRecord(
+                index=len(self.state.turns) + 1,
+                at=datetime.now(UTC),
+                caller_text=caller_text(digits),
+                secretary_text=reply.text,
+                action=reply.action,
+                brain=reply.brain,
+                stt_ms=0,
+                brain_ms=0,
+                tts_ms=round((done - spoken) * 1000),
+                total_ms=round((done - started) * 1000),
+            )
+        )
+
     async def _close(self) -> None:
+        if self._key_timer is not None:
+            self._key_timer.cancel()
+        for task in list(self._key_tasks):
+            task.cancel()
         await self.playback.close()
         if isinstance(self._transport, EventTransport):
             await self._transport.close()
@@ -310,6 +464,7 @@ class CallSession:
             self._unwatch()
         with contextlib.suppress(ConnectionClosed, OSError):
             await self._ws.close(1000, (self._ending or Ending.SOCKET_CLOSED).value)
+        self.state.add_usage(f"playback.{self.playback_mode}")
         ended = datetime.now(UTC)
         cause = None if self._close_code is None else f"stream_closed_{self._close_code}"
         record = CallRecord.from_state(self.state, ended, cause)

@@ -7,9 +7,9 @@ lines of socket code, stops at Python 3.12, and does not reconnect. Ours sits on
 
 Commands get their replies in order, so a FIFO of futures pairs them; a command that times out leaves the
 pairing unknown, so the connection is dropped and made again. Events are subscribed once
-(`event json CUSTOM …`) and filtered to the calls this process watches (`filter Unique-ID <uuid>`), with a
-placeholder filter so nothing of other calls arrives before the first call is watched; all of it is
-replayed after a reconnection.
+(`event json DTMF CUSTOM mod_audio_stream::play …`) and filtered to the calls this process watches
+(`filter Unique-ID <uuid>`), with a placeholder filter so nothing of other calls arrives before the first
+call is watched; all of it is replayed after a reconnection.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from secretary.settings import EslSettings
 log = structlog.get_logger(__name__)
 
 SUBCLASSES = ("mod_audio_stream::play", "mod_audio_stream::json", "mod_audio_stream::error")
+EVENTS = ("DTMF",)  # channel events, named before CUSTOM: every word after CUSTOM is taken as a subclass
 PLACEHOLDER_FILTER = "00000000-0000-0000-0000-000000000000"
 
 EventHandler = Callable[[EslEvent], None]
@@ -109,7 +110,8 @@ class EslClient:
     # -- events --------------------------------------------------------------------------------------------
 
     def watch(self, call_uuid: str, handler: EventHandler) -> Callable[[], None]:
-        """Deliver this call's mod_audio_stream events to `handler`; returns the function that stops it."""
+        """Deliver this call's events (mod_audio_stream's, its keys) to `handler`; returns the function that
+        stops it."""
         first = call_uuid not in self._watchers
         self._watchers.setdefault(call_uuid, []).append(handler)
         if first:
@@ -181,7 +183,7 @@ class EslClient:
             log.info("esl_connected", host=settings.host, port=settings.port)
             reader_task = asyncio.create_task(self._read(reader, parser))
             try:
-                await self._send(command("event json CUSTOM " + " ".join(SUBCLASSES)), "event")
+                await self._send(command(f"event json {' '.join(EVENTS)} CUSTOM {' '.join(SUBCLASSES)}"), "event")
                 await self._send(command(f"filter Unique-ID {PLACEHOLDER_FILTER}"), "filter")
                 for call_uuid in list(self._watchers):
                     await self._send(command(f"filter Unique-ID {call_uuid}"), "filter")

@@ -2,7 +2,9 @@
 
 It authenticates, answers `api` commands on the channels the stream simulator registered (`uuid_transfer`,
 `uuid_kill`, `uuid_broadcast`, `uuid_break`), records every command it got, and fires events (JSON) to the
-connections whose subscriptions and `filter`s match, as mod_event_socket does.
+connections whose subscriptions and `filter`s match, as mod_event_socket does: `event json DTMF CUSTOM a::b`
+subscribes to the event DTMF and the CUSTOM subclass `a::b` (every word after CUSTOM is a subclass; CUSTOM
+alone delivers no custom event). `press` is a caller pressing a key on a channel: the `DTMF` event.
 """
 
 from __future__ import annotations
@@ -33,14 +35,28 @@ class ChannelHooks(Protocol):
 class _Client:
     writer: asyncio.StreamWriter
     authenticated: bool = False
+    names: set[str] = field(default_factory=set)
     subclasses: set[str] = field(default_factory=set)
     all_events: bool = False
     filters: set[tuple[str, str]] = field(default_factory=set)
 
+    def subscribe(self, words: list[str]) -> None:
+        custom = False
+        for word in words:
+            if custom:
+                self.subclasses.add(word)
+            elif word == "ALL":
+                self.all_events = True
+            elif word == "CUSTOM":
+                custom = True
+            else:
+                self.names.add(word)
+
     def wants(self, event: EslEvent) -> bool:
         if not self.authenticated:
             return False
-        if not (self.all_events or event.subclass in self.subclasses):
+        subscribed = event.subclass in self.subclasses if event.name == "CUSTOM" else event.name in self.names
+        if not (self.all_events or subscribed):
             return False
         return not self.filters or any(event.headers.get(k) == v for k, v in self.filters)
 
@@ -92,6 +108,21 @@ class EslServerSimulator:
         for client in list(self._clients):
             if client.wants(event):
                 client.writer.write(frame)
+
+    def press(self, call_uuid: str, digit: str, duration_ms: int = 100) -> None:
+        """The caller presses a key on a registered channel: FreeSWITCH fires `DTMF` with the channel's
+        headers, `DTMF-Digit` and `DTMF-Duration` (in 8 kHz samples)."""
+        if call_uuid not in self.channels:
+            raise KeyError(f"no simulated channel {call_uuid}")
+        headers = {
+            "Event-Name": "DTMF",
+            "Unique-ID": call_uuid,
+            "Channel-Call-UUID": call_uuid,
+            "DTMF-Digit": digit,
+            "DTMF-Duration": str(duration_ms * 8),
+            "DTMF-Source": "RTP",
+        }
+        self.fire(EslEvent(headers))
 
     def send_raw(self, data: bytes) -> None:
         """Fault injection: bytes to every authenticated connection as they are, whatever its filters."""
@@ -146,9 +177,7 @@ class EslServerSimulator:
             words = argument.split()
             if words[:1] in (["json"], ["plain"]):
                 words = words[1:]
-            if "ALL" in words:
-                client.all_events = True
-            client.subclasses.update(w for w in words if "::" in w)
+            client.subscribe(words)
             self._reply(client, "+OK event listener enabled json")
         elif verb == "filter":
             words = argument.split(" ", 2)

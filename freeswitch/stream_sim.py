@@ -7,7 +7,11 @@ time, so `heard()` is what the caller heard with its real timing:
 
 - `module` mode (a playback build): `streamAudio` chunks go into a playback buffer; `stopAudio` empties it.
 - `event` mode (the community build): each chunk is written to a file and announced as the event
-  `mod_audio_stream::play` on the simulated ESL server; `uuid_broadcast` plays it, `uuid_break` stops it.
+  `mod_audio_stream::play` on the simulated ESL server (its body: `data` without the audio, plus `file`;
+  `play_delay_ms` makes the module that much slower to say so); `uuid_broadcast` plays it, `uuid_break` stops
+  it. `stopAudio`, like any other text, becomes `mod_audio_stream::json`.
+
+`press("1002#")` presses keys on the channel: each a `DTMF` event on the simulated ESL server.
 
 Media time (`*_ms`) counts 20 ms ticks from the start of the stream, the timeline the caller lives in.
 """
@@ -61,6 +65,7 @@ class SimulatedCall:
         temp_dir: Path | None = None,
         query: str = "",
         channel_domain: str | None = None,
+        play_delay_ms: int = 0,
     ) -> None:
         if mode == "event" and (switch is None or temp_dir is None):
             raise ValueError("event mode needs the ESL server simulator and a temp_dir for the audio files")
@@ -77,6 +82,9 @@ class SimulatedCall:
         self._echo = None if echo_db is None else 10 ** (echo_db / 20)
         self._temp_dir = temp_dir
         self._query = query
+        self._play_delay_s = play_delay_ms / 1000
+        self._late_plays: set[asyncio.TimerHandle] = set()
+        self.announced: dict[str, dict[str, Any]] = {}  # event mode: each file written, and its play event's body
         self.variables = {"domain_uuid": channel_domain or domain_uuid, "uuid": self.call_uuid}
         self._frame_bytes = 2 * sample_rate * FRAME_MS // 1000
         self._say: deque[bytes] = deque()
@@ -138,6 +146,8 @@ class SimulatedCall:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
                 await task
+        for late in self._late_plays:
+            late.cancel()
         if self._switch is not None:
             self._switch.unregister(self.call_uuid)
 
@@ -152,6 +162,16 @@ class SimulatedCall:
         for i in range(0, len(data), self._frame_bytes):
             self._say.append(data[i : i + self._frame_bytes].ljust(self._frame_bytes, b"\0"))
         return start
+
+    async def press(self, keys: str, gap_ms: int = 200) -> int:
+        """The caller presses `keys`, one every `gap_ms` of media time; returns the media ms of the first."""
+        assert self._switch is not None, "keys need the ESL server simulator"
+        first = self.media_ms
+        for i, key in enumerate(keys):
+            if i:
+                await self.wait_until(self.media_ms + gap_ms)
+            self._switch.press(self.call_uuid, key)
+        return first
 
     @property
     def media_ms(self) -> int:
@@ -221,6 +241,20 @@ class SimulatedCall:
         finally:
             del samples
             view.release()
+
+    async def audio_received(self, after_ms: int = 0, timeout_s: float = 30.0) -> int:
+        """Waits until the bridge has sent audio (`streamAudio`) at or after `after_ms`, heard or not yet;
+        returns the media ms it arrived."""
+        found: list[int] = []
+
+        def arrived() -> bool:
+            found[:] = [r.at_ms for r in self.received if isinstance(r.message, StreamAudio) and r.at_ms >= after_ms]
+            return bool(found)
+
+        await self._until(arrived, timeout_s)
+        if not found:
+            raise ConnectionError(f"stream closed ({self.close_code}) before the bridge sent audio")
+        return found[0]
 
     async def secretary_silent(self, quiet_ms: int = 700, timeout_s: float = 30.0) -> int:
         """Waits until nothing has played for `quiet_ms` (the secretary finished); returns the media ms."""
@@ -338,11 +372,10 @@ class SimulatedCall:
                         self._playback += pcm
                     else:
                         self._announce_file(pcm, parsed)
-                elif isinstance(parsed, StopAudio):
-                    if self.mode == "module":
-                        self._stop_playback()
+                elif isinstance(parsed, StopAudio) and self.mode == "module":
+                    self._stop_playback()
                 else:
-                    self._fire("mod_audio_stream::json", parsed.text)
+                    self._fire("mod_audio_stream::json", raw)
         except ConnectionClosed:
             pass
         finally:
@@ -355,11 +388,23 @@ class SimulatedCall:
 
     def _announce_file(self, pcm: bytes, parsed: StreamAudio) -> None:
         assert self._temp_dir is not None
-        self._files += 1
         suffix = f"r{self.rate // 1000}"
         path = self._temp_dir / f"{self.call_uuid}_{self._files}.tmp.{suffix}"
+        self._files += 1
         path.write_bytes(pcm)
-        self._fire("mod_audio_stream::play", {**parsed.data, "sampleRate": self.rate, "file": str(path)})
+        body = {**parsed.data, "sampleRate": self.rate, "file": str(path)}
+        self.announced[str(path)] = body
+        if not self._play_delay_s:
+            self._fire("mod_audio_stream::play", body)
+            return
+        late: asyncio.TimerHandle
+
+        def fire() -> None:
+            self._late_plays.discard(late)
+            self._fire("mod_audio_stream::play", body)
+
+        late = asyncio.get_running_loop().call_later(self._play_delay_s, fire)
+        self._late_plays.add(late)
 
 
 def sound_onset(pcm: Pcm, after_ms: int = 0) -> int | None:

@@ -24,6 +24,7 @@ from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Conversation, Reply
 from secretary.conversation.lines import MESSAGE_TAKEN, NOBODY_THERE, STILL_THERE, TIME_LIMIT
+from secretary.conversation.keys import caller_text, key_reply
 from secretary.errors import CallEnded, SecretaryError, UnknownCall
 from secretary.messages.models import TakenMessage
 from secretary.runtime import Runtime
@@ -170,21 +171,9 @@ class TurnFlow:
             state.silent_turns = 0
             config = await self._rt.secretaries.by_uuid(state.domain_uuid)
             started = time.perf_counter()
-            target = config.target_by_extension(request.digits)
-            if target is not None:
-                reply = Reply(
-                    f"Putting you through to {target.name}.",
-                    Action.transfer(target.extension, config.context),
-                    "dtmf",
-                )
-            elif request.digits == "0":
-                reply = Reply(
-                    "Putting you through now.", Action.transfer(config.fallback_destination, config.context), "dtmf"
-                )
-            else:
-                reply = Reply("Sorry, that is not a valid choice. How can I help you?", Action.continue_(), "dtmf")
+            reply = key_reply(config, request.digits)
             return await self._finish_turn(
-                state, config, f"DTMF {request.digits}", reply, {"stt_ms": 0, "brain_ms": 0}, started, None
+                state, config, caller_text(request.digits), reply, {"stt_ms": 0, "brain_ms": 0}, started, None
             )
 
     async def end(self, call_uuid: UUID, request: EndCall) -> dict[str, Any]:

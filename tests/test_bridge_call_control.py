@@ -10,13 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from freeswitch.stream_sim import SimulatedCall, sound_onset
 from secretary.settings import Settings
 from secretary.speech.audio import Pcm
 from secretary.speech.local_engines import LocalModels
-from tests.conftest import EXAMPLE_SECRETARIES
 from tests.support import databases
 from tests.support.bridge import ACME, live_bridge
 from tests.support.speech import Speech
@@ -27,14 +25,6 @@ pytestmark = pytest.mark.timeout(120)
 def after(call: SimulatedCall, start_ms: int) -> Pcm:
     heard = call.heard()
     return Pcm(heard.data[2 * call.rate * start_ms // 1000 :], call.rate)
-
-
-def event_mode_secretaries(tmp_path: Path) -> Path:
-    document = yaml.safe_load(EXAMPLE_SECRETARIES.read_text())
-    document["secretaries"][0]["playback_mode"] = "event"
-    path = tmp_path / "secretaries.yaml"
-    path.write_text(yaml.safe_dump(document))
-    return path
 
 
 async def test_goodbye_plays_the_farewell_then_uuid_kill_and_echo_is_no_barge_in(
@@ -87,7 +77,7 @@ async def test_event_mode_plays_by_uuid_broadcast_and_barges_in_with_uuid_break(
     files = tmp_path / "fs-temp"
     files.mkdir()
     question, words = speech.say("Where are you located?", 8000), speech.say("Do you have parking?", 8000)
-    async with live_bridge(make_settings, models, secretaries_file=event_mode_secretaries(tmp_path)) as bridge:
+    async with live_bridge(make_settings, models, playback_mode="event") as bridge:
         switch = bridge.switch
         assert switch is not None
         async with SimulatedCall(bridge.url, ACME, mode="event", switch=switch, temp_dir=files) as call:
@@ -189,9 +179,8 @@ async def test_a_call_admitted_while_esl_was_down_gets_esl_once_freeswitch_vouch
     stream that named another domain's channel is closed, and nothing was ever sent to that channel."""
     files = tmp_path / "fs-temp"
     files.mkdir()
-    secretaries = event_mode_secretaries(tmp_path)
     async with live_bridge(
-        make_settings, models, with_esl=False, esl_later=True, engine="echo", secretaries_file=secretaries
+        make_settings, models, with_esl=False, esl_later=True, engine="echo", playback_mode="event"
     ) as bridge:
         switch, esl = bridge.switch, bridge.esl
         assert switch is not None and esl is not None and not esl.connected

@@ -12,6 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bridge.protocol import (
+    EPOCH_KEY,
     SUPPORTED_RATES,
     AudioFrame,
     AudioStreamProtocol,
@@ -130,14 +131,18 @@ def test_metadata_of_any_json_never_raises(document: object) -> None:
     assert meta.sample_rate in (8000, 16000, 24000, 32000, 48000)
 
 
-@given(st.binary(max_size=4000).map(lambda b: b[: len(b) // 2 * 2]), st.sampled_from([8000, 16000, 24000, 48000]))
-def test_stream_audio_round_trips(pcm: bytes, rate: int) -> None:
-    text = stream_audio(pcm, rate)
+@given(
+    st.binary(max_size=4000).map(lambda b: b[: len(b) // 2 * 2]),
+    st.sampled_from([8000, 16000, 24000, 48000]),
+    st.integers(min_value=0, max_value=10**6),
+)
+def test_stream_audio_round_trips(pcm: bytes, rate: int, epoch: int) -> None:
+    text = stream_audio(pcm, rate, epoch)
     document = json.loads(text)
     assert document["type"] == "streamAudio" and base64.b64decode(document["data"]["audioData"]) == pcm
     parsed = parse_server_message(text)
     assert isinstance(parsed, StreamAudio) and parsed.pcm == pcm and parsed.sample_rate == rate
-    assert parsed.data == {"audioDataType": "raw", "sampleRate": rate}
+    assert parsed.data == {"audioDataType": "raw", "sampleRate": rate, EPOCH_KEY: epoch}
 
 
 @given(st.text(max_size=300))

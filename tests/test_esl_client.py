@@ -10,7 +10,7 @@ import pytest
 from pydantic import SecretStr
 
 from freeswitch.esl import PLACEHOLDER_FILTER, EslClient, EslUnavailable
-from freeswitch.esl_protocol import EslEvent, event_json, message
+from freeswitch.esl_protocol import EslEvent, EslMessage, EslParser, command, event_json, message
 from freeswitch.esl_server_sim import EslServerSimulator
 from secretary.settings import EslSettings
 
@@ -165,6 +165,77 @@ async def test_wrong_password_never_connects(switch: EslServerSimulator) -> None
         with pytest.raises(EslUnavailable):
             await client.kill("call-1")
     finally:
+        await client.close()
+
+
+class RawSubscriber:
+    """A bare event-socket client: what FreeSWITCH sends for a given `event` command, nothing of ours."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader, self._writer, self._parser = reader, writer, EslParser()
+        self._backlog: list[EslMessage] = []
+
+    @classmethod
+    async def connect(cls, port: int, *lines: str) -> RawSubscriber:
+        subscriber = cls(*await asyncio.open_connection("127.0.0.1", port))
+        assert (await subscriber.next()).content_type == "auth/request"
+        for line in ("auth ClueCon", *lines):
+            subscriber._writer.write(command(line))
+            assert (await subscriber.next()).reply_text.startswith("+OK"), line
+        return subscriber
+
+    async def next(self, timeout_s: float = 2.0) -> EslMessage:
+        async with asyncio.timeout(timeout_s):
+            while not self._backlog:
+                self._backlog += self._parser.feed(await self._reader.read(65536))
+        return self._backlog.pop(0)
+
+    async def events(self, wait_s: float = 0.3) -> list[EslEvent]:
+        out: list[EslEvent] = []
+        try:
+            while True:
+                event = (await self.next(wait_s)).event()
+                if event is not None:
+                    out.append(event)
+        except TimeoutError:
+            return out
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+async def test_a_key_is_a_dtmf_event_for_who_names_it_before_custom(switch: EslServerSimulator) -> None:
+    """mod_event_socket reads every word after CUSTOM as a subclass: `event json DTMF CUSTOM a::b` gets the
+    keys, `event json CUSTOM a::b DTMF` and `event json CUSTOM` don't; a `filter Unique-ID` keeps other calls'
+    keys out. The bridge's client subscribes the first way and hands a watched call its keys."""
+    switch.register("call-1", Channel())
+    switch.register("call-2", Channel())
+    play = "mod_audio_stream::play"
+    named = await RawSubscriber.connect(switch.port, f"event json DTMF CUSTOM {play}", "filter Unique-ID call-1")
+    after = await RawSubscriber.connect(switch.port, f"event json CUSTOM {play} DTMF")
+    custom = await RawSubscriber.connect(switch.port, "event json CUSTOM")
+    client = EslClient(settings(switch.port))
+    client.start()
+    try:
+        assert await client.wait_connected(5)
+        received: list[EslEvent] = []
+        client.watch("call-1", received.append)
+        await asyncio.sleep(0.1)
+        switch.press("call-2", "5")
+        switch.press("call-1", "1", duration_ms=250)
+        switch.fire(play_event("call-1"))
+        (key, played) = await named.events()
+        assert key.name == "DTMF" and key.unique_id == "call-1"
+        assert key.headers["DTMF-Digit"] == "1" and key.headers["DTMF-Duration"] == "2000"
+        assert played.subclass == play
+        assert [e.subclass for e in await after.events()] == [play]  # "DTMF" was taken for a subclass
+        assert await custom.events() == []
+        assert [(e.name, e.headers.get("DTMF-Digit")) for e in received] == [("DTMF", "1"), ("CUSTOM", None)]
+        with pytest.raises(KeyError):
+            switch.press("no-such-call", "1")
+    finally:
+        for subscriber in (named, after, custom):
+            subscriber.close()
         await client.close()
 
 

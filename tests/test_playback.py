@@ -13,6 +13,7 @@ class Sink:
 
     def __init__(self, chunk_ms: int | None) -> None:
         self.chunk_ms = chunk_ms
+        self.epoch = 0
         self.sent: list[str] = []
 
     async def send_audio(self, pcm: bytes, sample_rate: int) -> None:

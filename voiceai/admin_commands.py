@@ -155,7 +155,7 @@ def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
             print(flush_instructions(domain.domain_name))
             return 0
         fallback = args.fallback
-        playback_module = True
+        playback_module = False
         try:
             config = await PostgresSecretaryStore(database).admin_get(domain.domain_uuid)
         except SecretaryError:

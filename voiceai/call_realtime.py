@@ -3,7 +3,9 @@
 It plays the caller's side through the `mod_audio_stream` simulator: sentences you give are spoken by Piper
 (or WAV files are played) in real time, the secretary's answers are transcribed and printed, and everything
 the caller heard is saved as a WAV with its real timing. With no bridge listening (or with `--in-process`),
-it starts one in this process, with a simulated ESL server so transfers and hangups show up.
+it starts one in this process, with a simulated ESL server so transfers and hangups show up, and the module
+simulated is the community build (it plays nothing itself: the bridge broadcasts its files over ESL). A
+running bridge is reached without ESL: the simulated module is then a playback build.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import socket
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -104,47 +107,54 @@ def _since(call: SimulatedCall, start_ms: int) -> Pcm:
 
 async def run_realtime_call(settings: Settings, args: argparse.Namespace) -> int:
     bridge = await _bridge(settings, args.url, args.in_process)
-    models = bridge.runtime.models
     try:
-        domain_uuid = args.domain_uuid
-        if domain_uuid is None:
-            try:
-                domain_uuid = str((await bridge.runtime.secretaries.by_name(args.domain)).domain_uuid)
-            except SecretaryError as exc:
-                print(f"voiceai call: {exc}", file=sys.stderr)
-                return 1
-        token = token_for_dialplan(settings.bridge, UUID(domain_uuid)).value  # what its dialplan would carry
-        turns = await asyncio.to_thread(_turns, args, models, args.rate)
-        call = SimulatedCall(
-            bridge.url,
-            domain_uuid,
-            sample_rate=args.rate,
-            token=token,
-            metadata={"caller_id_number": args.caller, "destination_number": "voiceai", "sample_rate": args.rate},
-            switch=bridge.switch,
-        )
-        try:
-            await call.start()
-        except OSError as exc:
-            print(f"voiceai call: can't reach the bridge at {bridge.url}: {exc}", file=sys.stderr)
-            return 1
-        try:
-            await _converse(call, turns, models)
-        finally:
-            await call.hang_up()
-        args.out.mkdir(parents=True, exist_ok=True)
-        heard = call.write_heard(args.out / f"{call.call_uuid}-heard.wav")
-        print(f"what the caller heard: {heard}")
-        for extension, context in call.transfers:
-            print(f"transferred to {extension} in {context}")
-        if call.hangup_cause:
-            print(f"hung up by the secretary ({call.hangup_cause})")
-        if call.close_code not in (None, 1000):
-            print(f"the bridge closed the stream: {call.close_code} {call.close_reason}")
-            return 1
-        return 0
+        with tempfile.TemporaryDirectory(prefix="voiceai-fs-") as files:  # the simulated module's temp_dir
+            return await _call(bridge, settings, args, Path(files))
     finally:
         await bridge.close()
+
+
+async def _call(bridge: _Bridge, settings: Settings, args: argparse.Namespace, files: Path) -> int:
+    models = bridge.runtime.models
+    domain_uuid = args.domain_uuid
+    if domain_uuid is None:
+        try:
+            domain_uuid = str((await bridge.runtime.secretaries.by_name(args.domain)).domain_uuid)
+        except SecretaryError as exc:
+            print(f"voiceai call: {exc}", file=sys.stderr)
+            return 1
+    token = token_for_dialplan(settings.bridge, UUID(domain_uuid)).value  # what its dialplan would carry
+    turns = await asyncio.to_thread(_turns, args, models, args.rate)
+    call = SimulatedCall(
+        bridge.url,
+        domain_uuid,
+        sample_rate=args.rate,
+        token=token,
+        metadata={"caller_id_number": args.caller, "destination_number": "voiceai", "sample_rate": args.rate},
+        mode="module" if bridge.switch is None else "event",
+        switch=bridge.switch,
+        temp_dir=files,
+    )
+    try:
+        await call.start()
+    except OSError as exc:
+        print(f"voiceai call: can't reach the bridge at {bridge.url}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        await _converse(call, turns, models)
+    finally:
+        await call.hang_up()
+    args.out.mkdir(parents=True, exist_ok=True)
+    heard = call.write_heard(args.out / f"{call.call_uuid}-heard.wav")
+    print(f"what the caller heard: {heard}")
+    for extension, context in call.transfers:
+        print(f"transferred to {extension} in {context}")
+    if call.hangup_cause:
+        print(f"hung up by the secretary ({call.hangup_cause})")
+    if call.close_code not in (None, 1000):
+        print(f"the bridge closed the stream: {call.close_code} {call.close_reason}")
+        return 1
+    return 0
 
 
 async def _converse(call: SimulatedCall, turns: list[tuple[str, Pcm]], models: LocalModels) -> None:

@@ -11,6 +11,9 @@ owns the conversation. The contract, small on purpose so cloud engines plug in:
   apologises and transfers the caller to the domain's fallback destination.
 - `close()`: release what `run` holds (sockets to a provider); called once, whether `run` ended or not.
 
+Keys the caller presses are the session's (they mean the same as in the turn-based mode); an engine that is
+also `KeyAware` is told first, so it drops the reply a key cut off as a barge-in would.
+
 `CallContext` is the session as an engine sees it. Cloud engines (`CloudEngine`) also say when they are
 connected, whether a reply is streaming, and what they leave behind when they fail, so `EngineChain` can
 move a call that loses one to the next engine (ending in the pipeline) with the conversation so far.
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bridge.playback import Interruption
 from secretary.calls.models import CallState, TurnRecord
@@ -81,6 +84,13 @@ class RealtimeEngine(Protocol):
     async def run(self, call: CallContext) -> None: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class KeyAware(Protocol):
+    async def keys_pressed(self) -> None:
+        """The caller pressed a key: stop talking and drop the reply in progress, as for a barge-in (the
+        session answers the keys). Returns once done."""
 
 
 @dataclass(frozen=True, slots=True)

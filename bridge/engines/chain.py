@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 
 import structlog
 
-from bridge.engines.base import AudioOut, CallContext, CloudEngine, Handoff, RealtimeEngine
+from bridge.engines.base import AudioOut, CallContext, CloudEngine, Handoff, KeyAware, RealtimeEngine
 from bridge.engines.pipeline import PipelineEngine, Takeover
 from bridge.playback import Interruption
 from bridge.prompts import PromptAudio
@@ -198,6 +198,12 @@ class EngineChain:
         for leftover in leftovers:
             with contextlib.suppress(BaseException):
                 await leftover
+
+    async def keys_pressed(self) -> None:
+        """Keys reach the engine serving the call when it is `KeyAware` (the pipeline)."""
+        current = self._current
+        if isinstance(current, KeyAware):
+            await current.keys_pressed()
 
     # -- what the watched engine tells the chain -----------------------------------------------------------
 

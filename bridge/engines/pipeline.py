@@ -105,7 +105,14 @@ class Takeover:
     apology: bytes  # "Sorry, one moment." at the call rate
 
 
-_Event = SegmentEvent | _ReplyOver | _Streamed | _StreamLost
+@dataclass(frozen=True, slots=True)
+class _KeysPressed:
+    """The session got a key: barge in, then say so."""
+
+    done: asyncio.Future[None]
+
+
+_Event = SegmentEvent | _ReplyOver | _Streamed | _StreamLost | _KeysPressed
 
 
 class PipelineEngine:
@@ -204,6 +211,11 @@ class PipelineEngine:
                     return
             elif isinstance(event, _StreamLost):
                 self._stream_lost(event.error)
+            elif isinstance(event, _KeysPressed):
+                if not self._finishing and (call.playback.speaking or self._reply is not None):
+                    await self._barge_in(call)
+                if not event.done.done():
+                    event.done.set_result(None)
             elif self._finishing:
                 continue  # the farewell or the transfer announcement plays to the end
             elif isinstance(event, SpeechStarted):
@@ -228,6 +240,11 @@ class PipelineEngine:
                 self._drop_early()
             elif isinstance(event, UtteranceEnded):
                 await self._turn_over(call, event.audio)
+
+    async def keys_pressed(self) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._events.put_nowait(_KeysPressed(done))
+        await done
 
     async def _turn_over(self, call: CallContext, audio: Pcm, text: str | None = None) -> None:
         call.caller_active()

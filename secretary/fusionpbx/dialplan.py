@@ -46,7 +46,7 @@ class DialplanRequest:
     bridge_url: str = "ws://127.0.0.1:8085"
     bridge_token: str | None = None
     sample_rate: int = 16000
-    playback_module: bool = True
+    playback_module: bool = False  # STREAM_PLAYBACK=true: for playback builds only (playback_mode: module)
     order: int = 101
     spool_dir: str | None = None  # the spool as FreeSWITCH sees it; the Lua script refuses files outside it
     timeout_s: int = 20  # how long the Lua script waits for one reply of the service

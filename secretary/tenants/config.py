@@ -275,7 +275,7 @@ class SecretaryConfig(BaseModel):
     recording: RecordingSettings = Field(default_factory=RecordingSettings)
     faq: list[FaqEntry] = Field(default_factory=list)
     providers: ProviderChains = Field(default_factory=ProviderChains)
-    playback_mode: Literal["module", "event"] = "module"
+    playback_mode: Literal["module", "event"] = "event"  # the community mod_audio_stream plays nothing itself
     messages: MessageSettings = Field(default_factory=MessageSettings)
     # True for the operator's own YAML secretaries; database rows are tenant-editable (see the resolver).
     _operator_owned: bool = PrivateAttr(default=False)

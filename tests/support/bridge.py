@@ -9,7 +9,10 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
 
 from bridge.engines.registry import EngineRegistry
 from bridge.server import BridgeServer
@@ -19,6 +22,7 @@ from secretary.calls.models import CallRecord
 from secretary.runtime import Runtime
 from secretary.settings import Settings
 from secretary.speech.local_engines import LocalModels
+from tests.conftest import EXAMPLE_SECRETARIES
 
 ACME = "d0000000-0001-4000-8000-000000000001"
 
@@ -49,6 +53,16 @@ class LiveBridge:
         return value or 0.0
 
 
+def secretaries_in(mode: Literal["module", "event"], folder: Path) -> Path:
+    """The example secretaries with the given playback mode."""
+    document = yaml.safe_load(EXAMPLE_SECRETARIES.read_text())
+    for secretary in document["secretaries"]:
+        secretary["playback_mode"] = mode
+    path = folder / f"secretaries-{mode}.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -63,14 +77,19 @@ async def live_bridge(
     with_esl: bool = True,
     esl_later: bool = False,
     engines: EngineRegistry | None = None,
+    playback_mode: Literal["module", "event"] = "module",
     **bridge: Any,
 ) -> AsyncIterator[LiveBridge]:
-    """`esl_later`: ESL is down when the bridge starts; the test starts `switch` on `switch.port` itself."""
+    """`esl_later`: ESL is down when the bridge starts; the test starts `switch` on `switch.port` itself.
+    `playback_mode`: the example secretaries' (unless `secretaries_file` is given); `module` by default, as
+    `SimulatedCall` is a playback build unless told `mode="event"` (the community build)."""
     switch = EslServerSimulator() if with_esl or esl_later else None
     if switch is not None and esl_later:
         switch.port = free_port()
     esl_port = (await switch.start() if with_esl else switch.port) if switch is not None else 1  # 1: nobody
     overrides = {k: bridge.pop(k) for k in list(bridge) if k in Settings.model_fields}
+    if "secretaries_file" not in overrides:
+        overrides["secretaries_file"] = secretaries_in(playback_mode, make_settings().data_dir.parent)
     settings = make_settings(bridge={"esl": {"port": esl_port, "reconnect_max_s": 0.5}, **bridge}, **overrides)
     runtime = Runtime.create(settings, models=models)
     esl = EslClient(settings.bridge.esl)
