@@ -11,6 +11,8 @@ Channel variables (FusionPBX sets the domain and caller ones; the dialplan sets 
   voiceai_fallback_prompt   what the caller hears before that transfer (default ivr/ivr-hold_connect_call.wav)
   voiceai_timeout           seconds one reply of the service may take (default 20)
   voiceai_spool_dir         the spool as FreeSWITCH sees it: files outside it are refused (default: not checked)
+  voiceai_mode              "realtime": stream the call to the bridge first (voiceai/realtime.lua); the turns
+                            below are its fallback when the bridge is down, refuses the call or goes away
   domain_uuid, domain_name, caller_id_number, caller_id_name, destination_number
 
 The service's shared secret (ivr.shared_secret), when it has one, comes from FreeSWITCH's global variable
@@ -178,6 +180,7 @@ local function start_call()
 		caller_id_number = http.clean_text(channel_var("caller_id_number"), 64),
 		caller_id_name = http.clean_text(channel_var("caller_id_name"), 128),
 		destination_number = http.clean_text(channel_var("destination_number"), 64),
+		resumed_from = call.resumed_from,
 	})
 end
 
@@ -328,8 +331,29 @@ local function converse(reply)
 	fall_back("too many turns")
 end
 
+-- The realtime part (voiceai/realtime.lua): "handled" when the call is done, else it goes on turn-based here.
+local function stream_first()
+	local realtime = require("voiceai.realtime")
+	local outcome, reason = realtime.run({
+		session = session,
+		call = call,
+		channel_var = channel_var,
+		log = log,
+		json = http.json,
+		clean = http.clean_text,
+		is_extension = is_extension,
+		is_context = is_context,
+	})
+	log(outcome == "handled" and "info" or "warning", "realtime: " .. outcome .. ": " .. tostring(reason))
+	if outcome == "resume" then
+		call.resumed_from = "realtime" -- the service says a short line instead of the greeting
+	end
+	return outcome == "handled"
+end
+
 local function read_channel()
 	call.uuid = session:get_uuid()
+	call.mode = channel_var("voiceai_mode")
 	call.domain_uuid = channel_var("domain_uuid")
 	call.domain_name = channel_var("domain_name")
 	call.url = string.gsub(channel_var("voiceai_url") or DEFAULT_URL, "/+$", "")
@@ -371,6 +395,9 @@ local function main()
 	end
 	log("info", "call " .. call.uuid .. " to " .. tostring(call.domain_name or call.domain_uuid) .. " via " .. call.url
 		.. " (json: " .. http.json_name .. ")")
+	if call.mode == "realtime" and stream_first() then
+		return
+	end
 	local reply, problem = start_call()
 	if not reply then
 		return fall_back(problem)

@@ -121,10 +121,11 @@ async def run_realtime_call(settings: Settings, args: argparse.Namespace) -> int
             metadata={"caller_id_number": args.caller, "destination_number": "voiceai", "sample_rate": args.rate},
             switch=bridge.switch,
         )
-        try:
-            await call.start()
-        except OSError as exc:
-            print(f"voiceai call: can't reach the bridge at {bridge.url}: {exc}", file=sys.stderr)
+        await call.start()
+        if not await call.wait_connected():
+            problem = call.error["message"]["error"] if call.error else f"closed {call.close_code} {call.close_reason}"
+            print(f"voiceai call: can't reach the bridge at {bridge.url}: {problem}", file=sys.stderr)
+            await call.hang_up()
             return 1
         try:
             await _converse(call, turns, models)
