@@ -901,7 +901,9 @@ class FreeSwitchSim:
         self.result.log.append(("console", message or ""))
 
     def _fs_msleep(self, ms: int) -> None:
+        """Blocks the script's thread, as in FreeSWITCH: no media is read meanwhile (a stream gets nothing)."""
         self.result.events.append(("msleep", ms))
+        time.sleep(max(ms, 0) / 1000)
 
     def _fs_getGlobalVariable(self, name: str | None) -> str | None:
         return self.global_variables.get(name or "")
@@ -991,7 +993,7 @@ class FreeSwitchSim:
             if wait:
                 self._in_loop(end(stream))
             else:
-                self._in_loop_soon(lambda s=stream: asyncio.ensure_future(s.hang_up()))
+                asyncio.run_coroutine_threadsafe(stream.hang_up(), self._event_loop())
 
     # -- the loop the switch and the streams run on ------------------------------------------------------
 

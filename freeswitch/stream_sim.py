@@ -158,10 +158,8 @@ class SimulatedCall:
             metadata = self._metadata
             if metadata is None:
                 metadata = {"caller_id_number": "1000", "destination_number": "5000", "sample_rate": self.rate}
-            try:
+            with contextlib.suppress(ConnectionClosed):  # `_receive` reports the close
                 await self._ws.send(metadata if isinstance(metadata, str) else json.dumps(metadata))
-            except ConnectionClosed:
-                pass  # `_receive` reports the close
         self._tasks = [
             asyncio.create_task(self._media(), name="sim-media"),
             asyncio.create_task(self._receive(), name="sim-receive"),
@@ -380,7 +378,7 @@ class SimulatedCall:
             if self._driven and self._credit <= 0:
                 self._credit_given.clear()
                 await self._credit_given.wait()
-                start = loop.time() - self._tick * FRAME_MS / 1000  # the session reads again from now
+                start = loop.time() - (self._tick - 1) * FRAME_MS / 1000  # the next frame is read 20 ms from now
                 continue
             delay = start + self._tick * FRAME_MS / 1000 - loop.time()
             if delay > 0:

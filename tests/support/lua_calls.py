@@ -29,7 +29,22 @@ def acme_call(
 ) -> CallResult:
     """One call from extension 1000 to the acme secretary, as FusionPBX would route it; `global_variables`
     are what vars.xml sets."""
-    values = {
+    values = acme_variables(url, fallback_prompt, **variables)
+    if spool_dir is not None:
+        values["voiceai_spool_dir"] = str(spool_dir.resolve())
+    sim = FreeSwitchSim(
+        variables=values,
+        global_variables=global_variables,
+        caller=caller,
+        lua_version=lua_version,
+        extra_lua_paths=extra_lua_paths,
+    )
+    return sim.run("secretary_ai.lua")
+
+
+def acme_variables(url: str, fallback_prompt: Path, **variables: str) -> dict[str, str]:
+    """The channel of a call from extension 1000 to the acme secretary's extension (its dialplan's `set`s)."""
+    return {
         "domain_uuid": ACME,
         "domain_name": ACME_NAME,
         "caller_id_number": "1000",
@@ -39,18 +54,8 @@ def acme_call(
         "voiceai_fallback": FALLBACK,
         "voiceai_fallback_prompt": str(fallback_prompt),
         "voiceai_timeout": "20",
+        **variables,
     }
-    if spool_dir is not None:
-        values["voiceai_spool_dir"] = str(spool_dir.resolve())
-    values.update(variables)
-    sim = FreeSwitchSim(
-        variables=values,
-        global_variables=global_variables,
-        caller=caller,
-        lua_version=lua_version,
-        extra_lua_paths=extra_lua_paths,
-    )
-    return sim.run("secretary_ai.lua")
 
 
 def reply(exchange: CurlExchange) -> Any:
