@@ -236,6 +236,12 @@ def stop_audio() -> str:
     return _STOP_AUDIO
 
 
+def call_claimed(call_uuid: str) -> str:
+    """The bridge's first text on a stream it serves (token, domain and call checked): FreeSWITCH fires it as
+    `mod_audio_stream::json`, and the Lua script that started the stream stops waiting to fall back to turns."""
+    return json.dumps({"type": "voiceai.claimed", "call_uuid": call_uuid}, separators=(",", ":"))
+
+
 def call_action(action: dict[str, str]) -> str:
     """What the bridge asks of the dialplan when it can't reach ESL: the module fires it as the event
     `mod_audio_stream::json`, which an event hook (or the dialplan) acts on."""

@@ -3,8 +3,10 @@
 Before any engine starts, a stream must name a call (the path), carry a valid bearer token (sent by the
 module from `STREAM_EXTRA_HEADERS`) when tokens are configured, belong to a domain whose secretary is
 enabled, and name a call of no other domain; otherwise it is closed with code 1008 and a reason, and
-logged. Then every binary frame is checked (whole samples, a sane size, no faster than real time) and handed
-to the call's `CallSession`; bad frames are dropped and counted, never fatal to the process or to other calls.
+logged. A stream that passes is claimed (`{"type":"voiceai.claimed",…}`, the first text sent back: the Lua
+script hosting the call falls back to turns when none comes). Then every binary frame is checked (whole
+samples, a sane size, no faster than real time) and handed to the call's `CallSession`; bad frames are dropped
+and counted, never fatal to the process or to other calls.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bridge.protocol import (
     RealTimeBudget,
     StreamEvent,
     StreamTarget,
+    call_claimed,
     parse_path,
 )
 from bridge.session import CallSession
@@ -179,6 +182,10 @@ class BridgeServer:
         admitted, esl = await self._admit_call(ws, target)
         if not admitted:
             return
+        try:
+            await ws.send(call_claimed(call_uuid))  # the script in FreeSWITCH stops waiting to fall back
+        except ConnectionClosed:
+            return  # it gave up waiting (or the caller left) before the call was served
         metadata = codec.metadata
         assert metadata is not None
         engine = self.engines.build(self.runtime, config, metadata.sample_rate, self.prompts)

@@ -473,7 +473,7 @@ class CallSession:
         except Exception:
             log.exception("call_record_not_saved")
         with contextlib.suppress(SecretaryError):
-            await self.runtime.call_states.delete(self.state.domain_uuid, self.state.call_uuid)
+            await self.runtime.call_states.delete(self.state.domain_uuid, self.state.call_uuid, TRANSPORT)
         self.finished.set()
         self.runtime.metrics.calls_ended.labels(TRANSPORT, record.outcome).inc()
         log.info("call_ended", outcome=record.outcome, turns=len(record.turns), duration_ms=record.duration_ms,

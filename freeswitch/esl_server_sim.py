@@ -4,13 +4,16 @@ It authenticates, answers `api` commands on the channels the stream simulator re
 `uuid_kill`, `uuid_broadcast`, `uuid_break`), records every command it got, and fires events (JSON) to the
 connections whose subscriptions and `filter`s match, as mod_event_socket does: `event json DTMF CUSTOM a::b`
 subscribes to the event DTMF and the CUSTOM subclass `a::b` (every word after CUSTOM is a subclass; CUSTOM
-alone delivers no custom event). `press` is a caller pressing a key on a channel: the `DTMF` event.
+alone delivers no custom event; `ALL` delivers everything). `press` is a caller pressing a key on a channel:
+the `DTMF` event. It is also the simulated switch's event bus: in-process `listeners` (a Lua
+`freeswitch.EventConsumer`) see every event fired.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -70,6 +73,7 @@ class EslServerSimulator:
         self._clients: set[_Client] = set()
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._listeners: list[Callable[[EslEvent], None]] = []
         self.port = 0
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
@@ -103,7 +107,14 @@ class EslServerSimulator:
     def commands_for(self, verb: str) -> list[str]:
         return [c for c in self.commands if c.split(" ", 1)[0] == verb]
 
+    def listen(self, listener: Callable[[EslEvent], None]) -> Callable[[], None]:
+        """Every event fired from now on also goes to `listener` (in the loop's thread); returns the unsubscribe."""
+        self._listeners.append(listener)
+        return lambda: self._listeners.remove(listener) if listener in self._listeners else None
+
     def fire(self, event: EslEvent) -> None:
+        for listener in list(self._listeners):
+            listener(event)
         frame = event_json(event)
         for client in list(self._clients):
             if client.wants(event):

@@ -1,7 +1,8 @@
 """The Lua side of the FreeSWITCH simulator: runs our mod_lua scripts in a real Lua interpreter (lupa).
 
 The script sees what mod_lua gives it: a `session` (FreeSWITCH's CoreSession, `switch_cpp.h`), the
-`freeswitch` table (`consoleLog`, `API`, `msleep`, `getGlobalVariable`, and `JSON` as in 1.10.12) and `argv`.
+`freeswitch` table (`consoleLog`, `API`, `msleep`, `getGlobalVariable`, `EventConsumer`, and `JSON` as in
+1.10.12) and `argv`.
 `API():execute("curl", …)` is mod_curl (`freeswitch.mod_curl`), making real HTTP requests. The far end of the
 call is a `caller` script (`freeswitch.caller`): its utterances are written, like FreeSWITCH writes them, as
 8 kHz 16-bit mono WAV files where `recordFile` is told to (a caller from whom no audio arrives leaves a bare
@@ -14,6 +15,16 @@ lua.conf.xml makes it (`lua_path="fusionpbx"`). `lunajson=True` installs FusionP
 `resources/functions/lunajson.lua` in the script directory (emulated: `freeswitch.lua_json`); `require` finds
 it only where `package.path` leads there. `freeswitch_json=False` is a mod_lua without `freeswitch.JSON`.
 
+`API():execute("uuid_audio_stream", "<uuid> start <url> mono <rate> [metadata]")` is mod_audio_stream as
+measured (PROTOCOLS.md §0): `+OK Success` at once, the connection made in the background by a
+`stream_sim.SimulatedCall` on an asyncio loop (the test's, or one of the simulator's own), its failures and
+the server's texts and close arriving later as `mod_audio_stream::*` events, which a
+`freeswitch.EventConsumer` receives (for every channel: the script filters on `Unique-ID`). That stream is
+driven by the session: media flows only while the script is in `session:sleep` (FreeSWITCH feeds the media
+bug from the session's reads), so a script blocked elsewhere stops the caller's audio as it would there. The
+channel is on the simulated switch (`esl_server_sim`): `uuid_transfer` over ESL makes `session:ready()` false,
+`uuid_kill` hangs the call up, `uuid_broadcast` plays into the stream's far end.
+
 The emulation is strict where FreeSWITCH's SWIG bindings are: a method the binding doesn't have, a call
 with `.` instead of `:`, a wrong number of arguments or an argument of the wrong type raises a Lua error,
 and every such mistake is also kept in `CallResult.violations` (a script may swallow the error with pcall).
@@ -22,14 +33,19 @@ Shell access (`os.execute`, `io.popen`) raises too: our scripts must never build
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib
+import json
 import os
 import re
 import shutil
+import threading
+import time
 import traceback
 import uuid
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -48,7 +64,13 @@ from freeswitch.lua_json import (
     lunajson_decode,
     lunajson_encode,
 )
+from urllib.parse import quote
+
+from freeswitch.caller import CallerAction, HangUp, Press, Recorded, Run, Say, record_like_freeswitch
+from freeswitch.esl_protocol import EslEvent
+from freeswitch.esl_server_sim import EslServerSimulator
 from freeswitch.mod_curl import CurlExchange, Flavour, ModCurl
+from freeswitch.stream_sim import SimulatedCall
 from secretary.errors import BadInput
 from secretary.speech.audio import Pcm, parse_wav, wav_bytes
 
@@ -100,40 +122,69 @@ SESSION_METHODS: dict[str, tuple[int, str]] = {
     "consoleLog": (2, "ss"),
 }
 API_METHODS: dict[str, tuple[int, str]] = {"execute": (1, "ss"), "executeString": (1, "s"), "getTime": (0, "")}
+CONSUMER_METHODS: dict[str, tuple[int, str]] = {"bind": (1, "ss"), "pop": (0, "ii"), "cleanup": (0, "")}
+EVENT_METHODS: dict[str, tuple[int, str]] = {
+    "getHeader": (1, "s"),
+    "getBody": (0, ""),
+    "getType": (0, ""),
+    "serialize": (0, "s"),
+}
 MODULE_FUNCTIONS: dict[str, tuple[int, str]] = {
     "consoleLog": (2, "ss"),
     "consoleCleanLog": (1, "s"),
     "msleep": (1, "i"),
     "getGlobalVariable": (1, "s"),
 }
+CONSUMER_SPEC = (0, "ssi")  # freeswitch.EventConsumer(event_name, subclass_name, queue_length)
+# Event names a consumer may bind here (switch_event.c knows more; these are the ones a script plausibly uses).
+EVENT_NAMES = {
+    "ALL", "CUSTOM", "DTMF", "BACKGROUND_JOB", "CHANNEL_ANSWER", "CHANNEL_HANGUP", "CHANNEL_HANGUP_COMPLETE",
+    "CHANNEL_EXECUTE", "CHANNEL_EXECUTE_COMPLETE", "PLAYBACK_START", "PLAYBACK_STOP", "HEARTBEAT",
+}  # fmt: skip
+STREAM_RATES = {"8k": 8000, "16k": 16000}
+STREAM_OK, STREAM_FAILED = "+OK Success\n", "-ERR Operation Failed\n"
+TRANSFER_GRACE_S = 10.0  # after a transfer the server ends the stream; the simulated call ends it after this
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")
 
 # Runs once in each new Lua state: builds `session`, `freeswitch` and `argv` as proxies of `backend`, a
-# Python callable `backend(kind, name, nargs, ...) -> ok, value`. Lua 5.1-5.4 compatible, like the scripts.
+# Python callable `backend(kind, name, handle, nargs, ...) -> ok, value`. Lua 5.1-5.4 compatible, like the scripts.
 _BOOTSTRAP = r"""
-local backend, session_methods, api_methods, module_functions, script_name, script_args = ...
+local backend, specs, module_functions, script_name, script_args = ...
 local unpack = table.unpack or unpack
 
-local function forward(kind, name, ...)
-    local ok, value = backend(kind, name, select("#", ...), ...)
+local function forward(kind, name, handle, ...)
+    local ok, value = backend(kind, name, handle, select("#", ...), ...)
     if not ok then
         error(value, 3)
     end
     return value
 end
 
-local function proxy(kind, methods)
+local function violation(message)
+    backend("violation", message, nil, 0)
+    error(message, 3)
+end
+
+local results = {} -- "Kind.method" -> what turns the backend's value into the binding's (a handle into an object)
+
+-- An object as SWIG makes it: methods only, called with ':', on this very object (`handle` names it).
+local function proxy(kind, handle)
     local object, functions = {}, {}
-    for name in pairs(methods) do
+    for name in pairs(specs[kind]) do
+        local wrap = results[kind .. "." .. name]
         functions[name] = function(self, ...)
             if self ~= object then
                 local got = self == nil and "no value" or type(self)
                 local message = "Error in " .. kind .. "::" .. name .. " (arg 1), expected '" .. kind
                     .. " *' got '" .. got .. "'"
-                backend("violation", message, 0)
+                backend("violation", message, nil, 0)
                 error(message, 2)
             end
-            return forward(kind, name, ...)
+            local value = forward(kind, name, handle, ...)
+            if wrap then
+                return wrap(value)
+            end
+            return value
         end
     end
     return setmetatable(object, {
@@ -142,45 +193,45 @@ local function proxy(kind, methods)
             if method ~= nil then
                 return method
             end
-            local message = kind .. " has no method or field '" .. tostring(key) .. "'"
-            backend("violation", message, 0)
-            error(message, 2)
+            violation(kind .. " has no method or field '" .. tostring(key) .. "'")
         end,
         __newindex = function(_, key)
-            local message = "cannot set " .. kind .. "." .. tostring(key)
-            backend("violation", message, 0)
-            error(message, 2)
+            violation("cannot set " .. kind .. "." .. tostring(key))
         end,
     })
 end
 
-session = proxy("CoreSession", session_methods)
+results["EventConsumer.pop"] = function(handle)
+    if handle == nil then
+        return nil
+    end
+    return proxy("Event", handle)
+end
+
+session = proxy("CoreSession", nil)
 
 local fs = {}
 for name in pairs(module_functions) do
-    fs[name] = function(...) return forward("freeswitch", name, ...) end
+    fs[name] = function(...) return forward("freeswitch", name, nil, ...) end
 end
 fs.API = function(s)
     if s ~= nil and s ~= session then
-        local message = "freeswitch.API takes a session or nothing"
-        backend("violation", message, 0)
-        error(message, 2)
+        violation("freeswitch.API takes a session or nothing")
     end
-    return proxy("API", api_methods)
+    return proxy("API", nil)
+end
+fs.EventConsumer = function(...)
+    return proxy("EventConsumer", forward("freeswitch", "EventConsumer", nil, ...))
 end
 freeswitch = setmetatable(fs, {
     __index = function(_, key)
-        local message = "freeswitch." .. tostring(key) .. " is not emulated"
-        backend("violation", message, 0)
-        error(message, 2)
+        violation("freeswitch." .. tostring(key) .. " is not emulated")
     end,
 })
 
 local function no_shell(name)
     return function()
-        local message = name .. " is not allowed: never build a shell command"
-        backend("violation", message, 0)
-        error(message, 2)
+        violation(name .. " is not allowed: never build a shell command")
     end
 end
 os.execute = no_shell("os.execute")
@@ -200,12 +251,12 @@ _CODECS_BOOTSTRAP = r"""
 local backend, fs, freeswitch_json, lunajson_file = ...
 
 local function refuse(message)
-    backend("violation", message, 0)
+    backend("violation", message, nil, 0)
     error(message, 3)
 end
 
 local function call(kind, name, ...)
-    local ok, value = backend(kind, name, select("#", ...), ...)
+    local ok, value = backend(kind, name, nil, select("#", ...), ...)
     if not ok then
         error(value, 3)
     end
@@ -327,7 +378,7 @@ end
 
 if lunajson_file then
     local function luna(name, ...)
-        local ok, value = backend("lunajson", name, select("#", ...), ...)
+        local ok, value = backend("lunajson", name, nil, select("#", ...), ...)
         if not ok then
             error(value, 0) -- raised inside lunajson's own files, not where the script called it
         end
@@ -408,7 +459,8 @@ class CallResult:
     answered: bool = False
     transfer: Transfer | None = None
     hangup_cause: str | None = None
-    hung_up_by: str | None = None  # "caller", "script" or "freeswitch" (recordFile could not open its file)
+    # "caller", "script", "freeswitch" (recordFile could not open its file) or "switch" (uuid_kill over ESL)
+    hung_up_by: str | None = None
     played: list[Played] = field(default_factory=list)
     recordings: list[Recording] = field(default_factory=list)
     exchanges: list[CurlExchange] = field(default_factory=list)
@@ -482,6 +534,73 @@ def convert_arguments(cls: str, name: str, spec: tuple[int, str], args: Sequence
     return out
 
 
+@dataclass(eq=False)
+class _Consumer:
+    """A `freeswitch.EventConsumer`: its bindings and its queue (filled in the loop's thread, read in Lua's)."""
+
+    length: int
+    bindings: set[tuple[str, str]] = field(default_factory=set)  # (event name, subclass; "" = any)
+    queue: deque[EslEvent] = field(default_factory=deque)
+    arrived: threading.Condition = field(default_factory=threading.Condition)
+
+    def wants(self, event: EslEvent) -> bool:
+        return any(
+            name == "ALL" or (name == event.name and subclass in ("", event.subclass))
+            for name, subclass in self.bindings
+        )
+
+    def offer(self, event: EslEvent) -> None:
+        if self.wants(event):
+            with self.arrived:
+                if len(self.queue) < self.length:  # a full queue drops, as switch_queue_trypush does
+                    self.queue.append(event)
+                self.arrived.notify_all()
+
+    def take(self, block: bool, timeout_ms: int) -> EslEvent | None:
+        with self.arrived:
+            if block and not self.queue:
+                self.arrived.wait_for(lambda: bool(self.queue), timeout_ms / 1000 if timeout_ms > 0 else None)
+            return self.queue.popleft() if self.queue else None
+
+
+class _SwitchChannel:
+    """The simulated call as the ESL server sees it (its `ChannelHooks`): commands run in the loop's thread."""
+
+    def __init__(self, sim: FreeSwitchSim) -> None:
+        self._sim = sim
+
+    def play_file(self, path: str) -> bool:
+        stream = self._sim.stream
+        return stream.play_file(path) if stream is not None else Path(path).is_file()
+
+    def break_all(self) -> None:
+        if self._sim.stream is not None:
+            self._sim.stream.break_all()
+
+    def hangup(self, cause: str) -> None:
+        self._sim.switch_hangs_up(cause)
+
+    def transfer(self, extension: str, context: str) -> None:
+        self._sim.switch_transfers(extension, context)
+
+    def getvar(self, name: str) -> str | None:
+        return self._sim.variables.get(name)
+
+
+class _LoopThread:
+    """An asyncio loop of the simulator's own, for a call whose test gave none."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="lua-sim-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
 class FreeSwitchSim:
     """One call through one Lua script. Build it, `run()` it once, read the `CallResult`."""
 
@@ -503,9 +622,17 @@ class FreeSwitchSim:
         on_exchange: Callable[[CurlExchange], None] | None = None,
         copy_played_to: Path | None = None,
         call_uuid: str | None = None,
+        switch: EslServerSimulator | None = None,
+        loop: asyncio.AbstractEventLoop | None = None,
+        stream_mode: Literal["module", "event"] = "module",
+        temp_dir: Path | None = None,
     ) -> None:
         """`caller` is a list of actions, or a function returning the next one (None: the caller is done).
-        `global_variables` add to (or replace) the ones FreeSWITCH always has (`script_dir`)."""
+        `global_variables` add to (or replace) the ones FreeSWITCH always has (`script_dir`).
+        `switch`: the simulated switch the channel lives on (its ESL server and event bus; by default one of
+        its own, without a socket); `loop`: where that switch and the streams run (then `run()` must be
+        called from another thread, e.g. `asyncio.to_thread`); `stream_mode`, `temp_dir`: which
+        mod_audio_stream build `uuid_audio_stream` behaves as, and where the event build writes its files."""
         self.uuid = call_uuid or str(uuid.uuid4())
         self.result = CallResult(uuid=self.uuid)
         self.variables: dict[str, str] = {"uuid": self.uuid, "call_uuid": self.uuid}
@@ -537,13 +664,49 @@ class FreeSwitchSim:
         self._lua: Any = None
         self._session_proxy: Any = None
         self._ran = False
+        self.switch = switch or EslServerSimulator()
+        self._loop = loop
+        self._own_loop: _LoopThread | None = None
+        self._stream_mode = stream_mode
+        self._temp_dir = temp_dir
+        self._state = threading.Lock()  # the channel's state, changed by the script and by ESL commands
+        self._consumers: dict[int, _Consumer] = {}
+        self._unlisten: list[Callable[[], None]] = []
+        self._event_objects: dict[int, EslEvent] = {}
+        self.streams: list[SimulatedCall] = []  # every stream `uuid_audio_stream start` made, in order
+        self._stream_made = asyncio.Event()  # set in the loop's thread
+
+    @property
+    def stream(self) -> SimulatedCall | None:
+        """The call's current stream (the last one started), if any."""
+        return self.streams[-1] if self.streams else None
+
+    async def wait_stream(self, timeout_s: float = 10.0) -> SimulatedCall:
+        """For a test on `loop`: the first stream the script starts (the caller speaks into it)."""
+        async with asyncio.timeout(timeout_s):
+            await self._stream_made.wait()
+        return self.streams[0]
 
     # -- running ---------------------------------------------------------------------------------------------
 
     def run(self, script: str = "secretary_ai.lua", args: Sequence[str] = ()) -> CallResult:
         if self._ran:
             raise RuntimeError("a FreeSwitchSim runs one call")
+        if self._loop is not None and _running_loop() is self._loop:
+            raise RuntimeError("run() blocks: call it from another thread than its loop's (asyncio.to_thread)")
         self._ran = True
+        self.switch.register(self.uuid, _SwitchChannel(self))
+        try:
+            return self._run(script, args)
+        finally:
+            self._end_streams()
+            self.switch.unregister(self.uuid)
+            for unlisten in self._unlisten:
+                self._in_loop_soon(unlisten)
+            if self._own_loop is not None:
+                self._own_loop.stop()
+
+    def _run(self, script: str, args: Sequence[str]) -> CallResult:
         lupa = importlib.import_module(f"lupa.{self.lua_version}")
         self._lua = lupa.LuaRuntime(unpack_returned_tuples=True, register_eval=False, register_builtins=False)
         lua_globals = self._lua.globals()
@@ -551,10 +714,18 @@ class FreeSwitchSim:
         if self.lua_path == "fusionpbx":  # LUA_PATH=$${script_dir}/?.lua, without ';;': no default entries
             lua_globals.package.path = f"{self.script_dir}/?.lua"
         bootstrap = self._lua.execute("return function(...) " + _BOOTSTRAP + " end")
+        specs = {
+            kind: self._lua.table_from(dict.fromkeys(methods, True))
+            for kind, methods in (
+                ("CoreSession", SESSION_METHODS),
+                ("API", API_METHODS),
+                ("EventConsumer", CONSUMER_METHODS),
+                ("Event", EVENT_METHODS),
+            )
+        }
         bootstrap(
             self._backend,
-            self._lua.table_from(dict.fromkeys(SESSION_METHODS, True)),
-            self._lua.table_from(dict.fromkeys(API_METHODS, True)),
+            self._lua.table_from(specs),
             self._lua.table_from(dict.fromkeys(MODULE_FUNCTIONS, True)),
             script,
             self._lua.table_from(list(args)),
@@ -579,8 +750,9 @@ class FreeSwitchSim:
         if self._on_exchange is not None:
             self._on_exchange(exchange)
 
-    def _backend(self, kind: str, name: str, nargs: int, *args: Any) -> tuple[bool, Any]:
-        """Every call from Lua lands here: check it, run it, and turn mistakes into Lua errors."""
+    def _backend(self, kind: str, name: str, handle: int | None, nargs: int, *args: Any) -> tuple[bool, Any]:
+        """Every call from Lua lands here: check it, run it, and turn mistakes into Lua errors. `handle` names
+        the object of an `EventConsumer` or `Event` method."""
         if kind == "violation":
             self.result.violations.append(name)
             return True, None
@@ -594,6 +766,15 @@ class FreeSwitchSim:
             if kind == "API":
                 values = convert_arguments(kind, name, API_METHODS[name], args)
                 return True, getattr(self, f"_api_{name}")(*values)
+            if kind == "EventConsumer":
+                values = convert_arguments(kind, name, CONSUMER_METHODS[name], args)
+                return True, getattr(self, f"_consumer_{name}")(self._consumers[int(handle or 0)], *values)
+            if kind == "Event":
+                values = convert_arguments(kind, name, EVENT_METHODS[name], args)
+                return True, getattr(self, f"_event_{name}")(self._event_objects[int(handle or 0)], *values)
+            if name == "EventConsumer":
+                values = convert_arguments("EventConsumer", "EventConsumer", CONSUMER_SPEC, args)
+                return True, self._fs_EventConsumer(*values)
             values = convert_arguments("freeswitch", name, MODULE_FUNCTIONS[name], args)
             return True, getattr(self, f"_fs_{name}")(*values)
         except SwigArgumentError as exc:
@@ -697,11 +878,36 @@ class FreeSwitchSim:
             self.result.events.append(("freeswitch_hangup", cause))
 
     def _caller_hangs_up(self, cause: str = "NORMAL_CLEARING") -> None:
-        if self._up:
+        with self._state:
+            if not self._up:
+                return
             self._up = False
             self.result.hangup_cause = cause
             self.result.hung_up_by = "caller"
             self.result.events.append(("caller_hangup", cause))
+        self._end_streams(wait=False)
+
+    # -- what the switch does to the channel (ESL commands, in the loop's thread) ----------------------------
+
+    def switch_transfers(self, extension: str, context: str) -> None:
+        """`uuid_transfer`: the channel leaves the script (`ready()` turns false) for the new extension."""
+        with self._state:
+            self.result.events.append(("uuid_transfer", extension, context))
+            if self._ready():
+                self._transferred = True
+                self.result.transfer = Transfer(extension, "XML", context)
+
+    def switch_hangs_up(self, cause: str) -> None:
+        """`uuid_kill`: the call ends; the module closes its stream as on any hang-up."""
+        with self._state:
+            self.result.events.append(("uuid_kill", cause))
+            if not self._up:
+                return
+            self._up = False
+            self.result.hangup_cause = cause.upper()
+            self.result.hung_up_by = "switch"
+        for stream in self.streams:
+            asyncio.get_running_loop().create_task(stream.hang_up())
 
     def _deliver_digits(self, digits: str) -> bool:
         """DTMF arriving during a prompt or recording. Returns True when the input callback stopped it."""
@@ -748,11 +954,14 @@ class FreeSwitchSim:
         name = (cause or "normal_clearing").upper()
         if name not in HANGUP_CAUSES:
             raise ValueError(f"unknown hangup cause {cause!r}")
-        self.result.events.append(("hangup", name))
-        if self._up:
+        with self._state:
+            self.result.events.append(("hangup", name))
+            if not self._up:
+                return
             self._up = False
             self.result.hangup_cause = name
             self.result.hung_up_by = "script"
+        self._end_streams(wait=False)
 
     def _session_hangupCause(self) -> str:
         # The binding's cause is only set by a hangup hook the script does not install: a real FreeSWITCH
@@ -779,8 +988,22 @@ class FreeSwitchSim:
             self.variables[name] = value
 
     def _session_sleep(self, ms: int, sync: int = 0) -> int:
+        """Reads the call's media for `ms`: the stream's frames flow meanwhile, in real time."""
         self.result.events.append(("sleep", ms))
+        if self._ready() and ms > 0:
+            stream = self.stream
+            if stream is not None:
+                self._in_loop(self._read_media(stream, ms))
+            else:
+                time.sleep(ms / 1000)
         return 1 if self._ready() else 0
+
+    @staticmethod
+    async def _read_media(stream: SimulatedCall, ms: int) -> None:
+        if stream.connected.is_set() and not stream.closed.is_set():
+            await stream.advance(ms)
+        else:
+            await asyncio.sleep(ms / 1000)
 
     def _resolve_sound(self, path: str) -> Path:
         candidate = Path(path)
@@ -865,11 +1088,12 @@ class FreeSwitchSim:
     def _session_transfer(self, extension: str | None, dialplan: str | None = None, context: str | None = None) -> int:
         if not extension:
             raise ValueError("transfer needs an extension")
-        self.result.events.append(("transfer", extension, dialplan, context))
-        if not self._ready():
-            return 0
-        self._transferred = True
-        self.result.transfer = Transfer(extension, dialplan or "XML", context or "default")
+        with self._state:
+            self.result.events.append(("transfer", extension, dialplan, context))
+            if not self._ready():
+                return 0
+            self._transferred = True
+            self.result.transfer = Transfer(extension, dialplan or "XML", context or "default")
         return 1
 
     def _session_execute(self, app: str | None, data: str | None = None) -> None:
@@ -973,7 +1197,9 @@ class FreeSwitchSim:
         self.result.log.append(("console", message or ""))
 
     def _fs_msleep(self, ms: int) -> None:
+        """Blocks the script's thread, as in FreeSWITCH: no media is read meanwhile (a stream gets nothing)."""
         self.result.events.append(("msleep", ms))
+        time.sleep(max(ms, 0) / 1000)
 
     def _fs_getGlobalVariable(self, name: str | None) -> str | None:
         return self.global_variables.get(name or "")
@@ -982,7 +1208,152 @@ class FreeSwitchSim:
         self.result.events.append(("api", command))
         if command == "curl" and self.curl is not None:
             return self.curl.api(argument)
+        if command == "uuid_audio_stream":
+            return self._audio_stream(argument or "")
         return f"-ERR {command} Command not found!\n"
+
+    # -- mod_audio_stream --------------------------------------------------------------------------------
+
+    def _audio_stream(self, line: str) -> str:
+        """`<uuid> start <url> <mix> [rate] [metadata]` (the metadata keeps the rest of the line), `stop [text]`,
+        `send_text <text>`: answered at once; the connection and its outcome come later, as events."""
+        words = line.split(" ", 5)
+        if len(words) < 2 or words[0] != self.uuid:
+            return STREAM_FAILED  # no such channel (this simulator has one)
+        command, stream = words[1], self.stream
+        open_stream = stream if stream is not None and not stream.closed.is_set() else None
+        if command == "start":
+            if len(words) < 4 or open_stream is not None or not words[2].startswith(("ws://", "wss://")):
+                return STREAM_FAILED
+            if words[3] != "mono":
+                raise ValueError(f"uuid_audio_stream {words[3]} is not emulated (only mono)")
+            rate = _stream_rate(words[4] if len(words) > 4 else "8k")
+            if rate is None:
+                return STREAM_FAILED
+            self._in_loop(self._open_stream(words[2], rate, words[5] if len(words) > 5 else ""))
+            return STREAM_OK
+        if open_stream is None:
+            return STREAM_FAILED
+        text = line.split(" ", 2)[2] if len(words) > 2 else ""
+        if command == "stop":
+            self._in_loop(open_stream.stop(text or None))
+            return STREAM_OK
+        if command == "send_text" and text:
+            self._in_loop(open_stream.send_text(_first_token(text)))
+            return STREAM_OK
+        raise ValueError(f"uuid_audio_stream {command} is not emulated")
+
+    async def _open_stream(self, url: str, rate: int, metadata: str) -> None:
+        stream = SimulatedCall(
+            "",
+            self.variables.get("domain_uuid", ""),
+            self.uuid,
+            sample_rate=rate,
+            metadata=metadata or None,
+            send_metadata=bool(metadata),
+            mode=self._stream_mode,
+            switch=self.switch,
+            temp_dir=self._temp_dir,
+            stream_url=url,
+            headers=self._extra_headers(),
+            as_channel=False,
+            driven=True,
+        )
+        self.streams.append(stream)
+        await stream.start()
+        self._stream_made.set()
+
+    def _extra_headers(self) -> dict[str, str]:
+        """`STREAM_EXTRA_HEADERS`, a JSON object of strings; anything else adds no header."""
+        try:
+            headers = json.loads(self.variables.get("STREAM_EXTRA_HEADERS") or "{}")
+        except ValueError:
+            return {}
+        if not isinstance(headers, dict):
+            return {}
+        return {str(k): v for k, v in headers.items() if isinstance(v, str)}
+
+    def _end_streams(self, *, wait: bool = True) -> None:
+        """The call ends (or leaves this simulation): the module closes what is still open; after a transfer
+        the server is given `TRANSFER_GRACE_S` to close it itself, as it does once the call has moved on."""
+        if not self.streams:
+            return
+
+        async def end(stream: SimulatedCall) -> None:
+            if self._transferred and self._up:
+                with contextlib.suppress(TimeoutError):
+                    await stream.wait_closed(TRANSFER_GRACE_S)
+            await stream.hang_up()
+
+        for stream in list(self.streams):
+            if wait:
+                self._in_loop(end(stream))
+            else:
+                asyncio.run_coroutine_threadsafe(stream.hang_up(), self._event_loop())
+
+    # -- the loop the switch and the streams run on ------------------------------------------------------
+
+    def _event_loop(self) -> asyncio.AbstractEventLoop:
+        if self._loop is None:
+            self._own_loop = _LoopThread()
+            self._loop = self._own_loop.loop
+        return self._loop
+
+    def _in_loop(self, coroutine: Coroutine[Any, Any, Any], timeout_s: float = 60.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._event_loop()).result(timeout_s)
+
+    def _in_loop_soon(self, function: Callable[[], Any]) -> None:
+        """`function` in the loop's thread (at once when there is no loop: then nothing else runs)."""
+        if self._loop is None:
+            function()
+        elif not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(function)
+
+    # -- freeswitch.EventConsumer and its events -----------------------------------------------------------
+
+    def _fs_EventConsumer(self, event_name: str | None = None, subclass: str | None = "", length: int = 5000) -> int:
+        consumer = _Consumer(max(1, length))
+        handle = len(self._consumers) + 1
+        self._consumers[handle] = consumer
+        self._unlisten.append(self.switch.listen(consumer.offer))
+        if event_name:
+            self._consumer_bind(consumer, event_name, subclass)
+        return handle
+
+    def _consumer_bind(self, consumer: _Consumer, event_name: str | None, subclass: str | None = "") -> int:
+        if event_name not in EVENT_NAMES:
+            raise ValueError(f"EventConsumer: event {event_name!r} is not emulated")
+        with consumer.arrived:
+            consumer.bindings.add((event_name, subclass or ""))
+        return 1
+
+    def _consumer_pop(self, consumer: _Consumer, block: int = 0, timeout: int = 0) -> int | None:
+        event = consumer.take(bool(block), timeout)
+        if event is None:
+            return None
+        handle = len(self._event_objects) + 1
+        self._event_objects[handle] = event
+        return handle
+
+    def _consumer_cleanup(self, consumer: _Consumer) -> None:
+        with consumer.arrived:
+            consumer.bindings.clear()
+            consumer.queue.clear()
+
+    def _event_getHeader(self, event: EslEvent, name: str | None) -> str | None:
+        return event.headers.get(name or "")
+
+    def _event_getBody(self, event: EslEvent) -> str | None:
+        return event.body or None
+
+    def _event_getType(self, event: EslEvent) -> str:
+        return event.name
+
+    def _event_serialize(self, event: EslEvent, format: str | None = None) -> str:
+        if format == "json":
+            return json.dumps({**event.headers, **({"_body": event.body} if event.body else {})})
+        lines = "".join(f"{k}: {quote(v, safe='')}\n" for k, v in event.headers.items())
+        return lines + (f"Content-Length: {len(event.body.encode())}\n\n{event.body}" if event.body else "")
 
     def _api_executeString(self, line: str | None) -> bytes | str:
         command, _, argument = (line or "").partition(" ")
@@ -990,3 +1361,24 @@ class FreeSwitchSim:
 
     def _api_getTime(self) -> str:
         return "0"
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+def _stream_rate(word: str) -> int | None:
+    """`8k`, `16k`, or an integer that is a multiple of 8000, as mod_audio_stream takes it."""
+    if word in STREAM_RATES:
+        return STREAM_RATES[word]
+    return int(word) if word.isdigit() and int(word) > 0 and int(word) % 8000 == 0 else None
+
+
+def _first_token(text: str) -> str:
+    """What `send_text` sends: its first token, or all of a text quoted with '…'."""
+    if len(text) >= 2 and text[0] == "'" and "'" in text[1:]:
+        return text[1 : text.index("'", 1)]
+    return text.split(" ", 1)[0]

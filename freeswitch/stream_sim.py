@@ -14,6 +14,13 @@ time, so `heard()` is what the caller heard with its real timing:
 `press("1002#")` presses keys on the channel: each a `DTMF` event on the simulated ESL server.
 
 Media time (`*_ms`) counts 20 ms ticks from the start of the stream, the timeline the caller lives in.
+
+Like the module (PROTOCOLS.md §0), `start()` returns at once and connects in the background: a refused or
+failed connection fires `mod_audio_stream::error` (`{"status":"error","message":{"code":6,"error":…}}`), a
+server that closes the socket fires `mod_audio_stream::disconnect` with its close code and reason, and any
+text from the server other than `streamAudio`/`stopAudio` fires `mod_audio_stream::json`. A stream the Lua
+simulator starts (`uuid_audio_stream`) is `driven`: media flows only while the session reads it
+(`session:sleep`), as FreeSWITCH feeds the media bug only from the session's reads.
 """
 
 from __future__ import annotations
@@ -23,14 +30,14 @@ import contextlib
 import json
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
 from bridge.protocol import OtherText, StopAudio, StreamAudio, parse_server_message
 from freeswitch.esl_protocol import EslEvent
@@ -39,6 +46,9 @@ from secretary.speech.audio import Pcm, StreamResampler, wav_bytes
 
 FRAME_MS = 20
 SPEECH_LEVEL = 500  # |sample| above this counts as sound when looking for onsets in the timelines
+CONNECT_FAILED = 6  # measured: a refused connection is error code 6 (the other codes below are not measured)
+HANDSHAKE_FAILED = 7
+NORMAL_CLOSURE = (1000, "Normal closure")  # how the module closes on `stop` and on a caller hang-up
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +76,15 @@ class SimulatedCall:
         query: str = "",
         channel_domain: str | None = None,
         play_delay_ms: int = 0,
+        stream_url: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        as_channel: bool = True,
+        driven: bool = False,
     ) -> None:
+        """`stream_url`: the whole URL as `uuid_audio_stream` got it (else `url` + `/stream/{domain}/{call}`);
+        `headers`: what `STREAM_EXTRA_HEADERS` adds (else the bearer `token`); `as_channel`: the stream stands
+        for the whole channel on the ESL server (False when a Lua-simulated session is the channel);
+        `driven`: media flows only through `advance()`."""
         if mode == "event" and (switch is None or temp_dir is None):
             raise ValueError("event mode needs the ESL server simulator and a temp_dir for the audio files")
         self.url = url.rstrip("/")
@@ -85,6 +103,15 @@ class SimulatedCall:
         self._play_delay_s = play_delay_ms / 1000
         self._late_plays: set[asyncio.TimerHandle] = set()
         self.announced: dict[str, dict[str, Any]] = {}  # event mode: each file written, and its play event's body
+        self._stream_url = stream_url
+        self._headers = dict(headers) if headers is not None else None
+        self._as_channel = as_channel
+        self._driven = driven
+        self._credit = 0  # driven: media ticks the session has asked for and not yet had
+        self._credit_given = asyncio.Event()
+        self._connecting: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self.error: dict[str, Any] | None = None  # the `mod_audio_stream::error` body, when it failed
         self.variables = {"domain_uuid": channel_domain or domain_uuid, "uuid": self.call_uuid}
         self._frame_bytes = 2 * sample_rate * FRAME_MS // 1000
         self._say: deque[bytes] = deque()
@@ -108,26 +135,50 @@ class SimulatedCall:
     # -- lifecycle -----------------------------------------------------------------------------------------
 
     async def start(self) -> SimulatedCall:
-        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-        self._ws = await connect(
-            f"{self.url}/stream/{self.domain_uuid}/{self.call_uuid}" + (f"?{self._query}" if self._query else ""),
-            additional_headers=headers,
-            max_size=None,
-            compression=None,
-        )
-        if self._switch is not None:
+        """Starts connecting, as the module does: returns at once; see `wait_connected()` and `error`."""
+        if self._switch is not None and self._as_channel:
             self._switch.register(self.call_uuid, self)
-            self._fire("mod_audio_stream::connect", {"status": "connected"})
+        self._connecting = asyncio.create_task(self._connect(), name="sim-connect")
+        return self
+
+    async def wait_connected(self, timeout_s: float = 10.0) -> bool:
+        """True once the stream is open; False when it failed or closed first."""
+        async with asyncio.timeout(timeout_s), self._ticked:
+            await self._ticked.wait_for(lambda: self.connected.is_set() or self.closed.is_set())
+        return self.connected.is_set()
+
+    async def _connect(self) -> None:
+        headers = self._headers
+        if headers is None:
+            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        target = self._stream_url or (
+            f"{self.url}/stream/{self.domain_uuid}/{self.call_uuid}" + (f"?{self._query}" if self._query else "")
+        )
+        try:
+            self._ws = await connect(target, additional_headers=headers, max_size=None, compression=None)
+        except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
+            await self._failed(*_connect_error(exc))
+            return
+        self.connected.set()
+        await self._notify()
+        self._fire("mod_audio_stream::connect", {"status": "connected"})
         if self._send_metadata:
             metadata = self._metadata
             if metadata is None:
                 metadata = {"caller_id_number": "1000", "destination_number": "5000", "sample_rate": self.rate}
-            await self._ws.send(metadata if isinstance(metadata, str) else json.dumps(metadata))
+            with contextlib.suppress(ConnectionClosed):  # `_receive` reports the close
+                await self._ws.send(metadata if isinstance(metadata, str) else json.dumps(metadata))
         self._tasks = [
             asyncio.create_task(self._media(), name="sim-media"),
             asyncio.create_task(self._receive(), name="sim-receive"),
         ]
-        return self
+
+    async def _failed(self, code: int, text: str) -> None:
+        self.error = {"status": "error", "message": {"code": code, "error": text}}
+        self._fire("mod_audio_stream::error", self.error)
+        self._hung_up.set()
+        self.closed.set()
+        await self._notify()
 
     async def __aenter__(self) -> SimulatedCall:
         return await self.start()
@@ -135,9 +186,13 @@ class SimulatedCall:
     async def __aexit__(self, *exc: object) -> None:
         await self.hang_up()
 
-    async def hang_up(self, code: int = 1000, reason: str = "hangup") -> None:
-        """The caller hangs up: the module closes the stream."""
+    async def hang_up(self, code: int = NORMAL_CLOSURE[0], reason: str = NORMAL_CLOSURE[1]) -> None:
+        """The caller hangs up (or `uuid_audio_stream stop`): the module closes the stream."""
         self._hung_up.set()
+        if self._connecting is not None and not self._connecting.done():
+            self._connecting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._connecting
         if self._ws is not None:
             with contextlib.suppress(ConnectionClosed, OSError):
                 await self._ws.close(code, reason)
@@ -148,8 +203,22 @@ class SimulatedCall:
                 await task
         for late in self._late_plays:
             late.cancel()
-        if self._switch is not None:
+        self.closed.set()
+        if self._switch is not None and self._as_channel:
             self._switch.unregister(self.call_uuid)
+
+    async def stop(self, text: str | None = None) -> None:
+        """`uuid_audio_stream <uuid> stop [text]`: the text as a last frame, then the module's close."""
+        if text and self._ws is not None:
+            with contextlib.suppress(ConnectionClosed, OSError):
+                await self._ws.send(text)
+        await self.hang_up()
+
+    async def send_text(self, text: str) -> None:
+        """`uuid_audio_stream <uuid> send_text <text>`: one text frame."""
+        if self._ws is not None:
+            with contextlib.suppress(ConnectionClosed, OSError):
+                await self._ws.send(text)
 
     # -- the caller ----------------------------------------------------------------------------------------
 
@@ -274,6 +343,15 @@ class SimulatedCall:
         await self._until(lambda: not self._say, timeout_s)
         return self.media_ms
 
+    async def advance(self, ms: int, timeout_s: float = 30.0) -> None:
+        """A driven stream: the session reads `ms` of media (whole 20 ms frames), paced in real time; returns
+        when they have flowed, or at once when the stream is not open."""
+        if not self.connected.is_set() or self.closed.is_set():
+            return
+        self._credit += -(-ms // FRAME_MS)
+        self._credit_given.set()
+        await self._until(lambda: self._credit <= 0, timeout_s)
+
     async def wait_closed(self, timeout_s: float = 30.0) -> None:
         async with asyncio.timeout(timeout_s):
             await self.closed.wait()
@@ -296,7 +374,7 @@ class SimulatedCall:
 
     def hangup(self, cause: str) -> None:
         self.hangup_cause = cause
-        task = asyncio.get_running_loop().create_task(self.hang_up(1000, "hangup"))
+        task = asyncio.get_running_loop().create_task(self.hang_up())
         task.add_done_callback(lambda t: None)
 
     def transfer(self, extension: str, context: str) -> None:
@@ -331,6 +409,11 @@ class SimulatedCall:
         silence = bytes(self._frame_bytes)
         size = self._frame_bytes
         while not self._hung_up.is_set():
+            if self._driven and self._credit <= 0:
+                self._credit_given.clear()
+                await self._credit_given.wait()
+                start = loop.time() - (self._tick - 1) * FRAME_MS / 1000  # the next frame is read 20 ms from now
+                continue
             delay = start + self._tick * FRAME_MS / 1000 - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -343,6 +426,8 @@ class SimulatedCall:
             self._heard += heard
             self._sent += frame
             self._tick += 1
+            if self._driven:
+                self._credit -= 1
             await self._notify()
             batch.append(frame)
             if len(batch) >= self._batch:
@@ -379,10 +464,14 @@ class SimulatedCall:
         except ConnectionClosed:
             pass
         finally:
+            ours = self._hung_up.is_set()
             self.close_code = self._ws.close_code
             self.close_reason = self._ws.close_reason or ""
             self._hung_up.set()
-            self._fire("mod_audio_stream::disconnect", {"status": "disconnected"})
+            self._credit_given.set()
+            if not ours:  # the server closed it (or the connection broke)
+                message = {"code": self.close_code, "reason": self.close_reason}
+                self._fire("mod_audio_stream::disconnect", {"status": "disconnected", "message": message})
             self.closed.set()
             await self._notify()
 
@@ -405,6 +494,17 @@ class SimulatedCall:
 
         late = asyncio.get_running_loop().call_later(self._play_delay_s, fire)
         self._late_plays.add(late)
+
+
+def _connect_error(exc: BaseException) -> tuple[int, str]:
+    """The `mod_audio_stream::error` code and text for a connection that failed."""
+    if isinstance(exc, ConnectionRefusedError):
+        return CONNECT_FAILED, "Connection refused (system error 111)"
+    if isinstance(exc, InvalidStatus):
+        return HANDSHAKE_FAILED, f"Handshake failed (HTTP {exc.response.status_code})"
+    if isinstance(exc, OSError):
+        return CONNECT_FAILED, f"{exc.strerror or exc} (system error {exc.errno})"
+    return HANDSHAKE_FAILED, f"Handshake failed ({type(exc).__name__})"
 
 
 def sound_onset(pcm: Pcm, after_ms: int = 0) -> int | None:

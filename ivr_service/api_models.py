@@ -50,6 +50,7 @@ class StartCall(DomainReference):
     caller_id_number: CallerText = Field(default="", max_length=64)
     caller_id_name: CallerText = Field(default="", max_length=128)
     destination_number: CallerText = Field(default="", max_length=64)
+    resumed_from: Literal["realtime"] | None = None  # the call lost its realtime bridge mid-call and goes on here
 
 
 class TurnByFile(DomainReference):

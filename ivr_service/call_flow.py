@@ -22,8 +22,9 @@ from ivr_service.api_models import DomainReference, Dtmf, EndCall, StartCall
 from ivr_service.spool import AudioSpool, CallUploads
 from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
 from secretary.conversation.actions import Action, ActionType
+from secretary.conversation.brain import ChatMessage
 from secretary.conversation.conversation import Conversation, Reply
-from secretary.conversation.lines import MESSAGE_TAKEN, NOBODY_THERE, STILL_THERE, TIME_LIMIT
+from secretary.conversation.lines import MESSAGE_TAKEN, NOBODY_THERE, RESUMED, STILL_THERE, TIME_LIMIT
 from secretary.conversation.keys import caller_text, key_reply
 from secretary.errors import CallEnded, SecretaryError, UnknownCall
 from secretary.messages.models import TakenMessage
@@ -105,6 +106,8 @@ class TurnFlow:
             existing = await self._rt.call_states.get(request.call_uuid)
             if existing is not None and existing.domain_uuid != config.domain_uuid:
                 raise UnknownCall("call_uuid is already in use")
+            if existing is not None and existing.transport != TRANSPORT:
+                existing = None  # the realtime part's state (its bridge died or is finishing): replaced by ours
             state = existing or CallState(
                 call_uuid=request.call_uuid,
                 domain_uuid=config.domain_uuid,
@@ -114,9 +117,14 @@ class TurnFlow:
                 caller_id_name=request.caller_id_name,
                 destination_number=request.destination_number,
             )
-            brain = self._rt.providers.brain(config, UsageMeter(state.usage))
-            conversation = Conversation(config, brain, state.history)
-            greeting = conversation.opening()
+            if request.resumed_from is None:
+                brain = self._rt.providers.brain(config, UsageMeter(state.usage))
+                greeting = Conversation(config, brain, state.history).opening()
+            else:
+                greeting = RESUMED
+                if existing is None:
+                    state.history.append(ChatMessage(role="assistant", content=greeting))
+                    state.add_usage("fallbacks.transport")
             self._spool.open_call(config.domain_uuid, request.call_uuid)
             audio_file, _ = await self._speak(config, state, greeting, cacheable=True)
             await self._rt.call_states.put(state)
@@ -181,7 +189,7 @@ class TurnFlow:
             state = await self._load(call_uuid, request, allow_ended=True)
             ended = datetime.now(UTC)
             state.outcome, state.outcome_destination = _outcome(state, request)
-            record = CallRecord.from_state(state, ended, request.hangup_cause)
+            record = await self._joined(CallRecord.from_state(state, ended, request.hangup_cause))
             await self._rt.call_records.save(record)  # spilled and retried while PostgreSQL is down
             await self._rt.call_states.delete(state.domain_uuid, call_uuid)
             await asyncio.to_thread(self._uploads.remove, state.domain_uuid, call_uuid)
@@ -195,6 +203,33 @@ class TurnFlow:
             reason=request.reason,
         )
         return {"call_uuid": str(call_uuid), "turns": len(record.turns), "duration_ms": record.duration_ms}
+
+    async def _joined(self, record: CallRecord) -> CallRecord:
+        """A call that began realtime and went on here is one record: the bridge saved its part (under the same
+        call) when its stream closed, so that part's turns, start and usage come first. Only its turns from
+        before this part began are taken, so a repeated `/end` does not repeat them."""
+        try:
+            earlier = await self._rt.call_records.get(record.domain_uuid, record.call_uuid)
+        except SecretaryError as exc:
+            log.warning("call_record_not_joined", reason=exc.message)  # saved alone: the realtime part's is kept
+            return record
+        if earlier is None or earlier.transport == TRANSPORT:
+            return record
+        before = [t for t in earlier.turns if t.at < record.started_at]
+        turns = [t.model_copy(update={"index": i}) for i, t in enumerate([*before, *record.turns], start=1)]
+        usage = dict(earlier.usage)
+        for key, value in record.usage.items():
+            usage[key] = round(usage.get(key, 0.0) + value, 3)
+        started = min(earlier.started_at, record.started_at)
+        return record.model_copy(
+            update={
+                "transport": earlier.transport,
+                "started_at": started,
+                "duration_ms": max(0, int((record.ended_at - started).total_seconds() * 1000)),
+                "turns": turns,
+                "usage": usage,
+            }
+        )
 
     # -- one turn ------------------------------------------------------------------------------------------
 

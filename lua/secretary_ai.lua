@@ -13,6 +13,8 @@ Channel variables (FusionPBX sets the domain and caller ones; the dialplan sets 
   voiceai_fallback_prompt   what the caller hears before that transfer (default ivr/ivr-hold_connect_call.wav)
   voiceai_timeout           seconds one reply of the service may take (default 20)
   voiceai_spool_dir         the spool as FreeSWITCH sees it: files outside it are refused (default: not checked)
+  voiceai_mode              "realtime": stream the call to the bridge first (voiceai/realtime.lua); the turns
+                            below are its fallback when the bridge is down, refuses the call or goes away
   domain_uuid, domain_name, caller_id_number, caller_id_name, destination_number
 
 The service's shared secret (ivr.shared_secret), when it has one, comes from FreeSWITCH's global variable
@@ -28,6 +30,7 @@ The caller never waits in silence and no Lua error reaches FreeSWITCH. At the en
 call ended: the caller left, a reply transferred or hung up, or the script fell back (and why).
 ]]
 
+local realtime -- voiceai.realtime, for voiceai_mode=realtime; required by load_modules as well
 local http -- voiceai.http, required by load_modules inside the protected call: a missing module falls back
 
 local DEFAULT_URL = "http://127.0.0.1:8086"
@@ -91,6 +94,9 @@ end
 local function load_modules()
 	add_module_folders()
 	http = require("voiceai.http")
+	if call.mode == "realtime" then
+		realtime = require("voiceai.realtime")
+	end
 end
 
 -- Checks for values that come from outside -----------------------------------------------------------------
@@ -222,6 +228,7 @@ local function start_call()
 		caller_id_number = http.clean_text(channel_var("caller_id_number"), 64),
 		caller_id_name = http.clean_text(channel_var("caller_id_name"), 128),
 		destination_number = http.clean_text(channel_var("destination_number"), 64),
+		resumed_from = call.resumed_from,
 	})
 end
 
@@ -403,8 +410,28 @@ local function converse(reply)
 	fall_back("too many turns")
 end
 
+-- The realtime part (voiceai/realtime.lua): "handled" when the call is done, else it goes on turn-based here.
+local function stream_first()
+	local outcome, reason = realtime.run({
+		session = session,
+		call = call,
+		channel_var = channel_var,
+		log = log,
+		json = http.json,
+		clean = http.clean_text,
+		is_extension = is_extension,
+		is_context = is_context,
+	})
+	log(outcome == "handled" and "info" or "warning", "realtime: " .. outcome .. ": " .. tostring(reason))
+	if outcome == "resume" then
+		call.resumed_from = "realtime" -- the service says a short line instead of the greeting
+	end
+	return outcome == "handled"
+end
+
 local function read_channel()
 	call.uuid = session:get_uuid()
+	call.mode = channel_var("voiceai_mode")
 	call.domain_uuid = channel_var("domain_uuid")
 	call.domain_name = channel_var("domain_name")
 	call.url = string.gsub(channel_var("voiceai_url") or DEFAULT_URL, "/+$", "")
@@ -450,6 +477,9 @@ local function main()
 	end
 	log("info", "call " .. call.uuid .. " to " .. tostring(call.domain_name or call.domain_uuid) .. " via " .. call.url
 		.. " (json: " .. http.json_name .. ")")
+	if call.mode == "realtime" and stream_first() then
+		return
+	end
 	local reply, problem = start_call()
 	if not reply then
 		return fall_back(problem)

@@ -55,6 +55,21 @@ async def test_domains_racing_for_one_call_leave_it_one_owner(store: CallStateSt
     await store.delete(owners.pop(), call_uuid)
 
 
+async def test_the_bridge_finishing_late_leaves_the_turn_based_rest_of_its_call(store: CallStateStore) -> None:
+    """A realtime call that went on turn-based: the bridge's late cleanup (delete for `realtime`) must not take
+    the turn-based state, or its claim, with it."""
+    call_uuid = uuid.uuid4()
+    realtime = state(ACME, call_uuid, "acme.example.com").model_copy(update={"transport": "realtime"})
+    await store.put(realtime)
+    turn = state(ACME, call_uuid, "acme.example.com")
+    await store.put(turn)  # the turn-based service took over
+    await store.delete(ACME, call_uuid, "realtime")
+    assert await store.get(call_uuid) == turn
+    assert not await store.claim(call_uuid, GLOBEX)
+    await store.delete(ACME, call_uuid, "turn")
+    assert await store.get(call_uuid) is None
+
+
 async def test_an_unknown_call_has_no_state(store: CallStateStore) -> None:
     assert await store.get(uuid.uuid4()) is None
 

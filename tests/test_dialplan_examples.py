@@ -1,5 +1,5 @@
 """The XML in dialplan/ is what `voiceai dialplan show` prints for the demo tenant, and every channel
-variable the turn-mode entry sets is one the Lua script reads."""
+variable an entry sets is one the Lua script (or mod_audio_stream) reads."""
 
 from __future__ import annotations
 
@@ -51,9 +51,13 @@ def test_examples_are_what_the_builder_makes(mode: str) -> None:
     assert show(mode) == (ROOT / "dialplan" / f"secretary-{mode}.xml").read_text()
 
 
-def test_every_variable_the_turn_entry_sets_is_read_by_the_script() -> None:
-    script = (ROOT / "lua" / "secretary_ai.lua").read_text()
-    read = set(re.findall(r'channel_var\("([a-z_]+)"\)', script))
-    root = etree.fromstring((ROOT / "dialplan" / "secretary-turn.xml").read_bytes())
+@pytest.mark.parametrize("mode", ["turn", "realtime"])
+def test_every_variable_the_entry_sets_is_read_by_the_script(mode: str) -> None:
+    """The `voiceai_` and domain variables by the Lua script (the `STREAM_` ones by mod_audio_stream)."""
+    scripts = [ROOT / "lua" / "secretary_ai.lua", ROOT / "lua" / "voiceai" / "realtime.lua"]
+    read = {name for path in scripts for name in re.findall(r'channel_var\("([a-z_]+)"\)', path.read_text())}
+    root = etree.fromstring((ROOT / "dialplan" / f"secretary-{mode}.xml").read_bytes())
     names = {(a.get("data") or "").split("=", 1)[0] for a in root.iter("action") if a.get("application") == "set"}
+    names = {name for name in names if not name.startswith("STREAM_")}
     assert names and names <= read, names - read
+    assert [a.get("application") for a in root.iter("action")][-1] == "lua"

@@ -269,14 +269,18 @@ def test_dialplan_xml_is_built_escaped_and_validated() -> None:
     root = etree.fromstring(build_xml(request).encode())
     actions = [(a.get("application"), a.get("data")) for a in root.iter("action")]
     assert root.get("continue") == "false" and root.get("uuid") == str(dialplan_uuid(ACME, "5000"))
-    assert ("answer", "") in actions and actions[-1] == ("park", "")
-    stream = next(d for app, d in actions if app == "set" and d.startswith("voiceai_stream="))
-    assert f"uuid_audio_stream(${{uuid}} start ws://10.0.0.5:8085/stream/{ACME}/${{uuid}} mono 8k " in stream
-    assert ("set", 'STREAM_EXTRA_HEADERS={"Authorization":"Bearer s3cret-token"}') in actions
-    transfer = next(d for app, d in actions if app == "transfer")
-    assert "1001 XML acme.example.com" in transfer  # the fallback when the stream can't start
-    # the stream starts only after answer
-    assert actions.index(("answer", "")) < [a for a, _ in actions].index("transfer")
+    # the script streams, and goes on turn-based (voiceai_url) or to the fallback when the bridge fails it
+    assert actions[-1] == ("lua", "secretary_ai.lua")
+    for setting in (
+        "voiceai_mode=realtime",
+        "voiceai_bridge_url=ws://10.0.0.5:8085",
+        "voiceai_sample_rate=8000",
+        "voiceai_url=http://127.0.0.1:8086",
+        "voiceai_fallback=1001",
+        'STREAM_EXTRA_HEADERS={"Authorization":"Bearer s3cret-token"}',
+    ):
+        assert ("set", setting) in actions
+    assert not [app for app, _ in actions if app in ("park", "transfer")]  # nothing waits in silence
 
     turn = etree.fromstring(build_xml(DialplanRequest(ACME, "acme.example.com", "5000", "turn", "1001")).encode())
     assert [(a.get("application"), a.get("data")) for a in turn.iter("action")][-3:] == [
@@ -329,7 +333,7 @@ async def test_dialplan_install_is_idempotent_and_uninstall_removes_it(fresh_fus
         ours = rows[0]
         assert ours["dialplan_uuid"] == first.dialplan_uuid
         assert ours["app_uuid"] == APP_UUID and ours["dialplan_continue"] == "false" and ours["dialplan_order"] == 90
-        assert "uuid_audio_stream" in ours["dialplan_xml"]
+        assert "voiceai_mode=realtime" in ours["dialplan_xml"]
         assert await installer.conflicts(ACME, "1002") == ["extension 1002"]
         assert await installer.conflicts(ACME, "5000") == []
 

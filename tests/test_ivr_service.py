@@ -6,12 +6,14 @@ import asyncio
 import json
 import os
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
 from ivr_service.app import RUNTIME
+from secretary.calls.models import CallRecord, CallState, TurnRecord
 from secretary.conversation.lines import NOBODY_THERE, STILL_THERE
 from secretary.speech.audio import Pcm, parse_wav, silence, wav_bytes
 from tests.support import databases
@@ -326,3 +328,46 @@ async def test_a_call_ended_during_a_postgresql_outage_keeps_its_record(
             assert asyncio.get_running_loop().time() < deadline, "the spilled record was never saved"
             await asyncio.sleep(0.05)
         assert record.transport == "turn"
+
+
+async def test_a_call_resumed_from_realtime_is_one_record(client_for: Any, make_settings: Any) -> None:
+    """The bridge went away mid-call: its state is replaced by a turn-based one, the caller hears a short
+    line instead of the greeting, and the record the bridge saved gets the rest of the call, turns in order."""
+    settings = make_settings()
+    client = await client_for(settings)
+    runtime = client.server.app[RUNTIME]
+    call_uuid = uuid.uuid4()
+    began = datetime.now(UTC) - timedelta(seconds=30)
+    bridge_state = CallState(
+        call_uuid=call_uuid, domain_uuid=uuid.UUID(ACME), domain_name="acme.example.com", transport="realtime"
+    )
+    await runtime.call_states.put(bridge_state)  # left by a bridge that died, or that is finishing
+    heard = TurnRecord(
+        index=1, at=began + timedelta(seconds=5), caller_text="Where are you?", secretary_text="Main St."
+    )
+    earlier = CallRecord.from_state(
+        bridge_state.model_copy(update={"started_at": began, "turns": [heard], "usage": {"tts.piper.requests": 2}}),
+        began + timedelta(seconds=20),
+        "stream_closed_1000",
+    )
+    await runtime.call_records.save(earlier)
+
+    started = await start(client, call_uuid=str(call_uuid), resumed_from="realtime")
+    assert started["say"]["text"] == "Sorry, we were cut off for a moment. How can I help you?"
+    assert (await runtime.call_states.get(call_uuid)).transport == "turn"  # type: ignore[union-attr]
+    dtmf = await client.post(f"/api/v1/calls/{call_uuid}/dtmf", json={"digits": "1003"})
+    assert dtmf.status == 200
+    ended = await client.post(f"/api/v1/calls/{call_uuid}/end", json={})
+    assert ended.status == 200
+
+    record = await runtime.call_records.get(uuid.UUID(ACME), call_uuid)
+    assert record is not None
+    assert [(t.index, t.caller_text) for t in record.turns] == [(1, "Where are you?"), (2, "DTMF 1003")]
+    assert (record.transport, record.outcome, record.started_at) == ("realtime", "transfer", began)
+    assert record.usage["tts.piper.requests"] >= 2 and record.usage["fallbacks.transport"] == 1
+    assert record.duration_ms >= 30_000
+    bad = await client.post(
+        "/api/v1/calls",
+        json={"domain_name": "acme.example.com", "call_uuid": str(uuid.uuid4()), "resumed_from": "nowhere"},
+    )
+    assert (await error_of(bad, 400))["field"] == "resumed_from"

@@ -42,6 +42,14 @@ def run_lua(tmp_path: Path, source: str, **options: object) -> FreeSwitchSim:
         ("os.execute('ls')", "os.execute is not allowed"),
         ("io.popen('ls')", "io.popen is not allowed"),
         ("session.extra = 1", "cannot set CoreSession.extra"),
+        ("freeswitch.EventConsumer('CUSTOM').pop()", "Error in EventConsumer::pop (arg 1), expected 'EventConsumer *'"),
+        ("freeswitch.EventConsumer('CUSTOM'):pop('soon')", "(arg 2), expected 'int' got 'string'"),
+        ("freeswitch.EventConsumer('NO_SUCH_EVENT')", "event 'NO_SUCH_EVENT' is not emulated"),
+        ("freeswitch.EventConsumer('CUSTOM'):subscribe()", "EventConsumer has no method or field 'subscribe'"),
+        (
+            "freeswitch.API():execute('uuid_audio_stream', session:get_uuid() .. ' start ws://x/ stereo')",
+            "uuid_audio_stream stereo is not emulated",
+        ),
     ],
 )
 def test_mistakes_raise_like_the_bindings(tmp_path: Path, line: str, complaint: str) -> None:

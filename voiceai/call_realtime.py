@@ -135,10 +135,11 @@ async def _call(bridge: _Bridge, settings: Settings, args: argparse.Namespace, f
         switch=bridge.switch,
         temp_dir=files,
     )
-    try:
-        await call.start()
-    except OSError as exc:
-        print(f"voiceai call: can't reach the bridge at {bridge.url}: {exc}", file=sys.stderr)
+    await call.start()
+    if not await call.wait_connected():
+        problem = call.error["message"]["error"] if call.error else f"closed {call.close_code} {call.close_reason}"
+        print(f"voiceai call: can't reach the bridge at {bridge.url}: {problem}", file=sys.stderr)
+        await call.hang_up()
         return 1
     try:
         await _converse(call, turns, models)

@@ -31,8 +31,16 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 if ARGV[3] then redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[2]) end
 return 1
 """
-# KEYS: the claim, the state; ARGV: domain. The state key is the domain's own; the claim goes only if it is its.
+# KEYS: the claim, the state; ARGV: domain, [transport]. The state key is the domain's own; the claim goes only if
+# it is its. With a transport, a state of another transport (the turn-based rest of a call) is left, claim and all.
 _RELEASE = """
+if ARGV[2] then
+  local raw = redis.call('GET', KEYS[2])
+  if raw then
+    local ok, state = pcall(cjson.decode, raw)
+    if ok and type(state) == 'table' and state.transport ~= ARGV[2] then return 0 end
+  end
+end
 redis.call('DEL', KEYS[2])
 if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
@@ -68,8 +76,10 @@ class CallStateStore(Protocol):
         """The state under the domain that claimed the call (the v1 routes name no domain)."""
         ...
 
-    async def delete(self, domain_uuid: UUID, call_uuid: UUID) -> None:
-        """Removes the domain's own state and claim; another domain's call is left as it is."""
+    async def delete(self, domain_uuid: UUID, call_uuid: UUID, transport: str | None = None) -> None:
+        """Removes the domain's own state and claim; another domain's call is left as it is, and so is, with
+        `transport`, a state of another transport (a realtime call that went on turn-based keeps its new state
+        when the bridge finishes its part late)."""
         ...
 
     async def ping(self) -> bool: ...
@@ -112,7 +122,10 @@ class MemoryCallStateStore:
             return None
         return CallState.model_validate_json(hit[1])
 
-    async def delete(self, domain_uuid: UUID, call_uuid: UUID) -> None:
+    async def delete(self, domain_uuid: UUID, call_uuid: UUID, transport: str | None = None) -> None:
+        hit = self._calls.get((domain_uuid, call_uuid))
+        if transport is not None and hit is not None and CallState.model_validate_json(hit[1]).transport != transport:
+            return
         self._calls.pop((domain_uuid, call_uuid), None)
         if self._owner(call_uuid) == domain_uuid:
             del self._owners[call_uuid]
@@ -158,9 +171,10 @@ class RedisCallStateStore:
         raw = await self._call(self._redis.get(_state_key(call_uuid, UUID(owner.decode()))))
         return None if raw is None else CallState.model_validate_json(raw)
 
-    async def delete(self, domain_uuid: UUID, call_uuid: UUID) -> None:
+    async def delete(self, domain_uuid: UUID, call_uuid: UUID, transport: str | None = None) -> None:
         keys = [_claim_key(call_uuid), _state_key(call_uuid, domain_uuid)]
-        await self._call(self._release(keys=keys, args=[str(domain_uuid)]))
+        args = [str(domain_uuid)] if transport is None else [str(domain_uuid), transport]
+        await self._call(self._release(keys=keys, args=args))
 
     async def ping(self) -> bool:
         try:

@@ -5,10 +5,12 @@ FusionPBX's XML handler serves each context's dialplan from `v_dialplans.dialpla
 rows without `v_dialplan_details`, and so do we. The row is recognised by our fixed `app_uuid`, and its
 `dialplan_uuid` is derived from the domain and extension, so installing again updates it in place.
 
-Turn mode runs the Lua script (`secretary_ai.lua`, which answers and talks to ivr_service over mod_curl).
-Realtime mode answers, starts `mod_audio_stream` towards the bridge, and parks the call (the park loop keeps
-reading media, so the stream flows and `uuid_transfer`/`uuid_broadcast` from the bridge work); if the stream
-can't start (`-ERR`), the call goes to the fallback destination instead of sitting in silence.
+Both modes run the Lua script (`secretary_ai.lua`, which answers and talks to ivr_service over mod_curl). In
+realtime mode the channel also says `voiceai_mode=realtime` and where the bridge is: the script starts
+`mod_audio_stream` towards the bridge itself, keeps the call's media flowing while the bridge has the call,
+and goes on turn-based when the bridge does not claim the call (down, refusing it) or goes away mid-call. (A
+dialplan can't do that: `uuid_audio_stream` answers `+OK` before it has connected, and a parked call can't
+notice the stream failing.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from secretary.errors import BadInput
 
 APP_UUID = UUID("5ec2e7a1-a1d0-4c2e-9b6f-7f3c0a1e5e01")  # "voiceai secretary", ours, fixed forever
 DIALPLAN_NAME = "voiceai_secretary"
-PARK_DESTINATION = "voiceai-parked"
 Mode = Literal["turn", "realtime"]
 _EXTENSION = re.compile(r"^[0-9*#+]{1,20}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{1,512}$")
@@ -93,25 +94,14 @@ def build_xml(request: DialplanRequest) -> str:
     _action(condition, "set", f"domain_uuid={request.domain_uuid}")
     _action(condition, "set", f"domain_name={request.domain_name}")
     _action(condition, "set", f"voiceai_fallback={request.fallback}")
-    if request.mode == "turn":
-        _action(condition, "set", f"voiceai_url={request.ivr_url}")
-        _action(condition, "set", f"voiceai_timeout={request.timeout_s}")
-        if request.spool_dir:
-            _action(condition, "set", f"voiceai_spool_dir={request.spool_dir.rstrip('/')}")
-        _action(condition, "lua", "secretary_ai.lua")
-    else:
-        condition.set("break", "on-true")
-        rate = "16k" if request.sample_rate == 16000 else "8k"
-        metadata = json.dumps(
-            {
-                "caller_id_number": "${caller_id_number}",
-                "destination_number": "${destination_number}",
-                "sample_rate": request.sample_rate,
-            },
-            separators=(",", ":"),
-        )
-        url = f"{request.bridge_url.rstrip('/')}/stream/{request.domain_uuid}/${{uuid}}"
-        _action(condition, "answer")
+    _action(condition, "set", f"voiceai_url={request.ivr_url}")
+    _action(condition, "set", f"voiceai_timeout={request.timeout_s}")
+    if request.spool_dir:
+        _action(condition, "set", f"voiceai_spool_dir={request.spool_dir.rstrip('/')}")
+    if request.mode == "realtime":
+        _action(condition, "set", "voiceai_mode=realtime")
+        _action(condition, "set", f"voiceai_bridge_url={request.bridge_url.rstrip('/')}")
+        _action(condition, "set", f"voiceai_sample_rate={request.sample_rate}")
         if request.bridge_token:
             headers = json.dumps({"Authorization": f"Bearer {request.bridge_token}"}, separators=(",", ":"))
             _action(condition, "set", f"STREAM_EXTRA_HEADERS={headers}")
@@ -119,18 +109,7 @@ def build_xml(request: DialplanRequest) -> str:
             _action(condition, "set", "STREAM_PLAYBACK=true")
             _action(condition, "set", f"STREAM_SAMPLE_RATE={request.sample_rate}")
         _action(condition, "set", "STREAM_HEART_BEAT=15")
-        _action(
-            condition, "set", f"voiceai_stream=${{uuid_audio_stream(${{uuid}} start {url} mono {rate} {metadata})}}"
-        )
-        context = request.domain_name
-        _action(
-            condition,
-            "transfer",
-            f"${{cond(${{voiceai_stream:0:3}} == +OK ? {PARK_DESTINATION} XML {context} : "
-            f"{request.fallback} XML {context})}}",
-        )
-        parked = etree.SubElement(root, "condition", field="destination_number", expression=f"^{PARK_DESTINATION}$")
-        _action(parked, "park")
+    _action(condition, "lua", "secretary_ai.lua")
     validate_xml(root)
     return str(etree.tostring(root, pretty_print=True, encoding="unicode"))
 

@@ -4,13 +4,19 @@ server it controls calls through."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.error import URLError
+from urllib.request import urlopen
 
 import yaml
 
@@ -104,3 +110,55 @@ async def live_bridge(
         await runtime.close()
         if switch is not None:
             await switch.close()
+
+
+@contextmanager
+def bridge_process(
+    settings: Settings, engine: str = "echo", start_timeout_s: float = 90.0
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """`voiceai serve --bridge-only` in a process of its own (no ESL), on the settings' call-state store, record
+    folder and secretaries: a bridge a test can kill (`process.kill()`) as a crash would. Yields its URL."""
+    port = free_port()
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("VOICEAI_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env |= {
+        "VOICEAI_CONFIG": "/nonexistent",
+        "VOICEAI_BRIDGE__PORT": str(port),
+        "VOICEAI_BRIDGE__ENGINE": engine,
+        "VOICEAI_BRIDGE__ESL__ENABLED": "false",
+        "VOICEAI_DATA_DIR": str(settings.data_dir),
+        "VOICEAI_SPOOL__DIR": str(settings.spool.dir),
+        "VOICEAI_SECRETARIES_FILE": str(settings.secretaries_file),
+        "VOICEAI_CONFIG_CACHE_S": "0",
+    }
+    if settings.redis_url:
+        env["VOICEAI_REDIS_URL"] = settings.redis_url
+    root = Path(__file__).resolve().parent.parent.parent
+    process = subprocess.Popen(
+        [sys.executable, "-m", "voiceai", "serve", "--bridge-only"],
+        cwd=root,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/health", process, start_timeout_s)
+        yield f"ws://127.0.0.1:{port}", process
+    finally:
+        process.kill()
+        process.wait(30)
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the bridge process exited with {process.returncode}")
+        try:
+            with urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except (URLError, OSError):
+            time.sleep(0.2)  # it is still loading its models
+    raise RuntimeError("the bridge process did not come up")

@@ -32,20 +32,9 @@ def acme_call(
 ) -> CallResult:
     """One call from extension 1000 to the acme secretary, as FusionPBX would route it; `global_variables`
     are what vars.xml sets; the rest picks the FreeSWITCH it runs on (see `FreeSwitchSim`)."""
-    values = {
-        "domain_uuid": ACME,
-        "domain_name": ACME_NAME,
-        "caller_id_number": "1000",
-        "caller_id_name": "Test Caller",
-        "destination_number": "5000",
-        "voiceai_url": url,
-        "voiceai_fallback": FALLBACK,
-        "voiceai_fallback_prompt": str(fallback_prompt),
-        "voiceai_timeout": "20",
-    }
+    values = acme_variables(url, fallback_prompt, **variables)
     if spool_dir is not None:
         values["voiceai_spool_dir"] = str(spool_dir.resolve())
-    values.update(variables)
     sim = FreeSwitchSim(
         variables=values,
         global_variables=global_variables,
@@ -57,6 +46,22 @@ def acme_call(
         lunajson=lunajson,
     )
     return sim.run("secretary_ai.lua")
+
+
+def acme_variables(url: str, fallback_prompt: Path, **variables: str) -> dict[str, str]:
+    """The channel of a call from extension 1000 to the acme secretary's extension (its dialplan's `set`s)."""
+    return {
+        "domain_uuid": ACME,
+        "domain_name": ACME_NAME,
+        "caller_id_number": "1000",
+        "caller_id_name": "Test Caller",
+        "destination_number": "5000",
+        "voiceai_url": url,
+        "voiceai_fallback": FALLBACK,
+        "voiceai_fallback_prompt": str(fallback_prompt),
+        "voiceai_timeout": "20",
+        **variables,
+    }
 
 
 def reply(exchange: CurlExchange) -> Any:
