@@ -49,8 +49,11 @@ from collections.abc import Callable, Coroutine, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 from freeswitch.caller import CallerAction, HangUp, Press, Recorded, Run, Say, Silence, record_like_freeswitch
+from freeswitch.esl_protocol import EslEvent
+from freeswitch.esl_server_sim import EslServerSimulator
 from freeswitch.lua_json import (
     CJsonCodec,
     JsonError,
@@ -64,11 +67,6 @@ from freeswitch.lua_json import (
     lunajson_decode,
     lunajson_encode,
 )
-from urllib.parse import quote
-
-from freeswitch.caller import CallerAction, HangUp, Press, Recorded, Run, Say, record_like_freeswitch
-from freeswitch.esl_protocol import EslEvent
-from freeswitch.esl_server_sim import EslServerSimulator
 from freeswitch.mod_curl import CurlExchange, Flavour, ModCurl
 from freeswitch.stream_sim import SimulatedCall
 from secretary.errors import BadInput

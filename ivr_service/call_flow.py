@@ -24,8 +24,8 @@ from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.brain import ChatMessage
 from secretary.conversation.conversation import Conversation, Reply
-from secretary.conversation.lines import MESSAGE_TAKEN, NOBODY_THERE, RESUMED, STILL_THERE, TIME_LIMIT
 from secretary.conversation.keys import caller_text, key_reply
+from secretary.conversation.lines import MESSAGE_TAKEN, NOBODY_THERE, RESUMED, STILL_THERE, TIME_LIMIT
 from secretary.errors import CallEnded, SecretaryError, UnknownCall
 from secretary.messages.models import TakenMessage
 from secretary.runtime import Runtime

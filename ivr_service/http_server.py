@@ -25,9 +25,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 # An Authorization or shared-secret header's value up to the end of its line, and anything shaped like one of
 # our keys (vai_...).
-_SECRETS = re.compile(
-    r"((?:authorization|x-voiceai-secret)\s*:\s*)[^\r\n'\"]*|vai_[A-Za-z0-9_\-]+", re.IGNORECASE
-)
+_SECRETS = re.compile(r"((?:authorization|x-voiceai-secret)\s*:\s*)[^\r\n'\"]*|vai_[A-Za-z0-9_\-]+", re.IGNORECASE)
 
 
 class BodyTimeout(BadInput):

@@ -24,8 +24,8 @@ from freeswitch.caller import CallerAction, Press, Say
 from freeswitch.esl_server_sim import EslServerSimulator
 from freeswitch.lua_sim import CallResult, FreeSwitchSim, Transfer
 from freeswitch.stream_sim import SimulatedCall
-from secretary.conversation.lines import RESUMED
 from secretary.calls.models import CallRecord
+from secretary.conversation.lines import RESUMED
 from secretary.settings import Settings
 from secretary.speech.audio import wav_bytes
 from secretary.speech.local_engines import LocalModels
