@@ -58,6 +58,7 @@ async def servers(models: LocalModels, speech: Speech) -> AsyncIterator[dict[str
         rows: list[list[float]] = models.minilm().encode(texts).tolist()
         return rows
 
+    embed(["warm up"])  # the model loads on first use: not inside the embedding deadline the test sets
     started: dict[str, FakeServer] = {
         "openai": await FakeOpenAi(speech.say, speech.transcribe, embed).start(),
         "ollama": await FakeOllama(embed).start(),
