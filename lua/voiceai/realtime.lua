@@ -91,7 +91,11 @@ local function detail(ctx, data)
 	if type(message) ~= "table" then
 		return ""
 	end
-	return " (" .. ctx.clean(tostring(message.code), 16) .. " " .. ctx.clean(tostring(message.reason or message.error or ""), 120) .. ")"
+	local code = message.code
+	if type(code) == "number" and code == math.floor(code) then
+		code = string.format("%d", code) -- freeswitch.JSON decodes every number as a float: 1008, not 1008.0
+	end
+	return " (" .. ctx.clean(tostring(code), 16) .. " " .. ctx.clean(tostring(message.reason or message.error or ""), 120) .. ")"
 end
 
 -- A call action the bridge sent through the stream (it had no ESL): nil and a reason when unusable.
