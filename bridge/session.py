@@ -38,6 +38,7 @@ from secretary.conversation.conversation import Reply
 from secretary.conversation.keys import KEYS, KeyCollector, caller_text, key_reply
 from secretary.errors import SecretaryError
 from secretary.runtime import Runtime
+from secretary.tasks import cancel_and_wait
 from secretary.tenants.config import SecretaryConfig
 
 log = structlog.get_logger(__name__)
@@ -237,11 +238,7 @@ class CallSession:
                 return Ending.KEYS
             return self._ending or Ending.SOCKET_CLOSED
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(*tasks)
             with contextlib.suppress(Exception):
                 await self._engine.close()
 
@@ -455,8 +452,7 @@ class CallSession:
     async def _close(self) -> None:
         if self._key_timer is not None:
             self._key_timer.cancel()
-        for task in list(self._key_tasks):
-            task.cancel()
+        await cancel_and_wait(*self._key_tasks)
         await self.playback.close()
         if isinstance(self._transport, EventTransport):
             await self._transport.close()
