@@ -46,7 +46,7 @@ from bridge.engines import realtime_tools
 from bridge.engines.agent_turn import AgentTurn, thank_for_message
 from bridge.engines.base import CallContext, Handoff
 from bridge.engines.realtime_tools import ToolDesk
-from bridge.engines.registry import EngineRequest, EngineUnavailable
+from bridge.engines.request import EngineRequest, EngineUnavailable
 from bridge.engines.wire_audio import WireAudio
 from bridge.playback import Interruption
 from bridge.prompts import PromptAudio, beep

@@ -26,7 +26,7 @@ from openai import AsyncOpenAI
 from bridge.engines import realtime_tools
 from bridge.engines.base import CallContext, Handoff
 from bridge.engines.realtime_tools import ToolDesk
-from bridge.engines.registry import EngineRequest, EngineUnavailable
+from bridge.engines.request import EngineRequest, EngineUnavailable
 from bridge.playback import Interruption
 from bridge.prompts import MESSAGE_TAKEN
 from secretary.calls.models import CallPhase, TurnRecord
