@@ -335,10 +335,6 @@ class SimulatedCall:
         await self._until(quiet, timeout_s)
         return quiet_since[0] if quiet_since else self.media_ms
 
-    async def caller_finished(self, timeout_s: float = 30.0) -> int:
-        await self._until(lambda: not self._say, timeout_s)
-        return self.media_ms
-
     async def advance(self, ms: int, timeout_s: float = 30.0) -> None:
         """A driven stream: the session reads `ms` of media (whole 20 ms frames), paced in real time; returns
         when they have flowed, or at once when the stream is not open."""
