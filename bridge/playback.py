@@ -32,6 +32,7 @@ import structlog
 from bridge.protocol import EPOCH_KEY, stop_audio, stream_audio
 from freeswitch.esl import EslClient, EslUnavailable
 from freeswitch.esl_protocol import EslEvent
+from secretary.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -137,8 +138,7 @@ class EventTransport:
             log.warning("esl_command_refused", command=name, reply=reply.reply_text)
 
     async def close(self) -> None:
-        for task in list(self._pending):
-            task.cancel()
+        await cancel_and_wait(*self._pending)
 
 
 @dataclass
@@ -318,6 +318,4 @@ class Playback:
             self._queue.clear()
 
     async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel_and_wait(self._task)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -31,13 +31,14 @@ from bridge.playback import PLAY_EVENT, EventTransport, ModuleTransport, Playbac
 from bridge.prompts import APOLOGY, NOBODY_THERE, STILL_THERE, TIME_LIMIT, PromptAudio
 from bridge.protocol import StreamMetadata, StreamTarget, call_action
 from freeswitch.esl import EslClient, EslUnavailable
-from freeswitch.esl_protocol import EslEvent
+from freeswitch.esl_protocol import EslEvent, EslMessage
 from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Reply
 from secretary.conversation.keys import KEYS, KeyCollector, caller_text, key_reply
 from secretary.errors import SecretaryError
 from secretary.runtime import Runtime
+from secretary.tasks import cancel_and_wait
 from secretary.tenants.config import SecretaryConfig
 
 log = structlog.get_logger(__name__)
@@ -237,11 +238,7 @@ class CallSession:
                 return Ending.KEYS
             return self._ending or Ending.SOCKET_CLOSED
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await cancel_and_wait(*tasks)
             with contextlib.suppress(Exception):
                 await self._engine.close()
 
@@ -312,16 +309,19 @@ class CallSession:
 
     async def _control(self, action: Action) -> None:
         """Transfer or hang up over ESL; without ESL, ask the dialplan through the stream itself."""
+        esl = self._esl
+        sent: Awaitable[EslMessage] | None = None
         if action.type is ActionType.TRANSFER and action.destination:
-            name = "uuid_transfer"
-            line = f"uuid_transfer {self.call_uuid} {action.destination} XML {action.context or self.config.context}"
+            name, context = "uuid_transfer", action.context or self.config.context
+            sent = None if esl is None else esl.transfer(self.call_uuid, action.destination, context)
         elif action.type is ActionType.HANGUP:
-            name, line = "uuid_kill", f"uuid_kill {self.call_uuid} NORMAL_CLEARING"
+            name = "uuid_kill"
+            sent = None if esl is None else esl.kill(self.call_uuid)
         else:
             return
-        if self._esl is not None:
+        if sent is not None:
             try:
-                reply = await self._esl.api(line)
+                reply = await sent
                 if reply.ok:
                     log.info("call_control", command=name, destination=action.destination)
                     return
@@ -455,8 +455,7 @@ class CallSession:
     async def _close(self) -> None:
         if self._key_timer is not None:
             self._key_timer.cancel()
-        for task in list(self._key_tasks):
-            task.cancel()
+        await cancel_and_wait(*self._key_tasks)
         await self.playback.close()
         if isinstance(self._transport, EventTransport):
             await self._transport.close()

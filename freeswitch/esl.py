@@ -24,6 +24,7 @@ import structlog
 from freeswitch.esl_protocol import EslEvent, EslMessage, EslParser, EslProtocolError, command
 from secretary.errors import DependencyUnavailable
 from secretary.settings import EslSettings
+from secretary.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -67,10 +68,7 @@ class EslClient:
 
     async def close(self) -> None:
         self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         self._drop("closing")
 
     # -- commands ------------------------------------------------------------------------------------------
@@ -189,9 +187,7 @@ class EslClient:
                     await self._send(command(f"filter Unique-ID {call_uuid}"), "filter")
                 await reader_task
             finally:
-                reader_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await reader_task
+                await cancel_and_wait(reader_task)
         finally:
             self._drop("session over")
             writer.close()  # not awaiting wait_closed(): after a reset it can hang on Python 3.11

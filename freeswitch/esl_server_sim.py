@@ -94,10 +94,6 @@ class EslServerSimulator:
                 await self._server.wait_closed()
             self._server = None
 
-    @property
-    def connected_clients(self) -> int:
-        return sum(1 for c in self._clients if c.authenticated)
-
     def register(self, call_uuid: str, channel: ChannelHooks) -> None:
         self.channels[call_uuid] = channel
 

@@ -43,6 +43,7 @@ from bridge.protocol import OtherText, StopAudio, StreamAudio, parse_server_mess
 from freeswitch.esl_protocol import EslEvent
 from freeswitch.esl_server_sim import EslServerSimulator
 from secretary.speech.audio import Pcm, StreamResampler, wav_bytes
+from secretary.tasks import cancel_and_wait
 
 FRAME_MS = 20
 SPEECH_LEVEL = 500  # |sample| above this counts as sound when looking for onsets in the timelines
@@ -189,18 +190,13 @@ class SimulatedCall:
     async def hang_up(self, code: int = NORMAL_CLOSURE[0], reason: str = NORMAL_CLOSURE[1]) -> None:
         """The caller hangs up (or `uuid_audio_stream stop`): the module closes the stream."""
         self._hung_up.set()
-        if self._connecting is not None and not self._connecting.done():
-            self._connecting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._connecting
+        await cancel_and_wait(self._connecting)
         if self._ws is not None:
             with contextlib.suppress(ConnectionClosed, OSError):
                 await self._ws.close(code, reason)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed, OSError):
-                await task
+        for error in await cancel_and_wait(*self._tasks):
+            if not isinstance(error, ConnectionClosed | OSError):
+                raise error
         for late in self._late_plays:
             late.cancel()
         self.closed.set()
@@ -338,10 +334,6 @@ class SimulatedCall:
 
         await self._until(quiet, timeout_s)
         return quiet_since[0] if quiet_since else self.media_ms
-
-    async def caller_finished(self, timeout_s: float = 30.0) -> int:
-        await self._until(lambda: not self._say, timeout_s)
-        return self.media_ms
 
     async def advance(self, ms: int, timeout_s: float = 30.0) -> None:
         """A driven stream: the session reads `ms` of media (whole 20 ms frames), paced in real time; returns

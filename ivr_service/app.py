@@ -5,7 +5,6 @@ exposing one never exposes the other. Errors leave both as JSON."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hmac
 import logging
 import time
@@ -42,6 +41,7 @@ from secretary.errors import (
     SecretaryError,
 )
 from secretary.runtime import Runtime
+from secretary.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -230,9 +230,7 @@ def upload_sweeper(uploads: CallUploads, max_age_s: float) -> Callable[[web.Appl
         await sweep()
         task = asyncio.create_task(sweep_forever(), name="upload-sweeper")
         yield
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_and_wait(task)
 
     return context
 

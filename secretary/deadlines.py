@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from secretary.errors import ProviderFailed
+from secretary.tasks import cancel_and_wait
 
 T = TypeVar("T")
 
@@ -83,10 +84,7 @@ class PacedStream(Generic[T]):
 
     async def _cancel_pending(self) -> None:
         pending, self._pending = self._pending, None
-        if pending is not None and not pending.done():
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
+        await cancel_and_wait(pending)
 
     async def aclose(self) -> None:
         await self._cancel_pending()

@@ -8,13 +8,14 @@ keyed by kind, name, endpoint and key variable: one domain's bad API key does no
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 import structlog
+
+from secretary.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -136,11 +137,7 @@ class ProviderHealth:
     async def close(self) -> None:
         tasks = [b.task for b in self._benched.values() if b.task is not None] + list(self._watches)
         self._benched.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(*tasks)
 
 
 def describe(exc: BaseException) -> str:

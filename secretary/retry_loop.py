@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from secretary.errors import DependencyUnavailable
+from secretary.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -34,9 +35,7 @@ class RetryLoop:
 
     async def close(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _run(self) -> None:

@@ -18,7 +18,6 @@ caller hears the filler ("One moment, please.") once per turn.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -34,6 +33,7 @@ from secretary.conversation.brain import ChatMessage
 from secretary.deadlines import ProviderTimeout
 from secretary.runtime import Runtime
 from secretary.speech.sentences import split_sentences
+from secretary.tasks import cancel_and_wait, wait_all
 from secretary.tenants.config import SecretaryConfig
 from secretary.usage import UsageMeter
 
@@ -178,10 +178,7 @@ class EngineChain:
                 if served:
                     return
         finally:
-            if not lines.done():
-                lines.cancel()
-            with contextlib.suppress(BaseException):
-                await lines
+            await cancel_and_wait(lines)
         if takeover is not None:  # the caller's audio up to now; the pipeline keeps what comes next itself
             takeover = replace(takeover, replay=bytes(self._ring))
             self._ring.clear()
@@ -195,9 +192,7 @@ class EngineChain:
         if current is not None:
             await current.close()
         leftovers, self._leftovers = self._leftovers, set()
-        for leftover in leftovers:
-            with contextlib.suppress(BaseException):
-                await leftover
+        await wait_all(*leftovers)
 
     async def keys_pressed(self) -> None:
         """Keys reach the engine serving the call when it is `KeyAware` (the pipeline)."""

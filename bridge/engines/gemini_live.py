@@ -35,7 +35,7 @@ from bridge.engines import realtime_tools
 from bridge.engines.agent_turn import AgentTurn, thank_for_message
 from bridge.engines.base import CallContext, Handoff
 from bridge.engines.realtime_tools import ToolDesk
-from bridge.engines.registry import EngineRequest, EngineUnavailable
+from bridge.engines.request import EngineRequest, EngineUnavailable
 from bridge.engines.wire_audio import WireAudio
 from bridge.playback import Interruption
 from bridge.prompts import PromptAudio, beep
@@ -45,6 +45,7 @@ from secretary.conversation.conversation import Conversation
 from secretary.conversation.front_desk import FrontDesk
 from secretary.errors import ProviderFailed
 from secretary.runtime import Runtime
+from secretary.tasks import cancel_and_wait
 from secretary.tenants.config import SecretaryConfig
 from secretary.usage import UsageMeter
 
@@ -247,10 +248,7 @@ class GeminiLiveEngine:
                 elif await self._handle(call, ws, message):
                     return
         finally:
-            if sender is not None:
-                sender.cancel()
-                with contextlib.suppress(BaseException):
-                    await sender
+            await cancel_and_wait(sender)
             self._ws = None
             await ws.close()
 

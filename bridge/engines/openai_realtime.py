@@ -26,7 +26,7 @@ from openai import AsyncOpenAI
 from bridge.engines import realtime_tools
 from bridge.engines.base import CallContext, Handoff
 from bridge.engines.realtime_tools import ToolDesk
-from bridge.engines.registry import EngineRequest, EngineUnavailable
+from bridge.engines.request import EngineRequest, EngineUnavailable
 from bridge.playback import Interruption
 from bridge.prompts import MESSAGE_TAKEN
 from secretary.calls.models import CallPhase, TurnRecord
@@ -36,6 +36,7 @@ from secretary.conversation.front_desk import FrontDesk
 from secretary.errors import ProviderFailed
 from secretary.runtime import Runtime
 from secretary.speech.audio import StreamResampler, ulaw_decode, ulaw_encode
+from secretary.tasks import cancel_and_wait
 from secretary.tenants.config import SecretaryConfig
 
 log = structlog.get_logger(__name__)
@@ -187,9 +188,7 @@ class OpenAiRealtimeEngine:
                         if await self._handle(call, raw):
                             return
                 finally:
-                    sender.cancel()
-                    with contextlib.suppress(asyncio.CancelledError, Exception):
-                        await sender
+                    await cancel_and_wait(sender)
         except ProviderFailed:
             raise
         except Exception as exc:

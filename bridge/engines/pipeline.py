@@ -54,6 +54,7 @@ from secretary.speech.utterances import (
     UtteranceSegmenter,
 )
 from secretary.speech.vad import SileroVad
+from secretary.tasks import cancel_and_wait, wait_all
 from secretary.tenants.config import SecretaryConfig
 from secretary.usage import UsageMeter
 
@@ -401,9 +402,7 @@ class PipelineEngine:
         if task is not None and not task.done():
             task.cancel()  # it can't queue more audio: it only runs again to raise CancelledError
         interruption = await call.playback.interrupt()  # stop first: every millisecond here is heard
-        if task is not None:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await wait_all(task)
         turn, self._turn = self._turn, None
         if turn is None:
             if interruption.cut.get("greeting"):
@@ -537,27 +536,15 @@ class PipelineEngine:
         self._disarm_filler()
         self._cancel_stream_deadline()
         opening, self._opening = self._opening, None
-        if opening is not None:
-            opening.cancel()
-            with contextlib.suppress(BaseException):
-                await opening
         stream_task, self._stream_task = self._stream_task, None
-        if stream_task is not None:
-            stream_task.cancel()
-            with contextlib.suppress(BaseException):
-                await stream_task
+        await cancel_and_wait(opening, stream_task)
         streaming, self._streaming = self._streaming, None
         if streaming is not None:
             if not self._stream_abandoned:
                 self._usage.audio_seconds(streaming.provider, round(streaming.sent_s, 2))
             with contextlib.suppress(Exception):
                 await streaming.close()
-        for closing in self._closing:
-            with contextlib.suppress(BaseException):
-                await closing
+        await wait_all(*self._closing)
         self._drop_early()
         task, self._reply = self._reply, None
-        if task is not None and not task.done():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await cancel_and_wait(task)

@@ -11,36 +11,23 @@ Names: `pipeline` (`local`), `openai_realtime` (`openai`), `elevenlabs_convai` (
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import structlog
 
 from bridge.engines.base import CloudEngine, RealtimeEngine
+from bridge.engines.chain import EngineChain
 from bridge.engines.echo import EchoEngine
+from bridge.engines.elevenlabs_convai import ElevenLabsConvaiEngine
+from bridge.engines.gemini_live import GeminiLiveEngine
+from bridge.engines.openai_realtime import OpenAiRealtimeEngine
 from bridge.engines.pipeline import PipelineEngine
+from bridge.engines.request import EngineBuilder, EngineRequest, EngineUnavailable
 from bridge.prompts import PromptAudio
 from secretary.credentials.endpoints import EndpointNotAllowed, provider_endpoint
 from secretary.runtime import Runtime
 from secretary.tenants.config import ProviderSpec, SecretaryConfig
 
 log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class EngineRequest:
-    runtime: Runtime
-    config: SecretaryConfig
-    spec: ProviderSpec
-    sample_rate: int
-    prompts: PromptAudio
-
-
-EngineBuilder = Callable[[EngineRequest], RealtimeEngine]
-
-
-class EngineUnavailable(ValueError):
-    """A builder can't serve this call (missing credentials, unsupported rate…): the next entry is tried."""
 
 
 def _pipeline(request: EngineRequest) -> RealtimeEngine:
@@ -52,20 +39,14 @@ def _echo(request: EngineRequest) -> RealtimeEngine:
 
 
 def _openai(request: EngineRequest) -> RealtimeEngine:
-    from bridge.engines.openai_realtime import OpenAiRealtimeEngine
-
     return OpenAiRealtimeEngine.from_request(request)
 
 
 def _elevenlabs(request: EngineRequest) -> RealtimeEngine:
-    from bridge.engines.elevenlabs_convai import ElevenLabsConvaiEngine
-
     return ElevenLabsConvaiEngine.from_request(request)
 
 
 def _gemini(request: EngineRequest) -> RealtimeEngine:
-    from bridge.engines.gemini_live import GeminiLiveEngine
-
     return GeminiLiveEngine.from_request(request)
 
 
@@ -117,8 +98,6 @@ class EngineRegistry:
         pipeline_request = EngineRequest(runtime, config, ProviderSpec(name="pipeline"), sample_rate, prompts)
         if not cloud:
             return _pipeline(pipeline_request)
-        from bridge.engines.chain import EngineChain
-
         return EngineChain(runtime, config, sample_rate, prompts, cloud)
 
     def _build_one(

@@ -15,12 +15,12 @@ socket, a deadline) ends `run` with `ProviderFailed`; the pipeline then goes on 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 
 from secretary.errors import ProviderFailed
 from secretary.speech.streaming import EndOfUtterance, StreamingSpeechToText, SttStream
+from secretary.tasks import cancel_and_wait
 
 PRE_ROLL_S = 0.5
 QUEUE_LIMIT_S = 10.0  # frames waiting for a slow socket; beyond this the stream is failing
@@ -107,11 +107,7 @@ class StreamedTurns:
             self.failed = True
             raise
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with contextlib.suppress(BaseException):
-                    await task
+            await cancel_and_wait(*tasks)
 
     async def _sender(self, stream: SttStream) -> None:
         while True:

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from secretary.settings import Settings
+from secretary.tasks import cancel_and_wait
 from secretary.tenants.config import MessageSettings, ProviderSpec, SecretaryConfig, SmtpServer
 
 log = structlog.get_logger(__name__)
@@ -307,7 +308,4 @@ class EndpointPolicy:
         return addresses
 
     async def close(self) -> None:
-        tasks = list(self._pending.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*self._pending.values())

@@ -12,7 +12,6 @@ which starts over on the next engine.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from secretary.provider_health import ProviderHealth
 from secretary.speech.audio import Pcm
 from secretary.speech.interfaces import SpeechToText, TextToSpeech, Transcript
 from secretary.speech.sentences import split_sentences
+from secretary.tasks import cancel_and_wait
 from secretary.usage import UsageMeter
 
 log = structlog.get_logger(__name__)
@@ -119,9 +119,7 @@ class SttChain:
                     hedge_at = None
         finally:
             if not primary.done() and not watched:
-                primary.cancel()
-                with contextlib.suppress(BaseException):
-                    await primary
+                await cancel_and_wait(primary)
 
     def _served(self, transcript: Transcript, *, fallback: bool) -> Transcript:
         self._usage.served("stt", transcript.provider, fallback=fallback)

@@ -8,7 +8,6 @@ model: the echo engine and the load benchmark use it.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,10 +29,6 @@ class VoiceActivityDetector(Protocol):
     def feed(self, pcm: bytes) -> list[bool]: ...
 
     def reset(self) -> None: ...
-
-
-def level_dbfs(mean_square: float) -> float:
-    return 10 * math.log10(mean_square) if mean_square > 1e-12 else -120.0
 
 
 class SileroVad:

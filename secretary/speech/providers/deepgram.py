@@ -32,6 +32,7 @@ from secretary.errors import ProviderFailed
 from secretary.speech.audio import Pcm, ulaw_encode
 from secretary.speech.interfaces import Transcript
 from secretary.speech.streaming import EndOfUtterance, FinalSegment, Interim, SpeechStarted, SttEvent
+from secretary.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -204,11 +205,7 @@ class DeepgramStream:
         if self._closed:
             return
         self._closed = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_and_wait(*self._tasks)
         with contextlib.suppress(Exception):
             await self._stack.aclose()
 
