@@ -5,7 +5,6 @@ transcript and its recording, as a turn-based one does."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -27,6 +26,7 @@ from tests.support.bridge import ACME, LiveBridge, live_bridge
 from tests.support.message_sinks import SmtpSink, WebhookSink, free_port
 from tests.support.realtime_server import CallTool, RealtimeServer, Say
 from tests.support.speech import Speech
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(180)
 SECRET = "whsec-realtime-0123456789"
@@ -83,10 +83,9 @@ async def leave_message(call: SimulatedCall, speech: Speech) -> None:
 
 async def delivered(live: LiveBridge, smtp: SmtpSink, webhook: WebhookSink, call_uuid: str) -> TakenMessage:
     """The call's one message, once both receivers have it; checks what they got."""
-    async with asyncio.timeout(20):
-        while not (smtp.received and webhook.accepted):
-            await asyncio.sleep(0.05)
-    (message,) = [m for m in await live.runtime.messages.list_messages(uuid.UUID(ACME)) if str(m.call_uuid) == call_uuid]
+    await until(lambda: bool(smtp.received and webhook.accepted), 20)
+    taken = await live.runtime.messages.list_messages(uuid.UUID(ACME))
+    (message,) = [m for m in taken if str(m.call_uuid) == call_uuid]
     (hook,) = webhook.accepted
     assert hook["event"] == "message.taken" and hook["message"]["call_uuid"] == call_uuid
     assert "tomorrow" in hook["message"]["transcript"].lower() and hook["message"]["has_audio"] is True
