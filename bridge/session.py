@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -37,7 +38,10 @@ from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Reply
 from secretary.conversation.keys import KEYS, KeyCollector, caller_text, key_reply
 from secretary.errors import SecretaryError
+from secretary.messages.models import TakenMessage
+from secretary.messages.taking import MessageTaker
 from secretary.runtime import Runtime
+from secretary.speech.audio import Pcm
 from secretary.tasks import cancel_and_wait
 from secretary.tenants.config import SecretaryConfig
 
@@ -95,6 +99,7 @@ class CallSession:
         self._ws = websocket
         self._engine = engine
         self._prompts = prompts
+        self._messages = MessageTaker(runtime.courier, runtime.settings.spool.dir)
         self._esl = esl
         self._loop = asyncio.get_running_loop()
         settings = runtime.settings.bridge
@@ -200,6 +205,13 @@ class CallSession:
     def note_barge_in(self) -> None:
         self.runtime.metrics.barge_ins.labels(self.playback_mode).inc()
         self.state.add_usage("barge_ins")
+
+    def message_held(self, audio: Pcm) -> AbstractAsyncContextManager[TakenMessage]:
+        return self._messages.held(self.state, audio)
+
+    async def take_message(self, message: TakenMessage, transcript: str) -> None:
+        self.state.outcome = "message"
+        await self._messages.take(message, transcript, self.config)
 
     async def finish(self, action: Action) -> None:
         self._finishing = True  # keys pressed from now on are not answered: the call is on its way out

@@ -9,12 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid5
+from uuid import UUID
 
 import structlog
 
@@ -28,6 +28,7 @@ from secretary.conversation.keys import caller_text, key_reply
 from secretary.conversation.lines import MESSAGE_TAKEN, NOBODY_THERE, RESUMED, STILL_THERE, TIME_LIMIT
 from secretary.errors import CallEnded, SecretaryError, UnknownCall
 from secretary.messages.models import TakenMessage
+from secretary.messages.taking import MessageTaker
 from secretary.runtime import Runtime
 from secretary.speech.audio import Pcm, parse_wav, wav_bytes
 from secretary.tenants.config import SecretaryConfig
@@ -96,6 +97,7 @@ class TurnFlow:
         self._spool = spool
         self._uploads = uploads
         self._locks = CallLocks()
+        self._messages = MessageTaker(runtime.courier, spool.root)
 
     # -- call lifecycle ------------------------------------------------------------------------------------
 
@@ -154,24 +156,14 @@ class TurnFlow:
                 config = await self._rt.secretaries.by_uuid(state.domain_uuid)
                 return await self._turn(state, config, audio, self._spool.for_freeswitch(path), message)
 
-    @asynccontextmanager
-    async def _message_held(self, state: CallState, audio_path: Path, audio: Pcm) -> AsyncIterator[TakenMessage | None]:
-        """While the caller leaves a message, their recording is a message on disk before the turn does
-        anything that can fail (the config lookup, STT): a failed turn loses nothing (see the courier). A
+    def _message_held(
+        self, state: CallState, audio_path: Path, audio: Pcm
+    ) -> AbstractAsyncContextManager[TakenMessage | None]:
+        """While the caller leaves a message, their recording is a message on disk for the whole turn. A
         recording without a single sample holds nothing to lose: that is a silent turn, not a message."""
         if state.phase is not CallPhase.TAKING_MESSAGE or not audio.data:
-            yield None
-            return
-        message = TakenMessage(
-            message_uuid=uuid5(state.call_uuid, str(audio_path)),  # a retried turn is the same message
-            domain_uuid=state.domain_uuid,
-            call_uuid=state.call_uuid,
-            caller_id_number=state.caller_id_number,
-            caller_id_name=state.caller_id_name,
-            audio_file=str(audio_path),
-        )
-        async with self._rt.courier.holding(message):
-            yield message
+            return nullcontext()
+        return self._messages.held(state, audio, audio_path)
 
     async def dtmf(self, call_uuid: UUID, request: Dtmf) -> TurnResult:
         async with self._locks.hold(call_uuid):
@@ -267,8 +259,7 @@ class TurnFlow:
         brain_started = time.perf_counter()
         if message is not None:
             state.outcome = "message"
-            message.transcript = heard
-            await self._record_message(message, config)
+            await self._messages.take(message, heard, config)
             reply = Reply(f"{MESSAGE_TAKEN} {config.farewell}", Action.hangup(), "message")
         elif elapsed_call > config.max_call_seconds:
             reply = Reply(TIME_LIMIT, Action.transfer(config.fallback_destination, config.context), "time_limit")
@@ -298,14 +289,6 @@ class TurnFlow:
             return Reply(STILL_THERE, Action.continue_(), "silence")
         state.outcome = "caller_silent"
         return Reply(NOBODY_THERE, Action.hangup(), "silence")
-
-    async def _record_message(self, message: TakenMessage, config: SecretaryConfig) -> None:
-        """Save the message and hand it to the courier; delivery happens in the background. A storage failure
-        is logged, never the caller's problem: the message stays on disk, and the courier saves it later."""
-        try:
-            await self._rt.courier.take(message, config)
-        except (SecretaryError, OSError) as exc:
-            log.error("message_not_saved_yet", message_uuid=str(message.message_uuid), reason=str(exc))
 
     async def _finish_turn(
         self,

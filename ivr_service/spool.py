@@ -7,9 +7,7 @@
 FreeSWITCH may see the same folder under another path (a docker volume): paths in requests and replies use
 `freeswitch_dir`, and are translated to `dir` here.
 
-FreeSWITCH (on FusionPBX: user `www-data`, umask 0007) records into a call's inbox, so the inbox is shared with
-it through a group, not with everyone: `INBOX_MODE` is owner and group only, setgid so what FreeSWITCH records
-keeps the spool's group (`freeswitch/conf/spool-permissions.sh` gives the spool FreeSWITCH's group).
+FreeSWITCH records into a call's inbox, shared with it through a group (`secretary.calls.inbox`).
 """
 
 from __future__ import annotations
@@ -21,10 +19,9 @@ import stat
 from pathlib import Path, PurePosixPath
 from uuid import UUID
 
+from secretary.calls.inbox import call_inbox, open_inbox
 from secretary.errors import BadInput
 from secretary.speech.tts_cache import write_atomically
-
-INBOX_MODE = 0o2770  # rwx for us and FreeSWITCH's group, nothing for other users; setgid keeps the group
 
 
 class SpoolPathError(BadInput):
@@ -46,15 +43,13 @@ class AudioSpool:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def inbox(self, domain_uuid: UUID, call_uuid: UUID) -> Path:
-        return self.root / "in" / str(domain_uuid) / str(call_uuid)
+        return call_inbox(self.root, domain_uuid, call_uuid)
 
     def outbox(self, domain_uuid: UUID, call_uuid: UUID) -> Path:
         return self.root / "out" / str(domain_uuid) / str(call_uuid)
 
     def open_call(self, domain_uuid: UUID, call_uuid: UUID) -> None:
-        inbox = self.inbox(domain_uuid, call_uuid)
-        for folder in (inbox.parent, inbox):  # FreeSWITCH passes through the domain's folder to record
-            _make_shared(folder)
+        open_inbox(self.root, domain_uuid, call_uuid)
         self.outbox(domain_uuid, call_uuid).mkdir(parents=True, exist_ok=True)
 
     def for_freeswitch(self, path: Path) -> str:
@@ -129,15 +124,6 @@ class AudioSpool:
             raise SpoolPathError("refusing to write outside the spool")
         write_atomically(path, data)
         return path
-
-
-def _make_shared(folder: Path) -> None:
-    """Create `folder` with `INBOX_MODE` (whatever our umask); one that exists is left as its owner set it."""
-    try:
-        folder.mkdir()
-    except FileExistsError:
-        return
-    os.chmod(folder, INBOX_MODE)
 
 
 # -- turn audio uploaded in request bodies: bounded per call, removed with the call ----------------------------

@@ -6,6 +6,7 @@ with the caller hearing the pipeline, with nothing said twice, the usage recorde
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -203,8 +204,11 @@ async def test_cloud_engine_takes_a_message_after_the_tone(
             await call.wait_closed(40)
         assert call.hangup_cause == "NORMAL_CLEARING"
         record = await bridge.call_over(call.call_uuid)
+        taken = await bridge.runtime.messages.list_messages(uuid.UUID(ACME))
     assert record.outcome == "message"
     message = record.turns[-1]
+    (saved,) = [m for m in taken if str(m.call_uuid) == call.call_uuid]  # for the courier, with its recording
+    assert saved.transcript == message.caller_text and saved.audio_file and Path(saved.audio_file).stat().st_size
     assert message.brain == "message" and {"call", "back"} <= set(message.caller_text.lower().replace(".", "").split())
     assert "message" in record.turns[-2].caller_text.lower() and record.turns[-2].brain == engine
     assert "thank" in speech.transcribe(after(call, thanked)).lower()

@@ -24,7 +24,7 @@ from aiohttp.test_utils import TestServer
 
 from ivr_service.app import RUNTIME, create_admin_app, create_app
 from ivr_service.http_server import LimitedSite, handler_args
-from ivr_service.spool import INBOX_MODE
+from secretary.calls.inbox import INBOX_MODE
 from secretary.observability import configure_logging
 from secretary.runtime import Runtime
 from secretary.settings import IvrSettings, Settings

@@ -16,6 +16,7 @@ from bridge.prompts import MESSAGE_TAKEN, PromptAudio
 from secretary.calls.models import TurnRecord
 from secretary.conversation.actions import Action
 from secretary.runtime import Runtime
+from secretary.speech.audio import Pcm
 from secretary.tenants.config import SecretaryConfig
 
 SPEAKING_WORDS_PER_S = 2.7  # a usual text-to-speech pace (about 160 words a minute)
@@ -67,11 +68,18 @@ class AgentTurn:
 
 
 async def thank_for_message(
-    call: CallContext, runtime: Runtime, config: SecretaryConfig, prompts: PromptAudio, rate: int, message: str
+    call: CallContext,
+    runtime: Runtime,
+    config: SecretaryConfig,
+    prompts: PromptAudio,
+    rate: int,
+    message: str,
+    audio: Pcm,
 ) -> None:
-    """The caller's message is in: thank them in the local voice (the agent is not asked to improvise), then
-    hang up."""
-    call.state.outcome = "message"
+    """The caller's message is in: saved with its recording (`audio`) for the courier, then the caller is
+    thanked in the local voice (the agent is not asked to improvise), then the call hangs up."""
+    async with call.message_held(audio) as held:
+        await call.take_message(held, message)
     text = f"{MESSAGE_TAKEN} {config.farewell}"
     call.record_turn(
         TurnRecord(

@@ -6,7 +6,8 @@ owns the conversation. The contract, small on purpose so cloud engines plug in:
 - `feed(pcm)`: the caller's audio, L16 at `call.sample_rate`, frame by frame, called on the event loop for
   every frame: it must return at once (queue work; never await, never block on I/O).
 - `run(call)`: the whole conversation, greeting first. It plays audio with `call.playback.enqueue`, stops it
-  on barge-in with `call.playback.interrupt()`, reports turns with `call.record_turn`, and returns after
+  on barge-in with `call.playback.interrupt()`, reports turns with `call.record_turn`, hands the caller's
+  message (their audio, and its transcript) to `call.message_held` / `call.take_message`, and returns after
   `await call.finish(action)` when the conversation ends (transfer, hangup). If it raises, the session
   apologises and transfers the caller to the domain's fallback destination.
 - `close()`: release what `run` holds (sockets to a provider); called once, whether `run` ended or not.
@@ -22,13 +23,16 @@ move a call that loses one to the next engine (ending in the pipeline) with the 
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from bridge.playback import Interruption
 from secretary.calls.models import CallState, TurnRecord
 from secretary.conversation.actions import Action
+from secretary.messages.models import TakenMessage
 from secretary.runtime import Runtime
+from secretary.speech.audio import Pcm
 from secretary.tenants.config import SecretaryConfig
 
 
@@ -71,6 +75,14 @@ class CallContext(Protocol):
 
     def note_barge_in(self) -> None:
         """Counts an interruption."""
+
+    def message_held(self, audio: Pcm) -> AbstractAsyncContextManager[TakenMessage]:
+        """The caller's message (their audio since the message prompt) kept on disk while the block runs, so a
+        failure inside it (STT, the caller hanging up) loses nothing. `take_message` inside it."""
+
+    async def take_message(self, message: TakenMessage, transcript: str) -> None:
+        """The message is in: saved and handed to the courier (`secretary.messages.taking`); the call's
+        outcome is `message`."""
 
     async def finish(self, action: Action) -> None:
         """Ends the conversation: waits for queued audio to play, then transfers or hangs up."""

@@ -18,6 +18,7 @@ caller hears the filler ("One moment, please.") once per turn.
 from __future__ import annotations
 
 import asyncio
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -31,7 +32,9 @@ from secretary.calls.models import CallState, TurnRecord
 from secretary.conversation.actions import Action
 from secretary.conversation.brain import ChatMessage
 from secretary.deadlines import ProviderTimeout
+from secretary.messages.models import TakenMessage
 from secretary.runtime import Runtime
+from secretary.speech.audio import Pcm
 from secretary.speech.sentences import split_sentences
 from secretary.tasks import cancel_and_wait, wait_all
 from secretary.tenants.config import SecretaryConfig
@@ -96,6 +99,12 @@ class _Watched:
 
     def note_barge_in(self) -> None:
         self._call.note_barge_in()
+
+    def message_held(self, audio: Pcm) -> AbstractAsyncContextManager[TakenMessage]:
+        return self._call.message_held(audio)
+
+    async def take_message(self, message: TakenMessage, transcript: str) -> None:
+        await self._call.take_message(message, transcript)
 
     async def finish(self, action: Action) -> None:
         await self._call.finish(action)

@@ -45,6 +45,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from bridge.engines import realtime_tools
 from bridge.engines.agent_turn import AgentTurn, thank_for_message
 from bridge.engines.base import CallContext, Handoff
+from bridge.engines.message_audio import MessageAudio
 from bridge.engines.realtime_tools import ToolDesk
 from bridge.engines.request import EngineRequest, EngineUnavailable
 from bridge.engines.wire_audio import WireAudio
@@ -116,6 +117,7 @@ class ElevenLabsConvaiEngine:
         self._last_interrupt = 0
         self._pending: Action | None = None
         self._taking_message = False
+        self._message_audio = MessageAudio(sample_rate, config.recording.message_max_seconds)
         self._done = False
         self._last_message = 0.0
         self.connected = asyncio.Event()
@@ -147,6 +149,7 @@ class ElevenLabsConvaiEngine:
     # -- audio in ------------------------------------------------------------------------------------------
 
     def feed(self, pcm: bytes) -> None:
+        self._message_audio.feed(pcm)
         if self._input is None or self._done:
             return
         self._outgoing += self._input.outbound(pcm)
@@ -369,6 +372,7 @@ class ElevenLabsConvaiEngine:
             turn.write(call, self.name)
             call.state.phase = CallPhase.TAKING_MESSAGE
             self._taking_message = True
+            self._message_audio.start()
             call.playback.enqueue(beep(self._rate), "", "beep")
             return False
         turn.write(call, self.name)
@@ -378,7 +382,9 @@ class ElevenLabsConvaiEngine:
 
     async def _message_taken(self, call: CallContext, message: str) -> bool:
         self._done = True
-        await thank_for_message(call, self._runtime, self._config, self._prompts, self._rate, message)
+        await thank_for_message(
+            call, self._runtime, self._config, self._prompts, self._rate, message, self._message_audio.take()
+        )
         return True
 
     # -- for the engine chain -------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 from bridge.engines import realtime_tools
 from bridge.engines.agent_turn import AgentTurn, thank_for_message
 from bridge.engines.base import CallContext, Handoff
+from bridge.engines.message_audio import MessageAudio
 from bridge.engines.realtime_tools import ToolDesk
 from bridge.engines.request import EngineRequest, EngineUnavailable
 from bridge.engines.wire_audio import WireAudio
@@ -122,6 +123,7 @@ class GeminiLiveEngine:
         self._replying = False
         self._pending: Action | None = None
         self._taking_message = False
+        self._message_audio = MessageAudio(sample_rate, config.recording.message_max_seconds)
         self._done = False
         self._last_message = 0.0
         self._ws: ClientConnection | None = None
@@ -154,6 +156,7 @@ class GeminiLiveEngine:
     # -- audio in ------------------------------------------------------------------------------------------
 
     def feed(self, pcm: bytes) -> None:
+        self._message_audio.feed(pcm)
         if not self._ready or self._done:
             return
         self._outgoing += self._input.outbound(pcm)
@@ -347,6 +350,7 @@ class GeminiLiveEngine:
         if action.type is ActionType.TAKE_MESSAGE:
             call.state.phase = CallPhase.TAKING_MESSAGE
             self._taking_message = True
+            self._message_audio.start()
             call.playback.enqueue(beep(self._rate), "", "beep")
             return False
         self._done = True
@@ -355,7 +359,9 @@ class GeminiLiveEngine:
 
     async def _message_taken(self, call: CallContext, message: str) -> bool:
         self._done = True
-        await thank_for_message(call, self._runtime, self._config, self._prompts, self._rate, message)
+        await thank_for_message(
+            call, self._runtime, self._config, self._prompts, self._rate, message, self._message_audio.take()
+        )
         return True
 
     # -- for the engine chain -------------------------------------------------------------------------------

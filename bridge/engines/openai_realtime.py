@@ -25,6 +25,7 @@ from openai import AsyncOpenAI
 
 from bridge.engines import realtime_tools
 from bridge.engines.base import CallContext, Handoff
+from bridge.engines.message_audio import MessageAudio
 from bridge.engines.realtime_tools import ToolDesk
 from bridge.engines.request import EngineRequest, EngineUnavailable
 from bridge.playback import Interruption
@@ -99,6 +100,7 @@ class OpenAiRealtimeEngine:
         self._turn = _Turn()
         self._pending_action: Action | None = None
         self._taking_message = False
+        self._message_audio = MessageAudio(sample_rate, config.recording.message_max_seconds)
         self._tools = ToolDesk(runtime, config, self._conversation)
         self._responding = False
         self._last_message = 0.0
@@ -129,6 +131,7 @@ class OpenAiRealtimeEngine:
     # -- audio in ------------------------------------------------------------------------------------------
 
     def feed(self, pcm: bytes) -> None:
+        self._message_audio.feed(pcm)
         if self._connection is None:
             return
         self._outgoing += ulaw_encode(pcm) if self._up is None else self._up.process(pcm)
@@ -305,6 +308,8 @@ class OpenAiRealtimeEngine:
         if result.action is not None:
             self._pending_action = result.action
             self._taking_message = result.action.type is ActionType.TAKE_MESSAGE
+            if self._taking_message:
+                self._message_audio.start()
         if result.decided:
             self._turn.action = result.action or Action.continue_()
         await self._connection.send(
@@ -349,8 +354,9 @@ class OpenAiRealtimeEngine:
         return True
 
     async def _message_taken(self, call: CallContext, message: str) -> bool:
-        call.state.outcome = "message"
         self._taking_message = False
+        async with call.message_held(self._message_audio.take()) as held:
+            await call.take_message(held, message)
         call.record_turn(
             TurnRecord(
                 index=len(call.state.turns) + 1,

@@ -187,11 +187,13 @@ class PipelineEngine:
         self._opening = asyncio.ensure_future(self._open_stream())  # the greeting does not wait for it
         takeover = self._takeover
         if takeover is None:
-            self._conversation = Conversation(self._config, brain)
+            self._conversation = Conversation(self._config, brain, knowledge=self._runtime.knowledge)
             greeting = self._conversation.opening()
             call.playback.enqueue(await self._prompts.audio(self._tts, greeting, self._rate), greeting, "greeting")
         else:
-            self._conversation = Conversation(self._config, brain, list(takeover.history), turns=takeover.turns)
+            self._conversation = Conversation(
+                self._config, brain, list(takeover.history), turns=takeover.turns, knowledge=self._runtime.knowledge
+            )
             await self._resume(call, takeover)
         try:
             self._filler = (await filler).resampled(self._rate).data
@@ -372,6 +374,12 @@ class PipelineEngine:
         if early is not None:
             early.cancel()
 
+    async def _heard(self, audio: Pcm, early: asyncio.Future[Transcript] | None, text: str | None) -> Transcript:
+        """The turn's transcript: streamed already (`text`), started early on a pause, or asked for now."""
+        if text is not None:
+            return Transcript(text, self._streaming.provider if self._streaming else "stream", 0.0)
+        return await (early if early is not None else self._transcribe(audio))
+
     def _transcribe(self, audio: Pcm) -> asyncio.Future[Transcript]:
         hints = [name for t in self._config.directory for name in t.spoken_names]
         return asyncio.ensure_future(self._stt.transcribe(audio, self._config.language, hints))
@@ -450,15 +458,14 @@ class PipelineEngine:
         tag = f"turn-{len(call.state.turns) + 1}"
         turn = _Turn(tag, audio)
         self._turn = turn
-        if text is not None:
-            transcript = Transcript(text, self._streaming.provider if self._streaming else "stream", 0.0)
-        else:
-            transcript = await (early if early is not None else self._transcribe(audio))
+        if call.state.phase is CallPhase.TAKING_MESSAGE:  # the recording is the message before STT can fail
+            async with call.message_held(audio) as message:
+                turn.caller_text = (await self._heard(audio, early, text)).text
+                await call.take_message(message, turn.caller_text)
+            return await self._message_taken(call, turn, started, _ms(time.perf_counter() - started))
+        transcript = await self._heard(audio, early, text)
         turn.caller_text = transcript.text
         stt_done = time.perf_counter()
-
-        if call.state.phase is CallPhase.TAKING_MESSAGE:
-            return await self._message_taken(call, turn, started, _ms(stt_done - started))
 
         first_sentence: float | None = None
         first_audio: float | None = None
@@ -510,7 +517,6 @@ class PipelineEngine:
 
     async def _message_taken(self, call: CallContext, turn: _Turn, started: float, stt_ms: int) -> bool:
         config = self._config
-        call.state.outcome = "message"
         text = f"{MESSAGE_TAKEN} {config.farewell}"
         audio = await self._prompts.audio(self._tts, text, self._rate)
         self._disarm_filler()
