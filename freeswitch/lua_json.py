@@ -35,6 +35,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from freeswitch.mod_curl import cjson_string
+
 CJSON_NESTING_LIMIT = 1000
 
 
@@ -320,20 +322,6 @@ def _print_number(number: float) -> bytes:
     return text.encode()
 
 
-def _print_string(raw: bytes) -> bytes:
-    out = bytearray(b'"')
-    for byte in raw:
-        if byte == 0x22:
-            out += b'\\"'
-        elif byte == 0x5C:
-            out += b"\\\\"
-        elif byte < 32:
-            out += {8: b"\\b", 12: b"\\f", 10: b"\\n", 13: b"\\r", 9: b"\\t"}.get(byte, b"\\u%04x" % byte)
-        else:
-            out.append(byte)
-    return bytes(out + b'"')
-
-
 def _print(item: _Item, formatted: bool, depth: int) -> bytes:
     """`print_value`; `depth` is the printer's nesting (arrays count too)."""
     if item.kind in ("null", "false", "true"):
@@ -341,17 +329,17 @@ def _print(item: _Item, formatted: bool, depth: int) -> bytes:
     if item.kind == "number":
         return _print_number(item.number)
     if item.kind == "string":
-        return _print_string(item.string)
+        return cjson_string(item.string)
     inner = depth + 1
     if item.kind == "array":
         separator = b", " if formatted else b","
         return b"[" + separator.join(_print(child, formatted, inner) for _, child in item.children) + b"]"
     if not formatted:
-        members = (_print_string(key or b"") + b":" + _print(child, False, inner) for key, child in item.children)
+        members = (cjson_string(key or b"") + b":" + _print(child, False, inner) for key, child in item.children)
         return b"{" + b",".join(members) + b"}"
     out = b"{\n"
     for position, (key, child) in enumerate(item.children):
-        out += b"\t" * inner + _print_string(key or b"") + b":\t" + _print(child, True, inner)
+        out += b"\t" * inner + cjson_string(key or b"") + b":\t" + _print(child, True, inner)
         out += (b"," if position < len(item.children) - 1 else b"") + b"\n"
     return out + b"\t" * depth + b"}"
 
