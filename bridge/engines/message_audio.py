@@ -19,8 +19,13 @@ class MessageAudio:
 
     def feed(self, pcm: bytes) -> None:
         audio = self._audio
-        if audio is not None and len(audio) < self._max_bytes:
-            audio += pcm[: self._max_bytes - len(audio)]
+        if audio is None:
+            return
+        room = self._max_bytes - len(audio)
+        if len(pcm) <= room:
+            audio += pcm  # the per-frame path: no slice (a copy) unless the cap cuts this frame
+        elif room > 0:
+            audio += memoryview(pcm)[:room]
 
     def take(self) -> Pcm:
         """The message's audio so far; stops keeping more."""
