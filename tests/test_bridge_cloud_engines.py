@@ -6,6 +6,7 @@ with the caller hearing the pipeline, with nothing said twice, the usage recorde
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -159,6 +160,21 @@ async def test_cloud_engine_answers_barge_in_and_transfer(
         assert record.usage[f"realtime.{engine}.prompt_tokens"] > 0
 
 
+async def _heard_until(call: SimulatedCall, speech: Speech, since_ms: int, wanted: str, timeout_s: float = 40) -> str:
+    """What the caller heard since `since_ms`, once the secretary has said `wanted` and gone quiet (or the
+    time is up): the apology and the pipeline's answer may be far apart on a loaded machine, and that gap is
+    not what this test is about (bench/fallback.py times it)."""
+    loop = asyncio.get_running_loop()
+    give_up = loop.time() + timeout_s
+    while True:
+        await call.secretary_silent(quiet_ms=1500)
+        heard = speech.transcribe(after(call, since_ms)).lower()
+        if wanted in heard or loop.time() >= give_up or call.closed.is_set():
+            return heard
+        with contextlib.suppress(TimeoutError):
+            await call.secretary_speaks(after_ms=call.media_ms, timeout_s=give_up - loop.time())
+
+
 async def _faulty_call(
     bridge: LiveBridge, server: FakeServer, fault: Fault, speech: Speech, question: Pcm
 ) -> tuple[SimulatedCall, CallRecord, str]:
@@ -172,8 +188,8 @@ async def _faulty_call(
         else:
             asked = call.say(question)
             await call.secretary_speaks(after_ms=asked + 200)
-            await call.secretary_silent(quiet_ms=1500)
-            heard = speech.transcribe(after(call, asked)).lower()
+            wanted = "parking" if fault is Fault.STALL else "main street"
+            heard = await _heard_until(call, speech, asked, wanted)
         assert "help" in greeting
     record = await bridge.call_over(call.call_uuid)
     return call, record, heard
