@@ -1,4 +1,4 @@
-"""Fixed spoken lines (`secretary.conversation.lines`, the greeting, farewells) as audio at a call's rate.
+"""Fixed spoken lines (`secretary.calls.prompts`, the greeting, farewells) as audio at a call's rate.
 
 They come from the TTS cache on disk (synthesised once per voice and text), and the last few are kept in
 memory at each call rate, so a call start costs no synthesis and, for a busy domain, no disk read either.
@@ -11,12 +11,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from secretary.conversation.lines import APOLOGY, MESSAGE_TAKEN, NOBODY_THERE, STILL_THERE, TIME_LIMIT
 from secretary.runtime import Runtime
 from secretary.speech.audio import parse_wav
 from secretary.speech.interfaces import TextToSpeech
-
-__all__ = ["APOLOGY", "MESSAGE_TAKEN", "NOBODY_THERE", "STILL_THERE", "TIME_LIMIT", "PromptAudio", "beep"]
 
 MEMORY_ENTRIES = 128
 

@@ -29,14 +29,15 @@ from websockets.exceptions import ConnectionClosed
 
 from bridge.engines.base import KeyAware, RealtimeEngine
 from bridge.playback import PLAY_EVENT, EventTransport, ModuleTransport, Playback, PlaybackModes, PlaybackTransport
-from bridge.prompts import APOLOGY, NOBODY_THERE, STILL_THERE, TIME_LIMIT, PromptAudio
+from bridge.prompts import PromptAudio
 from bridge.protocol import StreamMetadata, StreamTarget, call_action
 from freeswitch.esl import EslClient, EslUnavailable
 from freeswitch.esl_protocol import EslEvent, EslMessage
-from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
+from secretary.calls.lifecycle import UNTIMED, CallLifecycle, Timings
+from secretary.calls.models import CallState, TurnRecord
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Reply
-from secretary.conversation.keys import KEYS, KeyCollector, caller_text, key_reply
+from secretary.conversation.keys import KEYS, KeyCollector
 from secretary.errors import SecretaryError
 from secretary.messages.models import TakenMessage
 from secretary.messages.taking import MessageTaker
@@ -96,6 +97,7 @@ class CallSession:
             caller_id_name=metadata.caller_id_name,
             destination_number=metadata.destination_number,
         )
+        self.lifecycle = CallLifecycle(self.state, config, max_call_seconds=runtime.settings.bridge.max_call_seconds)
         self._ws = websocket
         self._engine = engine
         self._prompts = prompts
@@ -119,7 +121,7 @@ class CallSession:
         self._started = self._loop.time()
         self._last_caller = self._started
         self._awaiting_since: float | None = None
-        self._prompted = False
+        self._silence_reply: Reply | None = None  # the caller stayed silent: how the call ends
         self._closed = asyncio.Event()
         self._broken = asyncio.Event()
         self.finished = asyncio.Event()  # set once the record is saved
@@ -133,7 +135,7 @@ class CallSession:
         self._key_tasks: set[asyncio.Task[None]] = set()
         self._keys_lock = asyncio.Lock()
         self._keyed = asyncio.Event()  # keys ended the conversation: `_key_reply` says how
-        self._key_reply: tuple[Reply, str, float] | None = None
+        self._key_reply: tuple[Reply, str, float] | None = None  # the reply, the keys' text, their start
         if esl is not None:
             self.attach_esl(esl)
 
@@ -186,21 +188,36 @@ class CallSession:
 
     def caller_active(self) -> None:
         self._last_caller = self._loop.time()
-        self._prompted = False
+        self.lifecycle.caller_spoke()
 
     def awaiting_reply(self) -> None:
         self._awaiting_since = self._loop.time()
+        self.lifecycle.caller_finished()
 
     def reply_started(self) -> None:
         self._awaiting_since = None
+        self.lifecycle.speaking()
 
-    def record_turn(self, turn: TurnRecord) -> None:
-        self.state.turns.append(turn)
+    def record_turn(
+        self,
+        caller_text: str,
+        secretary_text: str = "",
+        *,
+        action: Action | None = None,
+        brain: str | None = None,
+        heard_text: str | None = None,
+        timings: Timings = UNTIMED,
+    ) -> TurnRecord:
+        turn = self.lifecycle.turn(
+            datetime.now(UTC), caller_text, secretary_text, action=action, brain=brain, heard_text=heard_text,
+            timings=timings,
+        )  # fmt: skip
         self.runtime.metrics.turns.labels(TRANSPORT, turn.action.type.value).inc()
         for stage in ("stt", "brain", "tts", "total"):
             value = getattr(turn, f"{stage}_ms")
             if value is not None:
                 self.runtime.metrics.stage_seconds.labels(stage).observe(value / 1000)
+        return turn
 
     def note_barge_in(self) -> None:
         self.runtime.metrics.barge_ins.labels(self.playback_mode).inc()
@@ -209,18 +226,14 @@ class CallSession:
     def message_held(self, audio: Pcm) -> AbstractAsyncContextManager[TakenMessage]:
         return self._messages.held(self.state, audio)
 
-    async def take_message(self, message: TakenMessage, transcript: str) -> None:
-        self.state.outcome = "message"
+    async def take_message(self, message: TakenMessage, transcript: str) -> Reply:
         await self._messages.take(message, transcript, self.config)
+        return self.lifecycle.message_taken()
 
     async def finish(self, action: Action) -> None:
         self._finishing = True  # keys pressed from now on are not answered: the call is on its way out
+        self.lifecycle.act(action)
         await self.playback.drained()
-        if action.type is ActionType.TRANSFER:
-            self.state.outcome, self.state.outcome_destination = "transfer", action.destination
-        elif action.type is ActionType.HANGUP:
-            self.state.outcome = self.state.outcome or "hangup"
-        self.state.phase = CallPhase.ENDED
         await self._control(action)
 
     # -- the call's life -----------------------------------------------------------------------------------
@@ -256,14 +269,12 @@ class CallSession:
 
     async def _watchdog(self) -> Ending:
         settings = self.runtime.settings.bridge
-        cap = settings.max_call_seconds
-        limit = self._started + min(self.config.max_call_seconds, cap or self.config.max_call_seconds)
         while True:
             await asyncio.sleep(TICK_S)
             now = self._loop.time()
             if self.playback.failed is not None:
                 return Ending.SOCKET_CLOSED
-            if now >= limit:
+            if self.lifecycle.time_up(datetime.now(UTC)):
                 return Ending.TIME_LIMIT
             since = self._awaiting_since
             if since is not None:
@@ -273,39 +284,41 @@ class CallSession:
                     log.error("engine_stalled", engine=self._engine.name, waited_s=round(now - since, 1))
                     return Ending.ENGINE_STALLED
                 continue
-            if self.playback.speaking or self.state.phase is CallPhase.ENDED:
+            if self.playback.speaking or self.lifecycle.over:
                 continue
+            self.lifecycle.listening()
             idle = now - max(self._last_caller, self.playback.ends_at)
             if idle >= settings.caller_silence_s:
-                if self._prompted:
+                reply = self.lifecycle.no_input()
+                if reply.action.ends_conversation:
+                    self._silence_reply = reply
                     return Ending.CALLER_SILENT
-                self._prompted = True
-                await self._say(STILL_THERE, local=False)
+                self._last_caller = now  # the next `caller_silence_s` counts from the prompt
+                await self._say(reply.text, local=False)
 
     async def _end_for(self, ending: Ending) -> None:
         """The endings the session speaks itself (the engine is stopped by now)."""
         if self._closed.is_set():
             return  # nobody left to hear it
         await self.playback.interrupt()
-        fallback = Action.transfer(self.config.fallback_destination, self.config.context)
         try:
             if ending in (Ending.ENGINE_FAILED, Ending.ENGINE_STALLED):
                 self.runtime.metrics.fallbacks.labels("realtime", self._engine.name).inc()
                 self.state.add_usage(f"fallbacks.realtime.{self._engine.name}")
-                await self._say(APOLOGY, local=True)
-                await self.finish(fallback)
+                reply = self.lifecycle.fault()
+                await self._say(reply.text, local=True)
             elif ending is Ending.TIME_LIMIT:
-                await self._say(TIME_LIMIT, local=False)
-                await self.finish(fallback)
+                reply = self.lifecycle.time_limit()
+                await self._say(reply.text, local=False)
             elif ending is Ending.KEYS:
                 assert self._key_reply is not None
-                reply, digits, started = self._key_reply
-                await self._answer_keys(reply, digits, started)
-                await self.finish(reply.action)
+                reply, keys, started = self._key_reply
+                await self._answer_keys(reply, keys, started)
             else:
-                self.state.outcome = "caller_silent"
-                await self._say(NOBODY_THERE, local=False)
-                await self.finish(Action.hangup())
+                assert self._silence_reply is not None
+                reply = self._silence_reply
+                await self._say(reply.text, local=False)
+            await self.finish(reply.action)
         except (ConnectionClosed, OSError):
             return
 
@@ -386,7 +399,7 @@ class CallSession:
     def _on_key(self, key: str) -> None:
         if key not in KEYS or self._finishing or self._ending is not None or self._keyed.is_set():
             return
-        if self.state.phase is not CallPhase.TALKING:
+        if not self.lifecycle.answers_keys:
             return  # a message is being left: keys are part of it, as in the turn-based mode
         self.caller_active()
         first = self._digits is None
@@ -436,32 +449,22 @@ class CallSession:
         async with self._keys_lock:
             if self._finishing or self._keyed.is_set():
                 return
-            reply = key_reply(self.config, digits)
+            keys, reply = self.lifecycle.keys(digits)
             log.info("keys", digits=digits, action=reply.action.type.value, **self._ids())
             if reply.action.ends_conversation:
-                self._key_reply = (reply, digits, started)
+                self._key_reply = (reply, keys, started)
                 self._keyed.set()  # the engine stops; the session says the reply and acts (`_end_for`)
                 return
             await self.playback.interrupt()  # what the engine queued meanwhile: the caller chose keys
-            await self._answer_keys(reply, digits, started)
+            await self._answer_keys(reply, keys, started)
 
-    async def _answer_keys(self, reply: Reply, digits: str, started: float) -> None:
+    async def _answer_keys(self, reply: Reply, keys: str, started: float) -> None:
         spoken = time.perf_counter()
         await self._say(reply.text, local=False)
         done = time.perf_counter()
+        tts_ms, total_ms = round((done - spoken) * 1000), round((done - started) * 1000)
         self.record_turn(
-            TurnRecord(
-                index=len(self.state.turns) + 1,
-                at=datetime.now(UTC),
-                caller_text=caller_text(digits),
-                secretary_text=reply.text,
-                action=reply.action,
-                brain=reply.brain,
-                stt_ms=0,
-                brain_ms=0,
-                tts_ms=round((done - spoken) * 1000),
-                total_ms=round((done - started) * 1000),
-            )
+            keys, reply.text, action=reply.action, brain=reply.brain, timings=Timings(0, 0, tts_ms, total_ms)
         )
 
     async def _close(self) -> None:
@@ -476,9 +479,9 @@ class CallSession:
         with contextlib.suppress(ConnectionClosed, OSError):
             await self._ws.close(1000, (self._ending or Ending.SOCKET_CLOSED).value)
         self.state.add_usage(f"playback.{self.playback_mode}")
-        ended = datetime.now(UTC)
+        self.lifecycle.ended()
         cause = None if self._close_code is None else f"stream_closed_{self._close_code}"
-        record = CallRecord.from_state(self.state, ended, cause)
+        record = self.lifecycle.record(datetime.now(UTC), cause)
         try:
             await self.runtime.call_records.save(record)
         except Exception:

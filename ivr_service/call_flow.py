@@ -20,12 +20,10 @@ import structlog
 
 from ivr_service.api_models import DomainReference, Dtmf, EndCall, StartCall
 from ivr_service.spool import AudioSpool, CallUploads
-from secretary.calls.models import CallPhase, CallRecord, CallState, TurnRecord
-from secretary.conversation.actions import Action, ActionType
-from secretary.conversation.brain import ChatMessage
-from secretary.conversation.conversation import Conversation, Reply
-from secretary.conversation.keys import caller_text, key_reply
-from secretary.conversation.lines import MESSAGE_TAKEN, NOBODY_THERE, RESUMED, STILL_THERE, TIME_LIMIT
+from secretary.calls.lifecycle import FIXED_BRAINS, CallLifecycle, Timings, conclude
+from secretary.calls.models import CallPhase, CallRecord, CallState
+from secretary.conversation.actions import Action
+from secretary.conversation.conversation import Reply
 from secretary.errors import CallEnded, SecretaryError, UnknownCall
 from secretary.messages.models import TakenMessage
 from secretary.messages.taking import MessageTaker
@@ -39,8 +37,6 @@ log = structlog.get_logger(__name__)
 
 SILENCE_RMS = 40.0  # below this a recording is line noise: don't run STT (Whisper invents words in silence)
 TRANSPORT = "turn"
-# Replies of these are fixed texts of the domain's config: worth caching as audio, and bounded in number.
-CACHEABLE_BRAINS = {"front_desk", "turn_limit", "time_limit", "dtmf", "message", "silence"}
 
 
 @dataclass
@@ -119,14 +115,9 @@ class TurnFlow:
                 caller_id_name=request.caller_id_name,
                 destination_number=request.destination_number,
             )
-            if request.resumed_from is None:
-                brain = self._rt.providers.brain(config, UsageMeter(state.usage))
-                greeting = Conversation(config, brain, state.history).opening()
-            else:
-                greeting = RESUMED
-                if existing is None:
-                    state.history.append(ChatMessage(role="assistant", content=greeting))
-                    state.add_usage("fallbacks.transport")
+            greeting = CallLifecycle(state, config).greeting(resumed=request.resumed_from is not None)
+            if request.resumed_from is not None and existing is None:
+                state.add_usage("fallbacks.transport")
             self._spool.open_call(config.domain_uuid, request.call_uuid)
             audio_file, _ = await self._speak(config, state, greeting, cacheable=True)
             await self._rt.call_states.put(state)
@@ -168,20 +159,17 @@ class TurnFlow:
     async def dtmf(self, call_uuid: UUID, request: Dtmf) -> TurnResult:
         async with self._locks.hold(call_uuid):
             state = await self._load(call_uuid, request)
-            state.silent_turns = 0
             config = await self._rt.secretaries.by_uuid(state.domain_uuid)
             started = time.perf_counter()
-            reply = key_reply(config, request.digits)
-            return await self._finish_turn(
-                state, config, caller_text(request.digits), reply, {"stt_ms": 0, "brain_ms": 0}, started, None
-            )
+            call = CallLifecycle(state, config)
+            keys, reply = call.keys(request.digits)
+            return await self._finish_turn(call, keys, reply, {"stt_ms": 0, "brain_ms": 0}, started, None)
 
     async def end(self, call_uuid: UUID, request: EndCall) -> dict[str, Any]:
         async with self._locks.hold(call_uuid):
             state = await self._load(call_uuid, request, allow_ended=True)
-            ended = datetime.now(UTC)
-            state.outcome, state.outcome_destination = _outcome(state, request)
-            record = await self._joined(CallRecord.from_state(state, ended, request.hangup_cause))
+            conclude(state, request.ended_by, request.destination)
+            record = await self._joined(CallRecord.from_state(state, datetime.now(UTC), request.hangup_cause))
             await self._rt.call_records.save(record)  # spilled and retried while PostgreSQL is down
             await self._rt.call_states.delete(state.domain_uuid, call_uuid)
             await asyncio.to_thread(self._uploads.remove, state.domain_uuid, call_uuid)
@@ -242,7 +230,8 @@ class TurnFlow:
     ) -> TurnResult:
         started = time.perf_counter()
         timings: dict[str, int] = {}
-        elapsed_call = (datetime.now(UTC) - state.started_at).total_seconds()
+        call = CallLifecycle(state, config)
+        call.caller_finished()
 
         heard = ""
         silent = audio.rms() < SILENCE_RMS
@@ -258,75 +247,45 @@ class TurnFlow:
 
         brain_started = time.perf_counter()
         if message is not None:
-            state.outcome = "message"
             await self._messages.take(message, heard, config)
-            reply = Reply(f"{MESSAGE_TAKEN} {config.farewell}", Action.hangup(), "message")
-        elif elapsed_call > config.max_call_seconds:
-            reply = Reply(TIME_LIMIT, Action.transfer(config.fallback_destination, config.context), "time_limit")
+            reply = call.message_taken()
+        elif call.time_up(datetime.now(UTC)):
+            reply = call.time_limit()
         elif silent:
-            reply = self._no_input(state, config)
+            reply = call.no_input()  # no brain is asked
         else:
-            state.silent_turns = 0
-            conversation = Conversation(
-                config,
-                self._rt.providers.brain(config, UsageMeter(state.usage)),
-                state.history,
-                turns=state.conversation_turns,
-                misunderstood=state.misunderstood,
-                knowledge=self._rt.knowledge,
-            )
-            reply = await conversation.respond(heard)
-            state.conversation_turns, state.misunderstood = conversation.turns, conversation.misunderstood
+            call.caller_spoke()
+            brain = self._rt.providers.brain(config, UsageMeter(state.usage))
+            reply = await call.conversation(brain, self._rt.knowledge).respond(heard)
         timings["brain_ms"] = _ms(time.perf_counter() - brain_started)
-        return await self._finish_turn(state, config, heard, reply, timings, started, recording)
-
-    @staticmethod
-    def _no_input(state: CallState, config: SecretaryConfig) -> Reply:
-        """A turn with nothing above line noise (a caller from whom no audio arrives leaves a bare WAV header):
-        asked again, until `recording.silent_turns` in a row end the call. No brain is asked."""
-        state.silent_turns += 1
-        if state.silent_turns < config.recording.silent_turns:
-            return Reply(STILL_THERE, Action.continue_(), "silence")
-        state.outcome = "caller_silent"
-        return Reply(NOBODY_THERE, Action.hangup(), "silence")
+        return await self._finish_turn(call, heard, reply, timings, started, recording)
 
     async def _finish_turn(
         self,
-        state: CallState,
-        config: SecretaryConfig,
+        call: CallLifecycle,
         heard: str,
         reply: Reply,
         timings: dict[str, int],
         started: float,
         recording: str | None,
     ) -> TurnResult:
+        state, config = call.state, call.config
         tts_started = time.perf_counter()
-        audio_file, cached = await self._speak(config, state, reply.text, cacheable=reply.brain in CACHEABLE_BRAINS)
+        audio_file, cached = await self._speak(config, state, reply.text, cacheable=reply.brain in FIXED_BRAINS)
         timings["tts_ms"] = 0 if cached else _ms(time.perf_counter() - tts_started)
         action = reply.action
-        if action.type is ActionType.TAKE_MESSAGE:
-            state.phase = CallPhase.TAKING_MESSAGE
-        elif action.type is ActionType.TRANSFER:
-            state.outcome, state.outcome_destination = "transfer", action.destination
-        elif action.type is ActionType.HANGUP and state.outcome is None:
-            state.outcome = "hangup"
         timings["total_ms"] = _ms(time.perf_counter() - started)
-        state.turns.append(
-            TurnRecord(
-                index=len(state.turns) + 1,
-                at=datetime.now(UTC),
-                caller_text=heard,
-                secretary_text=reply.text,
-                action=action,
-                brain=reply.brain,
-                recording_file=recording,
-                reply_file=audio_file,
-                stt_ms=timings["stt_ms"],
-                brain_ms=timings["brain_ms"],
-                tts_ms=timings["tts_ms"],
-                total_ms=timings["total_ms"],
-            )
+        call.turn(
+            datetime.now(UTC),
+            heard,
+            reply.text,
+            action=action,
+            brain=reply.brain,
+            timings=Timings(**timings),
+            recording_file=recording,
+            reply_file=audio_file,
         )
+        call.speaking()  # the script plays the reply, then records the caller's next turn
         await self._rt.call_states.put(state)
         metrics = self._rt.metrics
         metrics.turns.labels(TRANSPORT, action.type.value).inc()
@@ -359,14 +318,3 @@ class TurnFlow:
             "silence_threshold": rec.silence_threshold,
             "silence_seconds": rec.silence_seconds,
         }
-
-
-def _outcome(state: CallState, request: EndCall) -> tuple[str | None, str | None]:
-    """The call's outcome once the script said how it ended; the service's own view without that."""
-    if request.ended_by == "fallback":
-        return "fallback", request.destination
-    if request.ended_by == "caller" and state.outcome != "message":
-        return "caller_hangup", None  # also when a transfer was announced but the caller left first
-    if request.ended_by == "hangup" and state.outcome is None:
-        return "hangup", None
-    return state.outcome, state.outcome_destination

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from ivr_service.app import RUNTIME
 from secretary.calls.models import CallRecord, CallState, TurnRecord
-from secretary.conversation.lines import NOBODY_THERE, STILL_THERE
+from secretary.calls.prompts import ENGLISH
 from secretary.speech.audio import Pcm, parse_wav, silence, wav_bytes
 from tests.support import databases
 from tests.support.speech import Speech
@@ -108,17 +108,17 @@ async def test_a_silent_caller_is_asked_again_then_the_call_ends(
     call, turns = started["call_uuid"], f"/api/v1/calls/{started['call_uuid']}/turns"
     wav = {"Content-Type": "audio/wav"}
     first = await (await client.post(turns, data=wav_bytes(silence(1.0, 8000)), headers=wav)).json()
-    assert (first["heard"], first["timings"]["stt_ms"], first["say"]["text"]) == ("", 0, STILL_THERE)
+    assert (first["heard"], first["timings"]["stt_ms"], first["say"]["text"]) == ("", 0, ENGLISH.still_there)
     assert first["action"] == {"type": "continue"}
     spoken = await (await client.post(turns, data=wav_bytes(speech.say("Hello?")), headers=wav)).json()
-    assert spoken["say"]["text"] != STILL_THERE
+    assert spoken["say"]["text"] != ENGLISH.still_there
     header_only = Path(spoken["record"]["file"])
     header_only.write_bytes(wav_bytes(Pcm(b"", 8000)))
     assert len(header_only.read_bytes()) == 44
     again = await (await client.post(turns, json={"recording_file": str(header_only)})).json()
-    assert again["say"]["text"] == STILL_THERE  # the count started again after the speech
+    assert again["say"]["text"] == ENGLISH.still_there  # the count started again after the speech
     last = await (await client.post(turns, data=wav_bytes(Pcm(b"", 8000)), headers=wav)).json()
-    assert (last["say"]["text"], last["action"]) == (NOBODY_THERE, {"type": "hangup"})
+    assert (last["say"]["text"], last["action"]) == (ENGLISH.nobody_there, {"type": "hangup"})
     await client.post(f"/api/v1/calls/{call}/end", json={"ended_by": "hangup", "hangup_cause": "NORMAL_CLEARING"})
     record = json.loads((settings.data_dir / "calls" / ACME / f"{call}.json").read_text())
     assert (record["outcome"], record["hangup_cause"], len(record["turns"])) == ("caller_silent", "NORMAL_CLEARING", 4)
@@ -135,7 +135,7 @@ async def test_an_empty_message_recording_is_a_silent_turn_not_a_message(
     asked = await (await client.post(turns, data=wav_bytes(speech.say("Can I leave a message?")), headers=wav)).json()
     assert asked["action"]["type"] == "take_message"
     silent = await (await client.post(turns, data=wav_bytes(Pcm(b"", 8000)), headers=wav)).json()
-    assert silent["say"]["text"] == STILL_THERE and silent["record"]["file"] == asked["record"]["file"]
+    assert silent["say"]["text"] == ENGLISH.still_there and silent["record"]["file"] == asked["record"]["file"]
     await client.post(f"/api/v1/calls/{call}/end", json={"ended_by": "caller"})
     assert not list(settings.data_dir.glob("messages*/**/*.json"))  # neither taken nor held
 

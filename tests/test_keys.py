@@ -3,21 +3,22 @@ clock: the first key, 2 s for the second, 1.5 s between later ones, '#' or the e
 
 from __future__ import annotations
 
+from secretary.calls.prompts import ENGLISH
 from secretary.conversation.actions import Action
-from secretary.conversation.keys import FIRST_WAIT_S, INTER_DIGIT_S, NOT_VALID, KeyCollector, key_reply
+from secretary.conversation.keys import FIRST_WAIT_S, INTER_DIGIT_S, KeyCollector, key_reply
 from tests.conftest import acme_config
 
 
 def test_a_directory_extension_transfers_zero_is_the_fallback_anything_else_asks_again() -> None:
     config = acme_config()
-    sales = key_reply(config, "1002")
+    sales = key_reply(config, "1002", ENGLISH)
     assert sales.text == "Putting you through to Sales." and sales.brain == "dtmf"
     assert sales.action == Action.transfer("1002", "acme.example.com")
-    operator = key_reply(config, "0")
+    operator = key_reply(config, "0", ENGLISH)
     assert operator.action == Action.transfer(config.fallback_destination, "acme.example.com")
     for digits in ("9", "", "1002*", "5000"):
-        reply = key_reply(config, digits)
-        assert reply.text == NOT_VALID and reply.action == Action.continue_()
+        reply = key_reply(config, digits, ENGLISH)
+        assert reply.text == ENGLISH.not_a_choice and reply.action == Action.continue_()
 
 
 def test_the_entry_ends_after_the_wait_for_the_next_key() -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from freeswitch.caller import HangUp, Press, Run, Say, Silence
 from freeswitch.lua_sim import LUA_DIR, LuaPath, Transfer
-from secretary.conversation.lines import NOBODY_THERE, STILL_THERE
+from secretary.calls.prompts import ENGLISH
 from secretary.settings import Settings
 from secretary.speech.audio import wav_bytes
 from secretary.speech.local_engines import LocalModels
@@ -382,8 +382,8 @@ def test_a_silent_caller_is_asked_again_then_hung_up(service: tuple[str, Setting
     assert [len(Path(r.path).read_bytes()) for r in result.recordings] == [44, 44]
     assert routes(result) == [("start", 200), ("turns", 200), ("turns", 200), ("end", 200)]
     asked, goodbye = reply(result.exchanges[1]), reply(result.exchanges[2])
-    assert (asked["say"]["text"], asked["action"]["type"]) == (STILL_THERE, "continue")
-    assert (goodbye["say"]["text"], goodbye["action"]["type"]) == (NOBODY_THERE, "hangup")
+    assert (asked["say"]["text"], asked["action"]["type"]) == (ENGLISH.still_there, "continue")
+    assert (goodbye["say"]["text"], goodbye["action"]["type"]) == (ENGLISH.nobody_there, "hangup")
     assert result.played_paths()[1:] == [asked["say"]["audio_file"], goodbye["say"]["audio_file"]]
     assert (result.hung_up_by, result.hangup_cause) == ("script", "NORMAL_CLEARING")
     assert end_body(result) == {"domain_uuid": ACME, "ended_by": "hangup", "hangup_cause": "NORMAL_CLEARING"}

@@ -25,7 +25,7 @@ from freeswitch.esl_server_sim import EslServerSimulator
 from freeswitch.lua_sim import CallResult, FreeSwitchSim, Transfer
 from freeswitch.stream_sim import SimulatedCall
 from secretary.calls.models import CallRecord
-from secretary.conversation.lines import RESUMED
+from secretary.calls.prompts import ENGLISH
 from secretary.settings import Settings
 from secretary.speech.audio import wav_bytes
 from secretary.speech.local_engines import LocalModels
@@ -204,7 +204,7 @@ async def test_bridge_shutting_down_mid_call(
             result = await running
     turn_based_after(result, "the stream was closed (1000 shutdown) mid-call")
     assert start_request(result)["resumed_from"] == "realtime"
-    assert reply(result.exchanges[0])["say"]["text"] == RESUMED
+    assert reply(result.exchanges[0])["say"]["text"] == ENGLISH.resumed
     assert "moment" in speech.transcribe(result.played[0].pcm()).lower()
     record = saved(settings, sim.uuid)  # one record for the whole call: the bridge's part, then the turns
     assert (record.transport, record.outcome, record.outcome_destination) == ("realtime", "transfer", "1003")

@@ -8,11 +8,10 @@ OpenAI Realtime keeps per-item accounting of its own (it truncates items by id),
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from bridge.engines.base import CallContext, Handoff
 from bridge.playback import Interruption, split_heard
-from bridge.prompts import MESSAGE_TAKEN, PromptAudio
+from bridge.prompts import PromptAudio
 from secretary.calls.models import TurnRecord
 from secretary.conversation.actions import Action
 from secretary.runtime import Runtime
@@ -44,20 +43,11 @@ class AgentTurn:
         if not self.caller_text:
             return
         if self.record is None:
-            self.record = TurnRecord(
-                index=len(call.state.turns) + 1,
-                at=datetime.now(UTC),
-                caller_text=self.caller_text,
-                secretary_text=self.said,
-                heard_text=self.heard,
-                action=self.action,
-                brain=brain,
+            self.record = call.record_turn(
+                self.caller_text, self.said, heard_text=self.heard, action=self.action, brain=brain
             )
-            call.record_turn(self.record)
         else:
-            self.record.secretary_text = self.said
-            self.record.heard_text = self.heard
-            self.record.action = self.action
+            call.lifecycle.revise(self.record, secretary_text=self.said, heard_text=self.heard, action=self.action)
 
     def handoff(self, interruption: Interruption) -> Handoff:
         """The reply broke off: its full length is unknown, so the words heard are counted at a speaking pace."""
@@ -79,18 +69,8 @@ async def thank_for_message(
     """The caller's message is in: saved with its recording (`audio`) for the courier, then the caller is
     thanked in the local voice (the agent is not asked to improvise), then the call hangs up."""
     async with call.message_held(audio) as held:
-        await call.take_message(held, message)
-    text = f"{MESSAGE_TAKEN} {config.farewell}"
-    call.record_turn(
-        TurnRecord(
-            index=len(call.state.turns) + 1,
-            at=datetime.now(UTC),
-            caller_text=message,
-            secretary_text=text,
-            action=Action.hangup(),
-            brain="message",
-        )
-    )
+        reply = await call.take_message(held, message)
+    call.record_turn(message, reply.text, action=reply.action, brain=reply.brain)
     tts = runtime.providers.tts(config)
-    call.playback.enqueue(await prompts.audio(tts, text, rate), text, "message-taken")
-    await call.finish(Action.hangup())
+    call.playback.enqueue(await prompts.audio(tts, reply.text, rate), reply.text, "message-taken")
+    await call.finish(reply.action)

@@ -6,10 +6,13 @@ owns the conversation. The contract, small on purpose so cloud engines plug in:
 - `feed(pcm)`: the caller's audio, L16 at `call.sample_rate`, frame by frame, called on the event loop for
   every frame: it must return at once (queue work; never await, never block on I/O).
 - `run(call)`: the whole conversation, greeting first. It plays audio with `call.playback.enqueue`, stops it
-  on barge-in with `call.playback.interrupt()`, reports turns with `call.record_turn`, hands the caller's
-  message (their audio, and its transcript) to `call.message_held` / `call.take_message`, and returns after
+  on barge-in with `call.playback.interrupt()`, reports turns with `call.record_turn` (and revises them with
+  `call.lifecycle.revise`), hands the caller's message (their audio, and its transcript) to
+  `call.message_held` / `call.take_message` and says the reply that returns, and returns after
   `await call.finish(action)` when the conversation ends (transfer, hangup). If it raises, the session
-  apologises and transfers the caller to the domain's fallback destination.
+  apologises and transfers the caller to the domain's fallback destination. An engine never writes the call's
+  state: the call's phase, outcome, limits, fixed lines and transcript are `call.lifecycle`'s
+  (`secretary.calls.lifecycle`), the same one the turn-based mode drives.
 - `close()`: release what `run` holds (sockets to a provider); called once, whether `run` ended or not.
 
 Keys the caller presses are the session's (they mean the same as in the turn-based mode); an engine that is
@@ -28,8 +31,10 @@ from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from bridge.playback import Interruption
+from secretary.calls.lifecycle import UNTIMED, CallLifecycle, Timings
 from secretary.calls.models import CallState, TurnRecord
 from secretary.conversation.actions import Action
+from secretary.conversation.conversation import Reply
 from secretary.messages.models import TakenMessage
 from secretary.runtime import Runtime
 from secretary.speech.audio import Pcm
@@ -55,7 +60,8 @@ class AudioOut(Protocol):
 class CallContext(Protocol):
     runtime: Runtime
     config: SecretaryConfig
-    state: CallState
+    state: CallState  # read it; `lifecycle` changes it
+    lifecycle: CallLifecycle
     sample_rate: int
 
     @property
@@ -70,8 +76,18 @@ class CallContext(Protocol):
     def reply_started(self) -> None:
         """The engine answered (the deadline is met); also implied by queuing audio."""
 
-    def record_turn(self, turn: TurnRecord) -> None:
-        """Adds a turn to the call's transcript (`heard_text` set when the caller interrupted it)."""
+    def record_turn(
+        self,
+        caller_text: str,
+        secretary_text: str = "",
+        *,
+        action: Action | None = None,
+        brain: str | None = None,
+        heard_text: str | None = None,
+        timings: Timings = UNTIMED,
+    ) -> TurnRecord:
+        """Adds a turn to the call's transcript (`heard_text` set when the caller interrupted it); its action
+        moves the call (a message to take, a transfer, a hangup)."""
 
     def note_barge_in(self) -> None:
         """Counts an interruption."""
@@ -80,9 +96,9 @@ class CallContext(Protocol):
         """The caller's message (their audio since the message prompt) kept on disk while the block runs, so a
         failure inside it (STT, the caller hanging up) loses nothing. `take_message` inside it."""
 
-    async def take_message(self, message: TakenMessage, transcript: str) -> None:
+    async def take_message(self, message: TakenMessage, transcript: str) -> Reply:
         """The message is in: saved and handed to the courier (`secretary.messages.taking`); the call's
-        outcome is `message`."""
+        outcome is `message`. Returns what to say (thanks and the farewell) and do (hang up)."""
 
     async def finish(self, action: Action) -> None:
         """Ends the conversation: waits for queued audio to play, then transfers or hangs up."""

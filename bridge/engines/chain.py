@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 
 import structlog
 
@@ -28,9 +27,11 @@ from bridge.engines.base import AudioOut, CallContext, CloudEngine, Handoff, Key
 from bridge.engines.pipeline import PipelineEngine, Takeover
 from bridge.playback import Interruption
 from bridge.prompts import PromptAudio
+from secretary.calls.lifecycle import UNTIMED, CallLifecycle, Timings
 from secretary.calls.models import CallState, TurnRecord
 from secretary.conversation.actions import Action
 from secretary.conversation.brain import ChatMessage
+from secretary.conversation.conversation import Reply
 from secretary.deadlines import ProviderTimeout
 from secretary.messages.models import TakenMessage
 from secretary.runtime import Runtime
@@ -57,6 +58,7 @@ class _Watched:
         self.runtime: Runtime = call.runtime
         self.config: SecretaryConfig = call.config
         self.state: CallState = call.state
+        self.lifecycle: CallLifecycle = call.lifecycle
         self.sample_rate: int = call.sample_rate
 
     @property
@@ -94,8 +96,19 @@ class _Watched:
     def reply_started(self) -> None:
         self._call.reply_started()
 
-    def record_turn(self, turn: TurnRecord) -> None:
-        self._call.record_turn(turn)
+    def record_turn(
+        self,
+        caller_text: str,
+        secretary_text: str = "",
+        *,
+        action: Action | None = None,
+        brain: str | None = None,
+        heard_text: str | None = None,
+        timings: Timings = UNTIMED,
+    ) -> TurnRecord:
+        return self._call.record_turn(
+            caller_text, secretary_text, action=action, brain=brain, heard_text=heard_text, timings=timings
+        )
 
     def note_barge_in(self) -> None:
         self._call.note_barge_in()
@@ -103,8 +116,8 @@ class _Watched:
     def message_held(self, audio: Pcm) -> AbstractAsyncContextManager[TakenMessage]:
         return self._call.message_held(audio)
 
-    async def take_message(self, message: TakenMessage, transcript: str) -> None:
-        await self._call.take_message(message, transcript)
+    async def take_message(self, message: TakenMessage, transcript: str) -> Reply:
+        return await self._call.take_message(message, transcript)
 
     async def finish(self, action: Action) -> None:
         await self._call.finish(action)
@@ -278,19 +291,15 @@ class EngineChain:
                 history.append(ChatMessage(role="user", content=turn.caller_text))
             said = turn.secretary_text
             if turn.heard_text is not None and turn.heard_text != said:
-                said = f"{turn.heard_text} [interrupted by the caller]"
+                said = call.lifecycle.prompts.cut_off(turn.heard_text)
             if said:
                 history.append(ChatMessage(role="assistant", content=said))
         if cut.heard_text:  # the caller heard part of a reply: that turn happened, and the rest follows
             call.record_turn(
-                TurnRecord(
-                    index=len(call.state.turns) + 1,
-                    at=datetime.now(UTC),
-                    caller_text=cut.caller_text,
-                    secretary_text=cut.said_text,
-                    heard_text=" ".join(filter(None, [cut.heard_text, remainder])),
-                    brain=engine.name,
-                )
+                cut.caller_text,
+                cut.said_text,
+                heard_text=" ".join(filter(None, [cut.heard_text, remainder])),
+                brain=engine.name,
             )
             if cut.caller_text:
                 history.append(ChatMessage(role="user", content=cut.caller_text))

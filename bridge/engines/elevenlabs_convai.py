@@ -51,7 +51,6 @@ from bridge.engines.request import EngineRequest, EngineUnavailable
 from bridge.engines.wire_audio import WireAudio
 from bridge.playback import Interruption
 from bridge.prompts import PromptAudio, beep
-from secretary.calls.models import CallPhase
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Conversation
 from secretary.conversation.front_desk import FrontDesk
@@ -370,7 +369,7 @@ class ElevenLabsConvaiEngine:
         self._pending = None
         if action.type is ActionType.TAKE_MESSAGE:
             turn.write(call, self.name)
-            call.state.phase = CallPhase.TAKING_MESSAGE
+            call.lifecycle.act(action)
             self._taking_message = True
             self._message_audio.start()
             call.playback.enqueue(beep(self._rate), "", "beep")

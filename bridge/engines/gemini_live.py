@@ -40,7 +40,6 @@ from bridge.engines.request import EngineRequest, EngineUnavailable
 from bridge.engines.wire_audio import WireAudio
 from bridge.playback import Interruption
 from bridge.prompts import PromptAudio, beep
-from secretary.calls.models import CallPhase
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Conversation
 from secretary.conversation.front_desk import FrontDesk
@@ -348,7 +347,7 @@ class GeminiLiveEngine:
         if action is None:
             return False
         if action.type is ActionType.TAKE_MESSAGE:
-            call.state.phase = CallPhase.TAKING_MESSAGE
+            call.lifecycle.act(action)
             self._taking_message = True
             self._message_audio.start()
             call.playback.enqueue(beep(self._rate), "", "beep")

@@ -17,7 +17,6 @@ import base64
 import contextlib
 import json
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -29,8 +28,7 @@ from bridge.engines.message_audio import MessageAudio
 from bridge.engines.realtime_tools import ToolDesk
 from bridge.engines.request import EngineRequest, EngineUnavailable
 from bridge.playback import Interruption
-from bridge.prompts import MESSAGE_TAKEN
-from secretary.calls.models import CallPhase, TurnRecord
+from secretary.calls.models import TurnRecord
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Conversation
 from secretary.conversation.front_desk import FrontDesk
@@ -329,26 +327,17 @@ class OpenAiRealtimeEngine:
         said = " ".join(i.transcript for i in turn.items if i.transcript).strip()
         heard = next((i.heard for i in turn.items if i.interrupted), None)
         if said or turn.caller_text:
-            record = TurnRecord(
-                index=len(call.state.turns) + 1,
-                at=datetime.now(UTC),
-                caller_text=turn.caller_text,
-                secretary_text=said,
-                heard_text=heard,
-                action=turn.action,
-                brain=self.name,
-            )
+            record = call.record_turn(turn.caller_text, said, heard_text=heard, action=turn.action, brain=self.name)
             turn.record = record
             for item in turn.items:
                 item.record = record
-            call.record_turn(record)
         self._turn = _Turn()
         self._items = {i.item_id: i for i in turn.items if not i.interrupted and i.audio_ms}  # late truncates
         action, self._pending_action = self._pending_action, None
         if action is None:
             return False
         if action.type is ActionType.TAKE_MESSAGE:
-            call.state.phase = CallPhase.TAKING_MESSAGE
+            call.lifecycle.act(action)
             return False
         await call.finish(action)
         return True
@@ -356,18 +345,10 @@ class OpenAiRealtimeEngine:
     async def _message_taken(self, call: CallContext, message: str) -> bool:
         self._taking_message = False
         async with call.message_held(self._message_audio.take()) as held:
-            await call.take_message(held, message)
-        call.record_turn(
-            TurnRecord(
-                index=len(call.state.turns) + 1,
-                at=datetime.now(UTC),
-                caller_text=message,
-                action=Action.hangup(),
-                brain="message",
-            )
-        )
-        self._pending_action = Action.hangup()
-        await self._respond(f"Say exactly: {MESSAGE_TAKEN} {self._config.farewell}")
+            reply = await call.take_message(held, message)
+        call.record_turn(message, action=reply.action, brain=reply.brain)
+        self._pending_action = reply.action
+        await self._respond(f"Say exactly: {reply.text}")
         return False
 
     # -- for the engine chain -------------------------------------------------------------------------------

@@ -26,18 +26,18 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import structlog
 
 from bridge.engines.base import CallContext
 from bridge.engines.streamed_turns import StreamedTurns
-from bridge.prompts import MESSAGE_TAKEN, PromptAudio, beep
-from secretary.calls.models import CallPhase, TurnRecord
-from secretary.conversation.actions import Action, ActionType
+from bridge.prompts import PromptAudio, beep
+from secretary.calls.lifecycle import Timings
+from secretary.calls.models import TurnRecord
+from secretary.conversation.actions import ActionType
 from secretary.conversation.brain import ChatMessage
-from secretary.conversation.conversation import Conversation, ReplyDone, Sentence
+from secretary.conversation.conversation import Conversation, Reply, ReplyDone, Sentence
 from secretary.deadlines import ProviderTimeout
 from secretary.errors import ProviderFailed
 from secretary.runtime import Runtime
@@ -186,14 +186,13 @@ class PipelineEngine:
         filler = asyncio.ensure_future(self._runtime.tts_cache.held(self._tts, fallback.filler_text))
         self._opening = asyncio.ensure_future(self._open_stream())  # the greeting does not wait for it
         takeover = self._takeover
+        knowledge = self._runtime.knowledge
         if takeover is None:
-            self._conversation = Conversation(self._config, brain, knowledge=self._runtime.knowledge)
-            greeting = self._conversation.opening()
+            self._conversation = call.lifecycle.conversation(brain, knowledge)
+            greeting = call.lifecycle.greeting()
             call.playback.enqueue(await self._prompts.audio(self._tts, greeting, self._rate), greeting, "greeting")
         else:
-            self._conversation = Conversation(
-                self._config, brain, list(takeover.history), turns=takeover.turns, knowledge=self._runtime.knowledge
-            )
+            self._conversation = call.lifecycle.conversation(brain, knowledge, list(takeover.history), takeover.turns)
             await self._resume(call, takeover)
         try:
             self._filler = (await filler).resampled(self._rate).data
@@ -428,24 +427,13 @@ class PipelineEngine:
         call.note_barge_in()
         log.info("barge_in", heard=heard, cut=cut)
         if turn.record is not None:
-            turn.record.heard_text = heard
+            call.lifecycle.revise(turn.record, heard_text=heard)
             self._conversation.note_interrupted(heard)
         else:  # cut while still being generated: the conversation never saw the reply end
-            said = " ".join(turn.spoken)
             self._conversation.history.append(ChatMessage(role="user", content=turn.caller_text))
-            self._conversation.history.append(
-                ChatMessage(role="assistant", content=f"{heard} [interrupted by the caller]")
-            )
-            call.record_turn(
-                TurnRecord(
-                    index=len(call.state.turns) + 1,
-                    at=datetime.now(UTC),
-                    caller_text=turn.caller_text,
-                    secretary_text=said,
-                    heard_text=heard,
-                    brain=None,
-                )
-            )
+            cut_off = call.lifecycle.prompts.cut_off(heard)
+            self._conversation.history.append(ChatMessage(role="assistant", content=cut_off))
+            call.record_turn(turn.caller_text, " ".join(turn.spoken), heard_text=heard)
 
     async def _answer(
         self, audio: Pcm, early: asyncio.Future[Transcript] | None = None, text: str | None = None
@@ -458,11 +446,11 @@ class PipelineEngine:
         tag = f"turn-{len(call.state.turns) + 1}"
         turn = _Turn(tag, audio)
         self._turn = turn
-        if call.state.phase is CallPhase.TAKING_MESSAGE:  # the recording is the message before STT can fail
+        if call.lifecycle.taking_message:  # the recording is the message before STT can fail
             async with call.message_held(audio) as message:
                 turn.caller_text = (await self._heard(audio, early, text)).text
-                await call.take_message(message, turn.caller_text)
-            return await self._message_taken(call, turn, started, _ms(time.perf_counter() - started))
+                reply = await call.take_message(message, turn.caller_text)
+            return await self._message_taken(call, turn, reply, started, _ms(time.perf_counter() - started))
         transcript = await self._heard(audio, early, text)
         turn.caller_text = transcript.text
         stt_done = time.perf_counter()
@@ -487,27 +475,20 @@ class PipelineEngine:
                     self._runtime.metrics.fallbacks.labels("brain", provider).inc()
                     call.state.add_usage(f"fallbacks.brain.{provider}")
                 done = time.perf_counter()
-                record = TurnRecord(
-                    index=len(call.state.turns) + 1,
-                    at=datetime.now(UTC),
-                    caller_text=transcript.text,
-                    secretary_text=reply.text,
-                    action=reply.action,
-                    brain=reply.brain,
+                timings = Timings(
                     stt_ms=_ms(stt_done - started),
                     brain_ms=_ms((first_sentence or done) - stt_done),
                     tts_ms=_ms((first_audio or done) - (first_sentence or done)),
                     total_ms=_ms((first_audio or done) - started),
                 )
+                record = call.record_turn(
+                    transcript.text, reply.text, action=reply.action, brain=reply.brain, timings=timings
+                )
                 turn.record = record
-                call.state.conversation_turns = self._conversation.turns
-                call.state.misunderstood = self._conversation.misunderstood
-                call.record_turn(record)
                 log.info("turn", heard=transcript.text, said=reply.text, action=reply.action.type.value,
                          stt_ms=record.stt_ms, brain_ms=record.brain_ms, tts_ms=record.tts_ms,
                          total_ms=record.total_ms)  # fmt: skip
-                if reply.action.type is ActionType.TAKE_MESSAGE:
-                    call.state.phase = CallPhase.TAKING_MESSAGE
+                if reply.action.type is ActionType.TAKE_MESSAGE:  # the lifecycle takes the next turn as one
                     call.playback.enqueue(beep(self._rate), "", "beep")
                 elif reply.action.ends_conversation:
                     self._finishing = True
@@ -515,27 +496,17 @@ class PipelineEngine:
                     return True
         return False
 
-    async def _message_taken(self, call: CallContext, turn: _Turn, started: float, stt_ms: int) -> bool:
-        config = self._config
-        text = f"{MESSAGE_TAKEN} {config.farewell}"
-        audio = await self._prompts.audio(self._tts, text, self._rate)
+    async def _message_taken(self, call: CallContext, turn: _Turn, reply: Reply, started: float, stt_ms: int) -> bool:
+        audio = await self._prompts.audio(self._tts, reply.text, self._rate)
         self._disarm_filler()
-        call.playback.enqueue(audio, text, turn.tag)
+        call.playback.enqueue(audio, reply.text, turn.tag)
         call.reply_started()
-        record = TurnRecord(
-            index=len(call.state.turns) + 1,
-            at=datetime.now(UTC),
-            caller_text=turn.caller_text,
-            secretary_text=text,
-            action=Action.hangup(),
-            brain="message",
-            stt_ms=stt_ms,
-            total_ms=_ms(time.perf_counter() - started),
+        timings = Timings(stt_ms=stt_ms, total_ms=_ms(time.perf_counter() - started))
+        turn.record = call.record_turn(
+            turn.caller_text, reply.text, action=reply.action, brain=reply.brain, timings=timings
         )
-        turn.record = record
-        call.record_turn(record)
         self._finishing = True
-        await call.finish(Action.hangup())
+        await call.finish(reply.action)
         return True
 
     async def close(self) -> None:

@@ -6,16 +6,34 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from uuid import UUID
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from secretary.conversation.actions import Action
 from secretary.conversation.brain import ChatMessage
 
 
 class CallPhase(StrEnum):
-    TALKING = "talking"
+    """Where a call is in its life; `secretary.calls.lifecycle` moves it, nothing else."""
+
+    GREETING = "greeting"
+    LISTENING = "listening"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
     TAKING_MESSAGE = "taking_message"
+    TRANSFERRING = "transferring"
+    ENDING = "ending"  # a hangup decided: the last words play
     ENDED = "ended"
+
+
+class Outcome(StrEnum):
+    """How a call ended, as its record says (and the records API filters on)."""
+
+    TRANSFER = "transfer"
+    HANGUP = "hangup"
+    MESSAGE = "message"
+    CALLER_HANGUP = "caller_hangup"
+    CALLER_SILENT = "caller_silent"
+    FALLBACK = "fallback"  # the Lua script gave up on the service and sent the caller on itself
 
 
 class TurnRecord(BaseModel):
@@ -45,15 +63,21 @@ class CallState(BaseModel):
     caller_id_name: str = ""
     destination_number: str = ""
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
-    phase: CallPhase = CallPhase.TALKING
+    phase: CallPhase = CallPhase.GREETING
     history: list[ChatMessage] = Field(default_factory=list)
     turns: list[TurnRecord] = Field(default_factory=list)
     conversation_turns: int = 0
     misunderstood: int = 0
     silent_turns: int = 0  # in a row: the caller said nothing
-    outcome: str | None = None
+    outcome: Outcome | None = None
     outcome_destination: str | None = None
     usage: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("phase", mode="before")
+    @classmethod
+    def _earlier_phase(cls, value: object) -> object:
+        """A state saved by an earlier version (one phase for the whole conversation) reads as listening."""
+        return CallPhase.LISTENING if value == "talking" else value
 
     def add_usage(self, key: str, amount: float = 1.0) -> None:
         self.usage[key] = self.usage.get(key, 0.0) + amount
@@ -71,7 +95,7 @@ class CallRecord(BaseModel):
     started_at: datetime
     ended_at: datetime
     duration_ms: int
-    outcome: str
+    outcome: Outcome
     outcome_destination: str | None
     hangup_cause: str | None
     turns: list[TurnRecord]
@@ -89,7 +113,7 @@ class CallRecord(BaseModel):
             started_at=state.started_at,
             ended_at=ended_at,
             duration_ms=max(0, int((ended_at - state.started_at).total_seconds() * 1000)),
-            outcome=state.outcome or "caller_hangup",
+            outcome=state.outcome or Outcome.CALLER_HANGUP,
             outcome_destination=state.outcome_destination,
             hangup_cause=hangup_cause,
             turns=state.turns,

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import structlog
 
+from secretary.calls.prompts import Prompts, prompts_for
 from secretary.conversation.actions import Action
 from secretary.conversation.brain import (
     Brain,
@@ -81,9 +82,11 @@ class Conversation:
         knowledge: KnowledgeSearch | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         late_events: bool = False,
+        prompts: Prompts | None = None,
     ) -> None:
         """`late_events`: pass the brain chain's `Late` on to `stream`'s consumer (one that plays a filler)."""
         self.config = config
+        self.prompts = prompts or prompts_for(config.language)
         self._late_events = late_events
         self.history: list[ChatMessage] = history if history is not None else []
         self.turns = turns
@@ -108,7 +111,7 @@ class Conversation:
         self.turns += 1
         if self.turns > self.config.max_turns:
             reply = Reply(
-                "Let me put you through to a colleague who can help you further.",
+                self.prompts.turn_limit,
                 Action.transfer(self.config.fallback_destination, self.config.context),
                 "turn_limit",
             )
@@ -182,16 +185,16 @@ class Conversation:
         if decision.intent is Intent.HANGUP:
             return Action.hangup(), config.farewell
         if decision.intent is Intent.TAKE_MESSAGE:
-            return Action.take_message(), "Please leave your message after the tone."
+            return Action.take_message(), self.prompts.leave_message
         if decision.intent is Intent.OPERATOR:
-            return Action.transfer(config.fallback_destination, config.context), "Putting you through now."
+            return Action.transfer(config.fallback_destination, config.context), self.prompts.operator
         target = config.target_by_name(decision.target or "")
         if target is None:
             target, tied = find_target(config, normalise(decision.target or ""))
             target = None if tied else target
         if target is None:
-            return Action.continue_(), f"Sorry, I couldn't find {decision.target} in our directory."
-        return Action.transfer(target.extension, config.context), f"Putting you through to {target.name}."
+            return Action.continue_(), self.prompts.not_found(decision.target or "")
+        return Action.transfer(target.extension, config.context), self.prompts.through_to(target.name)
 
     def _remember(self, caller_text: str, reply: Reply) -> None:
         self.history.append(ChatMessage(role="user", content=caller_text))
@@ -201,4 +204,4 @@ class Conversation:
     def note_interrupted(self, heard: str) -> None:
         """Barge-in: the caller heard only `heard` of the last reply; the history keeps what was heard."""
         if self.history and self.history[-1].role == "assistant":
-            self.history[-1] = ChatMessage(role="assistant", content=f"{heard} [interrupted by the caller]")
+            self.history[-1] = ChatMessage(role="assistant", content=self.prompts.cut_off(heard))

@@ -8,6 +8,7 @@ is not a valid choice, and the secretary asks again.
 
 from __future__ import annotations
 
+from secretary.calls.prompts import Prompts
 from secretary.conversation.actions import Action
 from secretary.conversation.conversation import Reply
 from secretary.tenants.config import SecretaryConfig
@@ -18,17 +19,16 @@ INTER_DIGIT_S = 1.5  # between later keys
 END_KEY = "#"
 KEYS = frozenset("0123456789*#")
 BRAIN = "dtmf"
-NOT_VALID = "Sorry, that is not a valid choice. How can I help you?"
 
 
-def key_reply(config: SecretaryConfig, digits: str) -> Reply:
+def key_reply(config: SecretaryConfig, digits: str, prompts: Prompts) -> Reply:
     """What the secretary says to the keys `digits` (without the ending '#'), and what it does."""
     target = config.target_by_extension(digits)
     if target is not None:
-        return Reply(f"Putting you through to {target.name}.", Action.transfer(target.extension, config.context), BRAIN)
+        return Reply(prompts.through_to(target.name), Action.transfer(target.extension, config.context), BRAIN)
     if digits == "0":
-        return Reply("Putting you through now.", Action.transfer(config.fallback_destination, config.context), BRAIN)
-    return Reply(NOT_VALID, Action.continue_(), BRAIN)
+        return Reply(prompts.operator, Action.transfer(config.fallback_destination, config.context), BRAIN)
+    return Reply(prompts.not_a_choice, Action.continue_(), BRAIN)
 
 
 def caller_text(digits: str) -> str:
