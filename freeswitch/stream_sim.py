@@ -246,10 +246,6 @@ class SimulatedCall:
     def playing(self) -> bool:
         return bool(self._playback)
 
-    @property
-    def saying(self) -> bool:
-        return bool(self._say)
-
     def heard(self) -> Pcm:
         return Pcm(bytes(self._heard), self.rate)
 

@@ -57,10 +57,6 @@ class ChromaIndex:
         self._collections: dict[UUID, Collection] = {}
         self._lock_file: BinaryIO | None = None
 
-    @property
-    def location(self) -> str:
-        return self._settings.chroma_url or str(self._path)
-
     def _connect(self) -> ClientAPI:
         with self._lock:
             if self._client is None:
