@@ -293,7 +293,6 @@ class CallSession:
                 if reply.action.ends_conversation:
                     self._silence_reply = reply
                     return Ending.CALLER_SILENT
-                self._last_caller = now  # the next `caller_silence_s` counts from the prompt
                 await self._say(reply.text, local=False)
 
     async def _end_for(self, ending: Ending) -> None:

@@ -184,3 +184,11 @@ def test_an_earlier_versions_state_still_loads() -> None:
     state = lifecycle().state.model_dump(mode="json") | {"phase": "talking", "outcome": "message"}
     loaded = CallState.model_validate(state)
     assert loaded.phase is CallPhase.LISTENING and loaded.outcome is Outcome.MESSAGE
+
+
+def test_a_repeated_start_keeps_the_call_where_it_is() -> None:
+    call = lifecycle()
+    call.greeting()
+    call.turn(T0, "I'd like to leave a message", ENGLISH.leave_message, action=Action.take_message())
+    assert call.greeting() == "Spokes and Sprockets, Mira speaking." and call.taking_message
+    assert len(call.state.history) == 1  # greeted once

@@ -100,8 +100,9 @@ class CallLifecycle:
 
     def greeting(self, resumed: bool = False) -> str:
         """The first words: the domain's greeting, or, for a call that fell back from realtime to turns, a short
-        line (the caller was greeted already)."""
-        self.state.phase = CallPhase.GREETING
+        line (the caller was greeted already). A repeated start (a retried request) changes nothing."""
+        if not self.state.turns:
+            self._move(CallPhase.GREETING)
         if resumed:
             text = self.prompts.resumed
             if not self.state.history:
