@@ -340,6 +340,8 @@ async def test_calls_list_filters_pagination_and_detail(admin: Admin) -> None:
     status, page = await admin.call("GET", base + "?outcome=transfer&caller=5551001", "acme")
     assert str(admin.acme.call_uuid) in [c["call_uuid"] for c in page["items"]]
     assert {c["outcome"] for c in page["items"]} == {"transfer"}
+    status, _ = await admin.call("GET", base + "?outcome=transferred", "acme")  # not an outcome a call has
+    assert status == 400
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     status, page = await admin.call("GET", base, "acme", params={"from": future})
     assert status == 200 and page["items"] == []

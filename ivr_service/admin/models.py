@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model
 
-from secretary.calls.models import CallRecord, TurnRecord
+from secretary.calls.models import CallRecord, Outcome, TurnRecord
 from secretary.conversation.actions import Action
 from secretary.credentials.store import CredentialInfo
 from secretary.fusionpbx.destinations import PbxDestination
@@ -86,7 +86,7 @@ class DestinationsOut(BaseModel):
 class CallFilters(Paging):
     from_: datetime | None = Field(default=None, alias="from", description="calls that started at or after")
     to: datetime | None = Field(default=None, description="calls that started before")
-    outcome: str | None = Field(default=None, max_length=64)
+    outcome: Outcome | None = None
     caller: str | None = Field(default=None, max_length=64, description="part of the caller's number or name")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -102,7 +102,7 @@ class CallSummary(BaseModel):
     ended_at: datetime
     duration_ms: int
     turn_count: int
-    outcome: str
+    outcome: Outcome
     outcome_destination: str | None
     hangup_cause: str | None
 
