@@ -24,6 +24,8 @@ from secretary.tenants.config import ProviderChains, ProviderSpec, SecretaryConf
 from secretary.usage import UsageMeter
 from tests.providers.conftest import FAST_FALLBACK, FAST_LLM
 from tests.support.fake_anthropic import STALLED_TEXT, Failure, FakeAnthropic
+from tests.support.fake_servers import closed_port_url
+from tests.support.waiting import until
 
 KEY = "sk-ant-test-0000"
 
@@ -73,8 +75,9 @@ async def make_factory(
     pool = CpuPool(1)
     built: list[ProviderFactory] = []
 
-    def make(**settings: Any) -> ProviderFactory:
-        factory = ProviderFactory(make_settings(fallback=FAST_FALLBACK, llm=FAST_LLM, **settings), models, pool)
+    def make(fallback: dict[str, Any] | None = None, **settings: Any) -> ProviderFactory:
+        merged = FAST_FALLBACK | (fallback or {})
+        factory = ProviderFactory(make_settings(fallback=merged, llm=FAST_LLM, **settings), models, pool)
         built.append(factory)
         return factory
 
@@ -183,6 +186,32 @@ async def test_a_failure_falls_over_to_the_front_desk_and_benches_anthropic(
     assert second.brain == "front_desk" and "reptiles" in second.text
     assert sum(r["route"] == "messages" for r in fake_anthropic.requests) == asked  # benched: not asked
     assert usage.counters["skipped.brain.anthropic"] == 1
+
+
+async def test_nothing_listening_falls_over_too(make_factory: Callable[..., ProviderFactory]) -> None:
+    config = vet_practice([anthropic_spec(closed_port_url())])
+
+    reply = await Conversation(config, make_factory().brain(config)).respond("Do you see exotic pets?")
+
+    assert reply.brain == "front_desk" and reply.failed == ("anthropic",) and "reptiles" in reply.text
+
+
+async def test_a_benched_anthropic_is_probed_and_answers_again_once_it_recovers(
+    make_factory: Callable[..., ProviderFactory], fake_anthropic: FakeAnthropic
+) -> None:
+    fake_anthropic.failure = Failure.OVERLOADED
+    config = vet_practice([anthropic_spec(fake_anthropic.url)])
+    factory = make_factory(fallback={"cool_down_s": 0.2})
+    conversation = Conversation(config, factory.brain(config))
+    assert (await conversation.respond("Do you see exotic pets?")).brain == "front_desk"
+    engine = factory._cached("brain", config, config.providers.brain[0], factory._brain)
+    assert not factory.health.available(health_key(engine))
+
+    fake_anthropic.failure = Failure.NONE
+    await until(lambda: factory.health.available(health_key(engine)), within_s=5.0)
+
+    assert any(r["route"] == "models" for r in fake_anthropic.requests)  # the probe: `GET /v1/models`
+    assert (await conversation.respond("Do you see exotic pets?")).brain == "anthropic"
 
 
 async def test_the_operator_key_never_goes_to_a_tenant_endpoint(
