@@ -10,7 +10,7 @@ benches failed providers for every chain in the process.
 
 Provider names, per kind (see the providers table in the README):
   stt:   whisper | deepgram | openai
-  brain: front_desk | openai | groq | ollama | openai_compatible (also llamacpp, vllm)
+  brain: front_desk | openai | groq | anthropic | ollama | openai_compatible (also llamacpp, vllm)
   tts:   piper | openai | elevenlabs
   embeddings: minilm | openai (and other OpenAI-compatible servers) | ollama
 """
@@ -48,7 +48,7 @@ T = TypeVar("T")
 
 OPENAI_COMPATIBLE = {"openai", "ollama", "openai_compatible", "llamacpp", "vllm"}
 _DEFAULT_BASE_URLS = {"ollama": "http://127.0.0.1:11434/v1"}
-_NEEDS_KEY = {"openai", "groq", "deepgram", "elevenlabs"}
+_NEEDS_KEY = {"openai", "groq", "anthropic", "deepgram", "elevenlabs"}
 # An adapter maker: the entry and the key the resolver allowed it.
 Maker = Callable[[ProviderSpec, Credential], T]
 
@@ -310,6 +310,8 @@ class ProviderFactory:
                 client = AsyncGroq(api_key=key, base_url=spec.base_url, max_retries=0, timeout=llm.total_deadline_s)
                 self._clients[client_key] = client
             return GroqBrain(client, spec.model or "llama-3.3-70b-versatile", temperature, max_tokens=max_tokens)
+        if spec.name == "anthropic":
+            return self._anthropic_brain(spec, credential, max_tokens)
         if spec.name in OPENAI_COMPATIBLE:
             client = self._openai_client(spec, credential, llm.base_url)
             return OpenAiCompatibleBrain(
@@ -321,6 +323,28 @@ class ProviderFactory:
                 stream_usage=bool(_option(spec, "stream_usage", True)),
             )
         raise UnknownProvider(f"no brain named {spec.name!r}")
+
+    def _anthropic_brain(self, spec: ProviderSpec, credential: Credential, max_tokens: int) -> Brain:
+        from anthropic import AsyncAnthropic
+
+        from secretary.conversation.anthropic_brain import AnthropicBrain
+
+        key = self._api_key(spec, credential)
+        client_key = ("anthropic", spec.base_url or "", key)
+        client = self._clients.get(client_key)
+        if client is None:
+            # An explicit key: the SDK then reads no credential of its own from the environment.
+            client = AsyncAnthropic(
+                api_key=key, base_url=spec.base_url, max_retries=0, timeout=self._settings.llm.total_deadline_s
+            )
+            self._clients[client_key] = client
+        thinking = str(_option(spec, "thinking", "disabled"))  # disabled | adaptive | default (the model's)
+        return AnthropicBrain(
+            client,
+            spec.model or "claude-haiku-4-5",
+            max_tokens=max_tokens,
+            thinking="adaptive" if thinking == "adaptive" else None if thinking == "default" else "disabled",
+        )
 
     async def close(self) -> None:
         await self.endpoints.close()

@@ -214,7 +214,8 @@ class CredentialSettings(BaseModel):
     share_default_keys: bool = Field(
         default=False,
         description="database secretaries may use the providers' default keys (OPENAI_API_KEY, GROQ_API_KEY, "
-        "DEEPGRAM_API_KEY, ELEVENLABS_API_KEY, GEMINI_API_KEY, llm.api_key) for entries without a key of their own",
+        "ANTHROPIC_API_KEY, DEEPGRAM_API_KEY, ELEVENLABS_API_KEY, GEMINI_API_KEY, llm.api_key) for entries "
+        "without a key of their own",
     )
     operator_endpoints: list[str] = Field(
         default_factory=list,

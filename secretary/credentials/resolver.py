@@ -4,11 +4,11 @@ Three kinds of credential exist (SECURITY.md, "Credentials"):
 - a domain's own stored credential (`api_key_ref`): used by that domain's entries, sent wherever they point;
 - an operator credential named by an entry (`api_key_env`): such entries are operator-owned — a domain key can
   keep, reorder or remove them but never create or change one (`operator_owned_changes`);
-- a provider's deployment default (`OPENAI_API_KEY`, …, `llm.api_key`): used by entries without a key of their
-  own in the operator's YAML secretaries, and by database secretaries only when the operator shared the
-  defaults (`credentials.share_default_keys`) — and then only sent to the provider's own endpoint, the
-  operator's `llm.base_url` or a host the operator listed (`credentials.operator_endpoints`), never to a
-  `base_url` a tenant chose.
+- a provider's deployment default (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`, …, `llm.api_key`): used by entries
+  without a key of their own in the operator's YAML secretaries, and by database secretaries only when the
+  operator shared the defaults (`credentials.share_default_keys`) — and then only sent to the provider's own
+  endpoint, the operator's `llm.base_url` or a host the operator listed (`credentials.operator_endpoints`),
+  never to a `base_url` a tenant chose.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ DEFAULT_KEY_ENV = {
     "openai": "OPENAI_API_KEY",
     "openai_realtime": "OPENAI_API_KEY",
     "groq": "GROQ_API_KEY",
+    "anthropic": "ANTHROPIC_API_KEY",
     "deepgram": "DEEPGRAM_API_KEY",
     "elevenlabs": "ELEVENLABS_API_KEY",
     "elevenlabs_convai": "ELEVENLABS_API_KEY",
