@@ -44,13 +44,13 @@ class LiveBridge:
     def url(self) -> str:
         return f"ws://127.0.0.1:{self.server.port}"
 
-    async def call_over(self, call_uuid: str, timeout_s: float = 10.0) -> CallRecord:
+    async def call_over(self, call_uuid: str, timeout_s: float = 10.0, domain_uuid: str = ACME) -> CallRecord:
         """Waits until the bridge has finished the call (its record saved) and returns the record."""
         session = self.server.sessions.get(call_uuid)
         async with asyncio.timeout(timeout_s):
             if session is not None:
                 await session.finished.wait()
-            record = await self.runtime.call_records.get(uuid.UUID(ACME), uuid.UUID(call_uuid))
+            record = await self.runtime.call_records.get(uuid.UUID(domain_uuid), uuid.UUID(call_uuid))
         assert record is not None, "the call ended without a record"
         return record
 

@@ -28,14 +28,21 @@ from aiohttp import WSMsgType, web
 
 from secretary.speech.audio import Pcm, ulaw_decode, ulaw_encode
 from tests.support.fake_servers import FakeServer, Fault
-from tests.support.speech_to_speech import CallerEars, CallTool, Say, answer, chunks
+from tests.support.speech_to_speech import CallerEars, CallTool, Policy, Say, answer, chunks, spoken
 
 AGENT = "agent_local_0001"
 
 
 class FakeConvai(FakeServer):
-    def __init__(self, say: Callable[[str, int], Pcm], transcribe: Callable[[Pcm], str], api_key: str) -> None:
+    def __init__(
+        self,
+        say: Callable[[str, int], Pcm],
+        transcribe: Callable[[Pcm], str],
+        api_key: str,
+        policy: Policy = answer,
+    ) -> None:
         super().__init__()
+        self.policy = policy
         self._say = say
         self._transcribe = transcribe
         self._key = api_key
@@ -169,7 +176,7 @@ class _Conversation:
                 self.broken = True
                 return
             await self.send({"type": "user_transcript", "user_transcription_event": {"user_transcript": text}})
-            self.start(answer(text))
+            self.start(self.server.policy(text))
 
     def start(self, reply: Say | CallTool) -> None:
         if self.response is not None and not self.response.done():
@@ -187,7 +194,7 @@ class _Conversation:
                 "tool_name": reply.name, "tool_call_id": call_id, "parameters": reply.arguments}})  # fmt: skip
             result = await self.tool_result
             output = json.loads(result.get("result") or "{}")
-            reply = Say(str(output.get("say") or "Done."))
+            reply = Say(spoken(output))
         self.event_id += 1
         await self.send({"type": "agent_response", "agent_response_event": {"agent_response": reply.text}})
         pcm = await asyncio.to_thread(self.server._say, reply.text, self.out_rate)

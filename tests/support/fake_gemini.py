@@ -25,7 +25,7 @@ from aiohttp import WSMsgType, web
 
 from secretary.speech.audio import Pcm
 from tests.support.fake_servers import FakeServer, Fault
-from tests.support.speech_to_speech import CallerEars, CallTool, Say, answer, chunks
+from tests.support.speech_to_speech import CallerEars, CallTool, Policy, Say, answer, chunks, spoken
 
 PATH = "/ws/google.ai.generativelanguage.v1beta.GenerativeService.BidiGenerateContent"
 IN_RATE = 16000
@@ -33,8 +33,15 @@ OUT_RATE = 24000
 
 
 class FakeGemini(FakeServer):
-    def __init__(self, say: Callable[[str, int], Pcm], transcribe: Callable[[Pcm], str], api_key: str) -> None:
+    def __init__(
+        self,
+        say: Callable[[str, int], Pcm],
+        transcribe: Callable[[Pcm], str],
+        api_key: str,
+        policy: Policy = answer,
+    ) -> None:
         super().__init__()
+        self.policy = policy
         self._say = say
         self._transcribe = transcribe
         self._key = api_key
@@ -143,7 +150,7 @@ class _Session:
                 self.broken = True
                 return
             await self.send({"serverContent": {"inputTranscription": {"text": text}}})
-            self.start(answer(text))
+            self.start(self.server.policy(text))
 
     def start(self, reply: Say | CallTool) -> None:
         if self.response is not None and not self.response.done():
@@ -157,7 +164,7 @@ class _Session:
             await self.send({"toolCall": {"functionCalls": [call]}})
             response = await self.tool_response
             output = response["functionResponses"][0].get("response") or {}
-            reply = Say(str(output.get("say") or "Done."))
+            reply = Say(spoken(output))
         pcm = await asyncio.to_thread(self.server._say, reply.text, OUT_RATE)
         self.speaking_until = asyncio.get_running_loop().time() + pcm.duration_s
         await self.send({"serverContent": {"outputTranscription": {"text": reply.text}}})

@@ -26,6 +26,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from secretary.speech.audio import Pcm, ulaw_decode, ulaw_encode
+from tests.support.speech_to_speech import spoken
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class RealtimeServer:
                 elif kind == "response.create":
                     instructions = (event.get("response") or {}).get("instructions", "")
                     match = _EXACT.search(instructions)
-                    text = match.group(1) if match else session.last_output.get("say") or "How else can I help?"
+                    text = match.group(1) if match else spoken(session.last_output, "How else can I help?")
                     self._start(ws, session, Say(text))
                 elif kind == "conversation.item.create":
                     item = event.get("item", {})

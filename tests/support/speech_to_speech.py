@@ -2,11 +2,13 @@
 the caller's audio in audio time, the "model" (a small policy over what Whisper heard), and the faults.
 
 The policy answers from the transcript: a question about the location gets `LOCATED`, a directory name a
-`transfer_call`, "message" a `take_message`; anything else "Sorry, could you say that again?".
+`transfer_call`, "message" a `take_message`; anything else "Sorry, could you say that again?". A test may give
+a fake its own policy (e.g. one that calls `lookup_knowledge`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +33,16 @@ class Say:
 class CallTool:
     name: str
     arguments: dict[str, Any] = field(default_factory=dict)
+
+
+Policy = Callable[[str], Say | CallTool]
+
+
+def spoken(output: dict[str, Any], otherwise: str = "Done.") -> str:
+    """What the "model" says once a tool answered: the decision's sentence, or the best passage a
+    `lookup_knowledge` found (a real model would word it itself)."""
+    passages = output.get("passages") or []
+    return str(output.get("say") or (passages[0] if passages else "") or otherwise)
 
 
 def answer(heard: str) -> Say | CallTool:
