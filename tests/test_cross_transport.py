@@ -70,16 +70,7 @@ TRANSPORTS = [
     "pipeline",
     "elevenlabs_convai",
     "gemini_live",
-    pytest.param(
-        "openai_realtime",
-        marks=pytest.mark.xfail(
-            strict=True,
-            raises=AssertionError,
-            reason="OpenAI Realtime writes call state itself: the greeting is recorded as a turn, and the model's "
-            "own answer to the caller's message (server VAD responds to every utterance) is recorded as a turn after "
-            "the message and hangs the call up before the thank-you is heard; the message turn has no secretary text",
-        ),
-    ),
+    "openai_realtime",
 ]
 
 

@@ -98,6 +98,7 @@ class OpenAiRealtimeEngine:
         self._turn = _Turn()
         self._pending_action: Action | None = None
         self._taking_message = False
+        self._scripted = False  # the response under way says our own words
         self._message_audio = MessageAudio(sample_rate, config.recording.message_max_seconds)
         self._tools = ToolDesk(runtime, config, self._conversation)
         self._responding = False
@@ -148,13 +149,16 @@ class OpenAiRealtimeEngine:
 
     # -- the conversation ----------------------------------------------------------------------------------
 
-    def _session(self) -> dict[str, Any]:
+    def _session(self, *, answering: bool = True) -> dict[str, Any]:
+        """`answering=False` while the caller leaves a message: the server VAD still ends their turn, but the
+        model does not answer it (`create_response`): the message is ours to thank for."""
         audio_format: dict[str, Any] = {"type": "audio/pcmu"} if self._g711 else {"type": "audio/pcm", "rate": 24000}
         vad = {
             "type": "server_vad",
             "threshold": float(self._options.get("vad_threshold", 0.5)),
             "prefix_padding_ms": int(self._options.get("prefix_padding_ms", 300)),
             "silence_duration_ms": int(self._options.get("silence_duration_ms", 500)),
+            "create_response": answering,
         }
         tools = [{"type": "function", **t} for t in realtime_tools.definitions(self._config)]
         return {
@@ -181,8 +185,8 @@ class OpenAiRealtimeEngine:
             async with manager as connection:
                 self._connection = connection
                 await self._connection.send({"type": "session.update", "session": self._session()})
-                greeting = self._conversation.opening()
-                await self._respond(f"Greet the caller with exactly these words: {greeting}")
+                greeting = call.lifecycle.greeting()
+                await self._respond(f"Greet the caller with exactly these words: {greeting}", scripted=True)
                 sender = asyncio.create_task(self._sender(), name="openai-sender")
                 try:
                     async for raw in self._events(connection):
@@ -216,7 +220,9 @@ class OpenAiRealtimeEngine:
             if isinstance(event, dict):
                 yield event
 
-    async def _respond(self, instructions: str | None = None) -> None:
+    async def _respond(self, instructions: str | None = None, *, scripted: bool = False) -> None:
+        """`scripted`: the response says our own words (the greeting, the thanks for a message): not a turn."""
+        self._scripted = scripted
         response: dict[str, Any] = {"type": "response.create"}
         if instructions:
             response["response"] = {"instructions": instructions}
@@ -298,7 +304,7 @@ class OpenAiRealtimeEngine:
             )
             log.info("barge_in", item_id=item_id, played_ms=played_ms, heard=item.heard)
             if item.record is not None:
-                item.record.heard_text = item.heard
+                call.lifecycle.revise(item.record, heard_text=item.heard)
 
     async def _tool(self, event: dict[str, Any]) -> None:
         name, call_id = str(event.get("name", "")), str(event.get("call_id", ""))
@@ -308,6 +314,7 @@ class OpenAiRealtimeEngine:
             self._taking_message = result.action.type is ActionType.TAKE_MESSAGE
             if self._taking_message:
                 self._message_audio.start()
+                await self._connection.send({"type": "session.update", "session": self._session(answering=False)})
         if result.decided:
             self._turn.action = result.action or Action.continue_()
         await self._connection.send(
@@ -326,7 +333,8 @@ class OpenAiRealtimeEngine:
         turn = self._turn
         said = " ".join(i.transcript for i in turn.items if i.transcript).strip()
         heard = next((i.heard for i in turn.items if i.interrupted), None)
-        if said or turn.caller_text:
+        scripted, self._scripted = self._scripted, False
+        if not scripted and (said or turn.caller_text):
             record = call.record_turn(turn.caller_text, said, heard_text=heard, action=turn.action, brain=self.name)
             turn.record = record
             for item in turn.items:
@@ -346,9 +354,9 @@ class OpenAiRealtimeEngine:
         self._taking_message = False
         async with call.message_held(self._message_audio.take()) as held:
             reply = await call.take_message(held, message)
-        call.record_turn(message, action=reply.action, brain=reply.brain)
+        call.record_turn(message, reply.text, action=reply.action, brain=reply.brain)
         self._pending_action = reply.action
-        await self._respond(f"Say exactly: {reply.text}")
+        await self._respond(f"Say exactly: {reply.text}", scripted=True)
         return False
 
     # -- for the engine chain -------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ class _Session:
     position_ms: int = 0
     response: asyncio.Task[None] | None = None
     last_output: dict[str, Any] = field(default_factory=dict)
+    answering: bool = True  # turn_detection.create_response: the server answers each turn its VAD ends
 
     @property
     def rate(self) -> int:
@@ -101,7 +102,9 @@ class RealtimeServer:
                 self.events.append(event)
                 if kind == "session.update":
                     self.sessions.append(event["session"])
-                    session.format = event["session"]["audio"]["input"]["format"]
+                    audio_in = event["session"]["audio"]["input"]
+                    session.format = audio_in["format"]
+                    session.answering = bool(audio_in.get("turn_detection", {}).get("create_response", True))
                     await self._send(ws, {"type": "session.updated", "session": event["session"]})
                 elif kind == "response.create":
                     instructions = (event.get("response") or {}).get("instructions", "")
@@ -161,7 +164,8 @@ class RealtimeServer:
             text = await asyncio.to_thread(self._transcribe, utterance)
             await self._send(ws, {"type": "conversation.item.input_audio_transcription.completed",
                                   "item_id": "item_in", "content_index": 0, "transcript": text})  # fmt: skip
-            self._start(ws, session, self._policy(text))
+            if session.answering:
+                self._start(ws, session, self._policy(text))
 
     def _start(self, ws: ServerConnection, session: _Session, answer: Say | CallTool) -> None:
         if session.response is not None and not session.response.done():
