@@ -23,7 +23,6 @@ from secretary.conversation.brain import (
     Finished,
     Intent,
     KnowledgeChunk,
-    Late,
     Retract,
     TextDelta,
 )
@@ -65,8 +64,7 @@ class ReplyDone:
     reply: Reply
 
 
-# `Late` (from the brain chain, only with `late_events=True`) asks a speaking consumer for a filler.
-ReplyEvent = Sentence | Late | ReplyDone
+ReplyEvent = Sentence | ReplyDone
 
 
 class Conversation:
@@ -80,11 +78,8 @@ class Conversation:
         misunderstood: int = 0,
         knowledge: KnowledgeSearch | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        late_events: bool = False,
     ) -> None:
-        """`late_events`: pass the brain chain's `Late` on to `stream`'s consumer (one that plays a filler)."""
         self.config = config
-        self._late_events = late_events
         self.history: list[ChatMessage] = history if history is not None else []
         self.turns = turns
         self.misunderstood = misunderstood
@@ -139,9 +134,6 @@ class Conversation:
                 decision = decision or event
             elif isinstance(event, Retract):
                 buffer, spoken, decision = SentenceBuffer(), [], None
-            elif isinstance(event, Late):
-                if self._late_events:
-                    yield event
             else:
                 finished = event
         for sentence in buffer.flush():
