@@ -1,27 +1,25 @@
-"""Time from a provider failure to the caller hearing audio again, for every cloud adapter and every fault.
+"""The silence a caller hears after a provider failure, for every cloud adapter and every fault, through the
+product's own code: the real bridge, the session, the pipeline engine with its `ReplySupervisor` (the filler),
+the brain / STT / TTS chains (deadlines, hedging, fallback), and the FreeSWITCH simulator, in real time.
 
-Each adapter is driven through its SDK against the local fake servers of the test suite (which speak the
+Each provider is driven through its SDK against the local fake servers of the test suite (which speak the
 providers' wire protocols and inject the faults); the deadlines are the shipped defaults (`FallbackSettings`,
-`LlmSettings`). What is timed, per kind, from the moment the failing request starts:
-  - brain: the turn (`spoken_turn`: brain chain → Piper), until the first audio the caller hears (the
-    filler, when nothing is audible `late_after_s` into the turn) and until the first audio of the answer;
-  - STT: the whole turn from the end of the caller's utterance: transcription (hedged with Whisper) → front
-    desk → Piper, with the same filler rule;
-  - TTS: the turn (front desk → the failing TTS chain), with the same filler rule; and, for a two-sentence
-    reply, the longest silence the caller hears (playback of what already arrived covers a late chunk; a
-    stall or break mid-sentence is the case that shows).
-"Next turn" repeats the request once the failed provider is benched: the time with the provider skipped.
+`LlmSettings`). One call per run: the greeting, then the caller asks a question while the domain's brain, STT
+or TTS (the first of its chain; the local engines follow) fails with the fault. Measured on the audio the
+caller hears, from the end of the caller's turn (the moment the failing request starts: the caller's last
+word plus `vad.end_silence_ms`): the first audio (the filler when nothing is audible `late_after_s` in), the
+answer's first audio (from the call record), and the longest silence heard until the answer has been heard
+to its end — the figure a caller feels.
 
 Realtime engines (OpenAI Realtime, ElevenLabs Conversational AI, Gemini Live, against the local servers of
-the test suite, through the real bridge and the FreeSWITCH simulator, in real time): a call whose engine
-fails at the start (HTTP error, 429, refused, no first message) — time from the call's start to the first
-audio (the pipeline's greeting) — or mid-call (a reply stalls, the socket closes as the caller speaks,
-broken JSON after the caller's turn) — the silence the caller hears: from the end of their question (or
-from where a stalled reply broke off) to the next audio (the apology, the filler, or the pipeline's answer).
+the test suite): a call whose engine fails at the start (HTTP error, 429, refused, no first message) — time
+from the call's start to the first audio (the pipeline's greeting) — or mid-call (a reply stalls, the socket
+closes as the caller speaks, broken JSON after the caller's turn) — from the moment the fault fired, the
+first audio and the longest silence until the answer has been heard.
 
-    .venv/bin/python bench/fallback.py [--runs 5] [--realtime-runs 2] [--only providers|realtime]
+    .venv/bin/python bench/fallback.py [--runs 1] [--realtime-runs 1] [--only providers|realtime]
 
-Results: bench/results/fallback.json and .md. Target: under 1.5 s for every fault.
+Results: bench/results/fallback.json and .md. Target: no silence over 1.5 s after any fault.
 """
 
 from __future__ import annotations
@@ -35,7 +33,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -46,18 +43,11 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from freeswitch.stream_sim import SPEECH_LEVEL, SimulatedCall, sound_end  # noqa: E402
-from secretary.conversation.conversation import Conversation  # noqa: E402
-from secretary.conversation.spoken_reply import ReplyAudio, spoken_turn  # noqa: E402
 from secretary.observability import configure_logging  # noqa: E402
-from secretary.providers import ProviderFactory  # noqa: E402
 from secretary.settings import EngineSettings, Settings  # noqa: E402
 from secretary.speech.audio import Pcm  # noqa: E402
-from secretary.speech.cpu_pool import CpuPool  # noqa: E402
-from secretary.speech.interfaces import TextToSpeech, Transcript  # noqa: E402
 from secretary.speech.local_engines import LocalModels  # noqa: E402
-from secretary.speech.tts_cache import TtsCache  # noqa: E402
-from secretary.tenants.config import ProviderChains, ProviderSpec, SecretaryConfig  # noqa: E402
-from tests.conftest import EXAMPLE_SECRETARIES, acme_config  # noqa: E402
+from tests.conftest import EXAMPLE_SECRETARIES  # noqa: E402
 from tests.support.bridge import ACME, live_bridge  # noqa: E402
 from tests.support.fake_convai import AGENT, FakeConvai  # noqa: E402
 from tests.support.fake_deepgram import FakeDeepgram  # noqa: E402
@@ -74,7 +64,6 @@ KEYS = {"BENCH_OPENAI_KEY": "sk-bench", "BENCH_GROQ_KEY": "gsk-bench", "BENCH_DE
 KEYS["BENCH_ELEVENLABS_KEY"] = "el-bench"
 KEYS |= {"BENCH_CONVAI_KEY": "el-convai-bench", "BENCH_GEMINI_KEY": "gm-bench"}
 UTTERANCE = "Where are you located?"
-TTS_TEXT = "Our office is next to the train station. We are closed on Sunday afternoons."
 CASES = [("brain", "openai"), ("brain", "groq"), ("stt", "deepgram"), ("stt", "openai")]
 CASES += [("tts", "openai"), ("tts", "elevenlabs")]
 TARGET_S = 1.5
@@ -89,12 +78,7 @@ REALTIME_FAULTS = {
 GREETING = "Acme, this is Ava. How can I help?"
 
 
-async def heard_already(text: str) -> Transcript:
-    """For the brain and TTS cases: the caller's words are known, the clock starts at the brain."""
-    return Transcript(text, "given", 0.0)
-
-
-def provider_spec(name: str, url: str) -> ProviderSpec:
+def provider_entry(name: str, url: str) -> dict[str, Any]:
     env = {"openai": "BENCH_OPENAI_KEY", "groq": "BENCH_GROQ_KEY", "deepgram": "BENCH_DEEPGRAM_KEY"}
     env["elevenlabs"] = "BENCH_ELEVENLABS_KEY"
     values: dict[str, Any] = {"name": name, "api_key_env": env[name]}
@@ -103,87 +87,22 @@ def provider_spec(name: str, url: str) -> ProviderSpec:
         values["model"] = "fake-model"
     if name == "elevenlabs":
         values["voice"] = "fakevoice01"
-    return ProviderSpec.model_validate(values)
+    return values
 
 
-def config_for(kind: str, spec: ProviderSpec) -> SecretaryConfig:
-    chains = ProviderChains.model_validate({kind: [spec]})
-    return acme_config().model_copy(update={"providers": chains})
+def secretaries(folder: Path, providers: dict[str, Any]) -> Path:
+    document = yaml.safe_load(EXAMPLE_SECRETARIES.read_text())
+    acme = document["secretaries"][0] | {"greeting": GREETING, "providers": providers, "playback_mode": "module"}
+    path = folder / "secretaries.yaml"
+    path.write_text(yaml.safe_dump({"secretaries": [acme]}))
+    return path
 
 
-class Bench:
-    def __init__(self, settings: Settings, models: LocalModels, speech: Speech, cache_dir: Path) -> None:
-        self.settings = settings
-        self.models = models
-        self.speech = speech
-        self.cache_dir = cache_dir
-        self.utterance = speech.say(UTTERANCE, 8000)
-
-    async def measure(self, kind: str, config: SecretaryConfig, factory: ProviderFactory) -> dict[str, float]:
-        """Seconds to the first audio (filler allowed) and to the answer's first audio."""
-        loop = asyncio.get_running_loop()
-        tts = factory.tts(config)
-        cache = TtsCache(self.cache_dir, 16000)
-        filler_text = self.settings.fallback.filler_text
-        await cache.held(factory.tts(acme_config()), filler_text)  # ready before the call, in Piper's voice
-
-        def filler() -> Awaitable[Pcm]:
-            return cache.held(factory.tts(acme_config()), filler_text)
-
-        start = loop.time()
-        stt = factory.stt(config)
-        hear = stt.transcribe(self.utterance, "en") if kind == "stt" else heard_already(UTTERANCE)
-        first_audio = answer_audio = None
-        conversation = Conversation(config, factory.brain(config))
-        late = self.settings.fallback.late_after_s
-        async for item in spoken_turn(hear, conversation, tts, filler=filler, late_after_s=late):
-            if isinstance(item, ReplyAudio):
-                now = loop.time() - start
-                first_audio = now if first_audio is None else first_audio
-                if item.sentence is not None and answer_audio is None:
-                    answer_audio = now
-        assert first_audio is not None and answer_audio is not None
-        return {"first_audio": first_audio, "answer_audio": answer_audio}
-
-    async def longest_silence(self, tts: TextToSpeech) -> float:
-        """The longest silence the caller hears while a two-sentence reply streams: playback starts with the
-        first chunk and plays each chunk for its duration, so audio that arrived early covers a late chunk."""
-        loop = asyncio.get_running_loop()
-        played_until: float | None = None
-        longest = 0.0
-        async for pcm in tts.stream(TTS_TEXT):
-            now = loop.time()
-            if played_until is not None:
-                longest = max(longest, now - played_until)
-            played_until = max(played_until or now, now) + pcm.duration_s
-        return longest
-
-    async def case(self, kind: str, provider: str, fault: Fault, server: FakeServer) -> dict[str, float]:
-        """The failing turn and the next one (provider benched) on one factory; for TTS, the two-sentence
-        reply on a fresh factory (so the failure happens mid-reply, not before it)."""
-        server.fault = fault
-        url = closed_port_url() if fault is Fault.REFUSED else server.url
-        config = config_for(kind, provider_spec(provider, url))
-        pool = CpuPool(self.settings.engines.workers)
-        try:
-            factory = ProviderFactory(self.settings, self.models, pool)
-            try:
-                failed = await self.measure(kind, config, factory)
-                benched = await self.measure(kind, config, factory)
-            finally:
-                await factory.close()
-            gap = 0.0
-            if kind == "tts":
-                factory = ProviderFactory(self.settings, self.models, pool)
-                try:
-                    gap = await self.longest_silence(factory.tts(config))
-                finally:
-                    await factory.close()
-        finally:
-            pool.close()
-            server.fault = Fault.NONE
-        result = {"failed_" + k: v for k, v in failed.items()} | {"next_" + k: v for k, v in benched.items()}
-        return result | {"failed_gap": gap}
+def bench_settings(work: Path, data_dir: Path, **overrides: Any) -> Settings:
+    """`live_bridge` passes the secretaries file (given to it as `secretaries_file=`) among `overrides`."""
+    values: dict[str, Any] = {"database_url": None, "redis_url": None, "config_cache_s": 0}
+    values |= {"data_dir": data_dir, "spool": {"dir": work / "spool"}}
+    return Settings(**(values | overrides))
 
 
 def _quiet_gaps(pcm: Pcm, start_ms: int) -> list[tuple[int, int]]:
@@ -200,6 +119,66 @@ def _quiet_gaps(pcm: Pcm, start_ms: int) -> list[tuple[int, int]]:
         elif quiet_from is None:
             quiet_from = index
     return gaps
+
+
+def longest_silence(heard: Pcm, from_ms: int) -> int:
+    """The longest silence (ms) from `from_ms` until the last sound: what the caller waits through."""
+    gaps = [(max(a, from_ms), b) for a, b in _quiet_gaps(heard, max(0, from_ms - 20)) if b > from_ms]
+    return max((b - a for a, b in gaps), default=0)
+
+
+def first_sound(heard: Pcm, from_ms: int) -> int:
+    """Ms from `from_ms` to the next sound."""
+    return next((b for a, b in _quiet_gaps(heard, max(0, from_ms - 20)) if b > from_ms), from_ms) - from_ms
+
+
+class ProviderBench:
+    """One call per run through the real bridge (pipeline engine), the domain's brain, STT or TTS failing."""
+
+    def __init__(self, models: LocalModels, speech: Speech, work: Path) -> None:
+        self.models = models
+        self.speech = speech
+        self.work = work
+        self.question = speech.say(UTTERANCE, 8000)
+        self.data = work / "provider-data"  # shared: the greeting and the filler are cached (as in production)
+        self.calls = 0
+
+    async def case(self, kind: str, provider: str, fault: Fault, server: FakeServer) -> dict[str, float]:
+        self.calls += 1
+        folder = self.work / f"provider-{self.calls}"
+        folder.mkdir(parents=True)
+        url = closed_port_url() if fault is Fault.REFUSED else server.url
+        path = secretaries(folder, {"realtime": ["pipeline"], kind: [provider_entry(provider, url)]})
+        server.fault = fault
+        end_silence = Settings().bridge.vad.end_silence_ms
+        total: int | None = None
+        try:
+            async with live_bridge(lambda **o: bench_settings(self.work, self.data, **o), self.models,
+                                   with_esl=False, secretaries_file=path) as bridge:  # fmt: skip
+                call = await SimulatedCall(bridge.url, ACME).start()
+                await call.secretary_speaks()
+                await call.secretary_silent()
+                asked = call.say(self.question)
+                turn_end = asked + (sound_end(self.question) or 0) + end_silence
+                await call.secretary_speaks(after_ms=turn_end)
+                session = bridge.server.sessions.get(call.call_uuid)
+                for _ in range(10):  # the filler, then maybe a silence, then the answer: until it is heard
+                    quiet = await call.secretary_silent(quiet_ms=1500)
+                    if session is None or session.state.turns:
+                        break
+                    await call.secretary_speaks(after_ms=quiet)
+                heard = call.heard()
+                await call.hang_up()
+                record = await bridge.call_over(call.call_uuid)
+                total = record.turns[0].total_ms if record.turns else None
+        finally:
+            server.fault = Fault.NONE
+        answer = (total or 0) / 1000
+        return {
+            "first_audio": first_sound(heard, turn_end) / 1000,
+            "answer_audio": answer,
+            "longest_silence": longest_silence(heard, turn_end) / 1000,
+        }
 
 
 class RealtimeBench:
@@ -242,19 +221,13 @@ class RealtimeBench:
             url = server.url
         if fault is Fault.REFUSED:
             url = closed_port_url() + ("/v1" if engine == "openai_realtime" else "")
-        document = yaml.safe_load(EXAMPLE_SECRETARIES.read_text())
-        acme = document["secretaries"][0] | {"greeting": GREETING}
-        acme["providers"] = {"realtime": [self.entry(engine, url), "pipeline"]}
-        (folder / "secretaries.yaml").write_text(yaml.safe_dump({"secretaries": [acme]}))
+        path = secretaries(folder, {"realtime": [self.entry(engine, url), "pipeline"]})
 
         def settings(**overrides: Any) -> Settings:
-            values: dict[str, Any] = {"database_url": None, "redis_url": None, "config_cache_s": 0}
-            values |= {"secretaries_file": folder / "secretaries.yaml", "data_dir": folder / "data"}
-            values |= {"spool": {"dir": self.work / "spool"}}
-            return Settings(**(values | overrides))
+            return bench_settings(self.work, folder / "data", **overrides)
 
         try:
-            async with live_bridge(settings, self.models, with_esl=False) as bridge:
+            async with live_bridge(settings, self.models, with_esl=False, secretaries_file=path) as bridge:
                 started = asyncio.get_running_loop().time()
                 call = await SimulatedCall(bridge.url, ACME).start()
                 greeted = await call.secretary_speaks()
@@ -272,15 +245,16 @@ class RealtimeBench:
         gaps = [(a, b) for a, b in _quiet_gaps(heard, spoken) if b > spoken]
         waited = gaps[0][1] - spoken if gaps else 0
         failed_at = getattr(server, "failed_at", None)
-        after = waited
+        after, longest = waited, longest_silence(heard, spoken)
         if fault is Fault.STALL:  # the reply broke off: the longest silence inside what followed
-            waited = after = max(b - a for a, b in gaps[1:])
+            waited = after = longest = max(b - a for a, b in gaps[1:])
         elif failed_at is not None:  # from the moment the fault fired to the next sound
             failed_ms = max(spoken, round((failed_at - started) * 1000))  # silence counts once they stopped
-            after = next(b for a, b in _quiet_gaps(heard, failed_ms) if b > failed_ms) - failed_ms
+            after, longest = first_sound(heard, failed_ms), longest_silence(heard, failed_ms)
         elif fault in CONNECT_FAULTS:
-            after = greeted
-        return {"greeting": greeted / 1000, "silence": waited / 1000, "after_failure": after / 1000}
+            after = longest = greeted
+        return {"greeting": greeted / 1000, "silence": waited / 1000, "after_failure": after / 1000,
+                "longest_silence": longest / 1000}  # fmt: skip
 
 
 async def run_realtime(runs: int, models: LocalModels, speech: Speech, work: Path) -> list[dict[str, Any]]:
@@ -292,13 +266,14 @@ async def run_realtime(runs: int, models: LocalModels, speech: Speech, work: Pat
             for _ in range(runs):
                 for key, value in (await bench.case(engine, fault)).items():
                     samples.setdefault(key, []).append(value)
-            row = {"kind": "realtime", "provider": engine, "fault": fault.value, "runs": runs}
+            row: dict[str, Any] = {"kind": "realtime", "provider": engine, "fault": fault.value, "runs": runs}
             row |= {key: stat(values) for key, values in samples.items()}
             rows.append(row)
             print(
                 f"realtime {engine:18} {fault.value:10} greeting {row['greeting']['p50_ms']:5} ms"
                 f"  after the failure {row['after_failure']['p50_ms']:5} ms"
-                f"  caller's silence {row['silence']['p50_ms']:5} ms",
+                f"  caller's silence {row['silence']['p50_ms']:5} ms"
+                f"  longest silence {row['longest_silence']['p50_ms']:5} ms",
                 flush=True,
             )
     return rows
@@ -321,8 +296,8 @@ async def run(runs: int, realtime_runs: int, only: str | None) -> dict[str, Any]
     models.whisper()
     models.piper()
     work = Path(tempfile.mkdtemp(prefix="bench-fallback-"))
-    settings = Settings(database_url=None, redis_url=None, data_dir=work / "data", spool={"dir": work / "spool"})
-    bench = Bench(settings, models, speech, work / "cache")
+    settings = Settings(database_url=None, redis_url=None, data_dir=work / "data")
+    bench = ProviderBench(models, speech, work)
     servers: dict[str, FakeServer] = {
         "openai": FakeOpenAi(speech.say, speech.transcribe),
         "elevenlabs": FakeElevenLabs(speech.say, KEYS["BENCH_ELEVENLABS_KEY"]),
@@ -333,21 +308,22 @@ async def run(runs: int, realtime_runs: int, only: str | None) -> dict[str, Any]
         await server.start()
     rows: list[dict[str, Any]] = []
     try:
+        if only != "realtime":  # a first call warms the bridge's models and caches; not measured
+            await bench.case("brain", "openai", Fault.NONE, servers["openai"])
         for kind, provider in CASES if only != "realtime" else []:
-            for fault in [Fault.NONE, *FAULTS]:
+            for fault in [Fault.NONE, *FAULTS]:  # none first: it fills the TTS cache (greeting, filler)
                 samples: dict[str, list[float]] = {}
                 for _ in range(runs):
                     result = await bench.case(kind, provider, fault, servers[provider])
                     for key, value in result.items():
                         samples.setdefault(key, []).append(value)
-                row = {"kind": kind, "provider": provider, "fault": fault.value, "runs": runs}
+                row: dict[str, Any] = {"kind": kind, "provider": provider, "fault": fault.value, "runs": runs}
                 row |= {key: stat(values) for key, values in samples.items()}
                 rows.append(row)
                 p50 = {key: value["p50_ms"] for key, value in row.items() if isinstance(value, dict)}
                 print(
-                    f"{kind:5} {provider:10} {fault.value:10} first audio {p50['failed_first_audio']:5} ms"
-                    f"  answer {p50['failed_answer_audio']:5} ms  gap {p50['failed_gap']:5} ms"
-                    f"  next turn {p50['next_first_audio']:5} ms",
+                    f"{kind:5} {provider:10} {fault.value:10} first audio {p50['first_audio']:5} ms"
+                    f"  answer {p50['answer_audio']:5} ms  longest silence {p50['longest_silence']:5} ms",
                     flush=True,
                 )
     finally:
@@ -356,7 +332,7 @@ async def run(runs: int, realtime_runs: int, only: str | None) -> dict[str, Any]
     realtime = await run_realtime(realtime_runs, models, speech, work) if only != "providers" else []
     fallback = settings.fallback
     return {
-        "what": "time from a provider failure to the caller hearing audio again (fake servers on loopback)",
+        "what": "the silence a caller hears after a provider failure (fake servers on loopback, the real bridge)",
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "deadlines": fallback.model_dump() | settings.llm.model_dump(exclude={"api_key", "base_url", "model"}),
         "target_ms": TARGET_S * 1000,
@@ -366,34 +342,27 @@ async def run(runs: int, realtime_runs: int, only: str | None) -> dict[str, Any]
     }
 
 
-def worst_silence(row: dict[str, Any]) -> int:
-    """What the caller waits through: first audio, or the mid-sentence gap when that is longer."""
-    return max(int(row["failed_first_audio"]["p95_ms"]), int(row["failed_gap"]["p95_ms"]))
-
-
 def markdown(result: dict[str, Any]) -> str:
     runs = result["rows"][0]["runs"] if result["rows"] else 0
     lines = [
-        "# Fallback: time to audio after a provider failure",
+        "# Fallback: the silence a caller hears after a provider failure",
         "",
-        f"{result['what']}; p50 / p95 over {runs} runs each, shipped default deadlines.",
-        "First audio may be the filler (nothing audible 1 s into the turn); answer = first audio of the reply",
-        "itself; longest gap = the longest silence heard while a two-sentence reply plays (TTS rows). Next turn:",
-        "the same request again, with the failed provider benched (skipped).",
+        f"{result['what']}; p50 / p95 over {runs} calls each, shipped default deadlines. From the end of the",
+        "caller's turn: first audio (the filler when nothing is audible `late_after_s` in), the answer's first",
+        "audio (the call record's turn time), and the longest silence heard until the answer has been heard.",
         "",
-        "| kind | provider | fault | first audio | answer | longest gap | next turn | under 1.5 s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| kind | provider | fault | first audio | answer | longest silence | ≤ 1.5 s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in result["rows"]:
 
         def cell(key: str, row: dict[str, Any] = row) -> str:
             return f"{row[key]['p50_ms']} / {row[key]['p95_ms']} ms"
 
-        ok = "yes" if worst_silence(row) < result["target_ms"] else "**no**"  # p95 of both
-        gap = cell("failed_gap") if row["kind"] == "tts" else "—"
+        ok = "yes" if row["longest_silence"]["p95_ms"] <= result["target_ms"] else "**no**"
         lines.append(
-            f"| {row['kind']} | {row['provider']} | {row['fault']} | {cell('failed_first_audio')} | "
-            f"{cell('failed_answer_audio')} | {gap} | {cell('next_first_audio')} | {ok} |"
+            f"| {row['kind']} | {row['provider']} | {row['fault']} | {cell('first_audio')} | "
+            f"{cell('answer_audio')} | {cell('longest_silence')} | {ok} |"
         )
     realtime = result.get("realtime_rows") or []
     if realtime:
@@ -407,16 +376,16 @@ def markdown(result: dict[str, Any]) -> str:
             "failure at the start, the call's start) → the next audio: the apology, the filler or the answer;",
             "for a stall, the longest silence after the reply broke off. Caller's silence: from the caller's",
             "last word (it includes the ~0.5 s end-of-turn silence every engine waits for) → the next audio.",
+            "Longest silence: from the fault until the answer has been heard.",
             "",
-            "| engine | fault | greeting | after the failure | caller's silence | under 1.5 s |",
-            "|---|---|---|---|---|---|",
+            "| engine | fault | greeting | after the failure | caller's silence | longest silence | ≤ 1.5 s |",
+            "|---|---|---|---|---|---|---|",
         ]
+        keys = ("greeting", "after_failure", "silence", "longest_silence")
         for row in realtime:
-            worst = max(int(row["greeting"]["p95_ms"]), int(row["after_failure"]["p95_ms"]))
-            ok = "yes" if worst < result["target_ms"] or row["fault"] == "none" else "**no**"
-            cells = [
-                f"{row[key]['p50_ms']} / {row[key]['p95_ms']} ms" for key in ("greeting", "after_failure", "silence")
-            ]
+            worst = max(int(row["greeting"]["p95_ms"]), int(row["longest_silence"]["p95_ms"]))
+            ok = "yes" if worst <= result["target_ms"] or row["fault"] == "none" else "**no**"
+            cells = [f"{row[key]['p50_ms']} / {row[key]['p95_ms']} ms" for key in keys]
             lines.append(f"| {row['provider']} | {row['fault']} | " + " | ".join(cells) + f" | {ok} |")
     load = result.get("load_average")
     lines += ["", f"Machine: {result['machine']['cpus']} CPUs, Python {result['machine']['python']}."]
@@ -429,8 +398,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--realtime-runs", type=int, default=2)
+    parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--realtime-runs", type=int, default=1)
     parser.add_argument("--only", choices=["providers", "realtime"], default=None)
     args = parser.parse_args()
     started = time.perf_counter()

@@ -35,6 +35,7 @@ from freeswitch.esl import EslClient, EslUnavailable
 from freeswitch.esl_protocol import EslEvent, EslMessage
 from secretary.calls.lifecycle import UNTIMED, CallLifecycle, Timings
 from secretary.calls.models import CallState, TurnRecord
+from secretary.calls.supervisor import Due, ReplySupervisor, ReplyTimers
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Reply
 from secretary.conversation.keys import KEYS, KeyCollector
@@ -120,7 +121,8 @@ class CallSession:
         self.playback = Playback(transport, self.sample_rate, settings.playback_lead_ms)
         self._started = self._loop.time()
         self._last_caller = self._started
-        self._awaiting_since: float | None = None
+        # the last resort behind every engine's own deadlines: no voice at all this long after a turn
+        self._reply = ReplySupervisor(ReplyTimers(give_up_s=settings.reply_deadline_s))
         self._silence_reply: Reply | None = None  # the caller stayed silent: how the call ends
         self._closed = asyncio.Event()
         self._broken = asyncio.Event()
@@ -191,11 +193,11 @@ class CallSession:
         self.lifecycle.caller_spoke()
 
     def awaiting_reply(self) -> None:
-        self._awaiting_since = self._loop.time()
+        self._reply.caller_finished(self._loop.time())
         self.lifecycle.caller_finished()
 
     def reply_started(self) -> None:
-        self._awaiting_since = None
+        self._reply.audio_queued(self._loop.time())
         self.lifecycle.speaking()
 
     def record_turn(
@@ -276,11 +278,11 @@ class CallSession:
                 return Ending.SOCKET_CLOSED
             if self.lifecycle.time_up(datetime.now(UTC)):
                 return Ending.TIME_LIMIT
-            since = self._awaiting_since
+            since = self._reply.awaiting_since
             if since is not None:
                 if self.playback.ends_at > since:
-                    self._awaiting_since = None
-                elif now - since > settings.reply_deadline_s:
+                    self._reply.audio_queued(now)
+                elif Due.GIVE_UP in self._reply.poll(now):
                     log.error("engine_stalled", engine=self._engine.name, waited_s=round(now - since, 1))
                     return Ending.ENGINE_STALLED
                 continue

@@ -136,7 +136,8 @@ class ProviderFactory:
         deadlines = Deadlines(
             first_event_s=llm.first_token_deadline_s, stall_s=fallback.brain_stall_s, total_s=llm.total_deadline_s
         )
-        return BrainChain(brains, deadlines, health=self.health, usage=usage, late_after_s=fallback.late_after_s)
+        hedge = fallback.brain_hedge_after_s
+        return BrainChain(brains, deadlines, health=self.health, usage=usage, hedge_after_s=hedge)
 
     def embedder(self, config: SecretaryConfig, local: Embedder) -> Embedder:
         """The domain's embedder: its first `providers.embeddings` entry that can be built, else `local`."""

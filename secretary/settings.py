@@ -348,6 +348,12 @@ class FallbackSettings(BaseModel):
         "a longer gap is a stall, and every extra wait is heard as silence once the buffered audio has played",
     )
     brain_stall_s: float = Field(default=1.0, gt=0, description="longest gap between streamed LLM tokens")
+    brain_hedge_after_s: float = Field(
+        default=0.8,
+        gt=0,
+        description="start the next brain of the chain alongside an LLM that has sent nothing yet; the first to "
+        "answer wins, so a hanging LLM costs this, not the first-token deadline",
+    )
     late_after_s: float = Field(default=1.0, gt=0, description="a reply this late gets a filler (realtime calls)")
     filler_text: str = Field(default="One moment, please.", min_length=1)
     realtime_connect_s: float = Field(

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 
-from secretary.conversation.brain import Late
 from secretary.conversation.brain_chain import health_key
 from secretary.conversation.conversation import Conversation, ReplyDone, Sentence
 from secretary.providers import ProviderFactory
@@ -163,7 +162,7 @@ async def test_a_failure_falls_over_to_the_front_desk_and_benches_anthropic(
     config = vet_practice([anthropic_spec(fake_anthropic.url)])
     factory = make_factory()
     usage = UsageMeter()
-    conversation = Conversation(config, factory.brain(config, usage), late_events=True)
+    conversation = Conversation(config, factory.brain(config, usage))
 
     events = [e async for e in conversation.stream("Could you put me through to surgery?")]
 
@@ -171,7 +170,6 @@ async def test_a_failure_falls_over_to_the_front_desk_and_benches_anthropic(
     assert isinstance(done, ReplyDone)
     assert done.reply.brain == "front_desk" and done.reply.failed == ("anthropic",)
     assert done.reply.action.type.value == "transfer" and done.reply.action.destination == "210"
-    assert sum(isinstance(e, Late) for e in events) == (1 if failure is Failure.HANG else 0)
     assert not any(STALLED_TEXT in e.text for e in events if isinstance(e, Sentence))  # retracted, never spoken
     assert usage.counters == {
         "failures.brain.anthropic": 1,

@@ -12,14 +12,15 @@ is not lost even when the engine never transcribed it. A failed engine is benche
 `ProviderHealth` for the cool-down, so the next calls skip it at once.
 
 While a cloud engine is late with a reply (`late_after_s` after the caller's turn, nothing audible), the
-caller hears the filler ("One moment, please.") once per turn.
+caller hears the filler ("One moment, please.") once per turn. These timers are the engine's
+`ReplySupervisor` (`secretary/calls/supervisor.py`), polled every `TICK_S`.
 """
 
 from __future__ import annotations
 
 import asyncio
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import structlog
 
@@ -29,6 +30,7 @@ from bridge.playback import Interruption
 from bridge.prompts import PromptAudio
 from secretary.calls.lifecycle import UNTIMED, CallLifecycle, Timings
 from secretary.calls.models import CallState, TurnRecord
+from secretary.calls.supervisor import Due, ReplySupervisor, ReplyTimers
 from secretary.conversation.actions import Action
 from secretary.conversation.brain import ChatMessage
 from secretary.conversation.conversation import Reply
@@ -123,17 +125,6 @@ class _Watched:
         await self._call.finish(action)
 
 
-@dataclass
-class _Watch:
-    """One engine's deadlines, in loop time."""
-
-    started: float
-    connected_at: float | None = None
-    voiced: bool = False
-    awaiting_since: float | None = None
-    filler_played: bool = False
-
-
 class EngineChain:
     def __init__(
         self,
@@ -153,7 +144,8 @@ class EngineChain:
         self._current: RealtimeEngine | None = None
         self._ring = bytearray()
         self._ring_limit = 2 * int(sample_rate * RING_S)
-        self._watch: _Watch | None = None
+        self._watch: ReplySupervisor | None = None  # the engine serving now
+        self._voiced = False  # it has spoken
         self._leftovers: set[asyncio.Future[None]] = set()  # failed engines still closing
         self._loop = asyncio.get_running_loop()
 
@@ -189,7 +181,7 @@ class EngineChain:
                     usage.failure(KIND, name)
                     health.failed(engine.health_key, exc, engine.probe)
                     log.warning("realtime_engine_lost", engine=name, error=str(exc) or type(exc).__name__)
-                    if self._watch is not None and (self._watch.voiced or call.state.turns):
+                    if self._watch is not None and (self._voiced or call.state.turns):
                         apology, _filler = await lines
                         takeover = await self._handoff(engine, call, apology)
                         break
@@ -227,21 +219,28 @@ class EngineChain:
     def voiced(self) -> None:
         """The engine queued audio: the caller's words before now have their answer."""
         self._ring.clear()
+        self._voiced = True
         if self._watch is not None:
-            self._watch.voiced = True
-            self._watch.awaiting_since = None
+            self._watch.audio_queued(self._loop.time())
 
     def turn_ended(self) -> None:
         if self._watch is not None:
-            self._watch.awaiting_since = self._loop.time()
-            self._watch.filler_played = False
+            self._watch.caller_finished(self._loop.time())
 
     # -- serving -------------------------------------------------------------------------------------------
 
     async def _serve(self, engine: CloudEngine, call: CallContext, usage: UsageMeter, position: int) -> bool:
         """Runs the engine until the conversation ends (True) or it fails (raises)."""
         settings = self._runtime.settings.fallback
-        watch = self._watch = _Watch(self._loop.time())
+        watch = self._watch = ReplySupervisor(
+            ReplyTimers(
+                filler_after_s=settings.late_after_s,
+                give_up_s=settings.realtime_reply_s,
+                first_byte_s=settings.realtime_connect_s,  # its first message: the session is ready
+            )
+        )
+        watch.provider_started(self._loop.time())
+        self._voiced = False
         self._current = engine
         task = asyncio.create_task(engine.run(_Watched(call, self)), name=f"engine {engine.name}")
         try:
@@ -251,28 +250,24 @@ class EngineChain:
                     task.result()  # raises the engine's failure
                     return True
                 now = self._loop.time()
-                if watch.connected_at is None:
-                    if engine.connected.is_set():
-                        watch.connected_at = now
-                        usage.served(KIND, engine.name, fallback=position > 0)
-                    elif now - watch.started > settings.realtime_connect_s:
+                if not watch.started and engine.connected.is_set():
+                    watch.provider_message(now)
+                    usage.served(KIND, engine.name, fallback=position > 0)
+                    if not self._voiced and not call.state.turns and not watch.awaiting:
+                        watch.greeting_owed(now)
+                for due in watch.poll(now):
+                    if due is Due.NO_FIRST_BYTE:
                         raise ProviderTimeout(f"{engine.name} sent nothing within {settings.realtime_connect_s}s")
-                    continue
-                greeting_due = not watch.voiced and not call.state.turns and watch.awaiting_since is None
-                if greeting_due and now - watch.connected_at > settings.realtime_reply_s:
-                    raise ProviderTimeout(f"{engine.name} did not greet within {settings.realtime_reply_s}s")
-                since = watch.awaiting_since
-                if since is not None:
-                    if not watch.filler_played and now - since >= settings.late_after_s:
-                        watch.filler_played = True
+                    if due is Due.GIVE_UP:
+                        what = "reply" if self._voiced or call.state.turns else "greet"
+                        raise ProviderTimeout(f"{engine.name} did not {what} within {settings.realtime_reply_s}s")
+                    if due is Due.FILLER:
                         filler = await self._prompts.audio(
                             self._runtime.providers.local_tts, settings.filler_text, self._rate
                         )
                         call.playback.enqueue(filler, settings.filler_text, "filler")
                         usage.add("fillers")
-                    if now - since > settings.realtime_reply_s:
-                        raise ProviderTimeout(f"{engine.name} did not reply within {settings.realtime_reply_s}s")
-                if engine.quiet_s > settings.realtime_stall_s:
+                if watch.started and engine.quiet_s > settings.realtime_stall_s:
                     raise ProviderTimeout(f"{engine.name} stalled mid-reply ({settings.realtime_stall_s}s)")
         finally:
             if not task.done():

@@ -12,7 +12,8 @@ barge-in, and if the stream fails mid-call the pipeline goes on with its VAD and
 VAD had already closed but the provider had not answered yet is answered from the VAD's audio.
 
 A late turn (nothing audible `fallback.late_after_s` after the caller's turn ended: slow STT, LLM or TTS, or
-a fallback at work) gets the filler ("One moment, please."), held in memory, once per turn. Usage (provider
+a fallback at work) gets the filler ("One moment, please."), held in memory, once per turn: the timer is the
+pipeline's `ReplySupervisor` (`secretary/calls/supervisor.py`). Usage (provider
 per stage, audio seconds, tokens, characters, failures, fallbacks) goes to the call's `usage`.
 
 `takeover`: the pipeline continues a call another engine started (`EngineChain`): no greeting, the
@@ -35,6 +36,7 @@ from bridge.engines.streamed_turns import StreamedTurns
 from bridge.prompts import PromptAudio, beep
 from secretary.calls.lifecycle import Timings
 from secretary.calls.models import TurnRecord
+from secretary.calls.supervisor import Due, ReplySupervisor, ReplyTimers
 from secretary.conversation.actions import ActionType
 from secretary.conversation.brain import ChatMessage
 from secretary.conversation.conversation import Conversation, Reply, ReplyDone, Sentence
@@ -149,8 +151,8 @@ class PipelineEngine:
         self._unanswered: Pcm | None = None  # a VAD-closed turn the streaming STT has not answered yet
         self._filler = b""
         self._apology = b""  # a takeover's apology held until the caller finishes speaking
-        self._filler_due = True  # the current turn may still get its filler
-        self._late: asyncio.TimerHandle | None = None
+        self._supervisor = ReplySupervisor(ReplyTimers(filler_after_s=runtime.settings.fallback.late_after_s))
+        self._late: asyncio.TimerHandle | None = None  # wakes `_due` at the supervisor's next moment
         self._stream_deadline: asyncio.TimerHandle | None = None
         self._stream_abandoned = False
         self._closing: set[asyncio.Future[None]] = set()
@@ -232,7 +234,7 @@ class PipelineEngine:
             elif self._streaming is not None and not self._streaming.failed:
                 if isinstance(event, UtteranceEnded) and event.end_ms > self._streamed_upto_ms:
                     self._unanswered = event.audio  # kept until the provider's transcript comes
-                    self._filler_due = True
+                    self._supervisor.caller_finished(asyncio.get_running_loop().time())
                     self._arm_filler()
                     self._arm_stream_deadline()
             elif isinstance(event, SpeechPaused):
@@ -250,8 +252,8 @@ class PipelineEngine:
 
     async def _turn_over(self, call: CallContext, audio: Pcm, text: str | None = None) -> None:
         call.caller_active()
-        if self._late is None:
-            self._filler_due = True  # a new turn (unless its filler is already counting down)
+        if self._late is None:  # a new turn (unless its filler is already counting down)
+            self._supervisor.caller_finished(asyncio.get_running_loop().time())
         if self._reply is not None:  # the caller went on talking: answer the whole of it
             await self._barge_in(call)
         self._start_reply(audio, text)
@@ -329,24 +331,28 @@ class PipelineEngine:
     # -- a turn being late -----------------------------------------------------------------------------------
 
     def _arm_filler(self) -> None:
-        """At most one filler a turn: armed when the caller's turn ends, spent when it plays."""
-        if self._late is not None or not self._filler_due:
+        """Wakes at the supervisor's next moment (the filler: at most one a turn, `late_after_s` after the
+        caller's turn ended, unless something was audible first)."""
+        if self._late is not None or not self._filler:
             return
-        if self._filler:
-            delay = self._runtime.settings.fallback.late_after_s
-            self._late = asyncio.get_running_loop().call_later(delay, self._play_filler)
+        at = self._supervisor.next_due()
+        if at is not None:
+            self._late = asyncio.get_running_loop().call_at(at, self._due)
 
     def _disarm_filler(self) -> None:
+        """The reply is audible (or cut, or over): nothing is awaited any more."""
         late, self._late = self._late, None
         if late is not None:
             late.cancel()
+        self._supervisor.reply_done(asyncio.get_running_loop().time())
 
-    def _play_filler(self) -> None:
+    def _due(self) -> None:
         self._late = None
-        self._filler_due = False
-        if self._call is not None and not self._finishing:
-            self._call.playback.enqueue(self._filler, self._runtime.settings.fallback.filler_text, "filler")
-            self._usage.add("fillers")
+        for due in self._supervisor.poll(asyncio.get_running_loop().time()):
+            if due is Due.FILLER and self._call is not None and not self._finishing:
+                self._call.playback.enqueue(self._filler, self._runtime.settings.fallback.filler_text, "filler")
+                self._usage.add("fillers")
+        self._arm_filler()
 
     # -- taking over ------------------------------------------------------------------------------------------
 
@@ -364,6 +370,7 @@ class PipelineEngine:
                 call.playback.enqueue(pcm.resampled(self._rate).data, takeover.remainder, tag)
         for event in events:
             if isinstance(event, UtteranceEnded):
+                self._supervisor.caller_finished(asyncio.get_running_loop().time())
                 self._start_reply(event.audio)
             elif isinstance(event, SpeechStarted):
                 call.caller_active()
@@ -397,6 +404,7 @@ class PipelineEngine:
         apology, self._apology = self._apology, b""
         if apology and self._call is not None:  # the takeover's "Sorry, one moment." is this turn's filler
             self._call.playback.enqueue(apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
+            self._supervisor.filler_played()
         else:  # (armed already if the turn ended while the streaming STT was awaited)
             self._arm_filler()
         task = asyncio.create_task(self._answer(audio, early, text), name="pipeline-reply")

@@ -69,15 +69,6 @@ class Retract:
 
 
 @dataclass(frozen=True, slots=True)
-class Late:
-    """The reply is late: nothing came from the brain within `after_s` of the request. A consumer that speaks
-    (the realtime bridge) plays a short filler now, from the TTS cache; a chain emits this at most once per
-    reply, and never after the reply has started."""
-
-    after_s: float
-
-
-@dataclass(frozen=True, slots=True)
 class Finished:
     """Last event of a reply: which brain answered, which failed before it, and whether the caller's
     words were understood (two misunderstandings in a row send the caller to a person). Token counts are
@@ -90,7 +81,7 @@ class Finished:
     completion_tokens: int = 0
 
 
-BrainEvent = TextDelta | Decision | Retract | Late | Finished
+BrainEvent = TextDelta | Decision | Retract | Finished
 
 
 class Brain(Protocol):

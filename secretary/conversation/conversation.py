@@ -24,7 +24,6 @@ from secretary.conversation.brain import (
     Finished,
     Intent,
     KnowledgeChunk,
-    Late,
     Retract,
     TextDelta,
 )
@@ -66,8 +65,7 @@ class ReplyDone:
     reply: Reply
 
 
-# `Late` (from the brain chain, only with `late_events=True`) asks a speaking consumer for a filler.
-ReplyEvent = Sentence | Late | ReplyDone
+ReplyEvent = Sentence | ReplyDone
 
 
 class Conversation:
@@ -81,13 +79,10 @@ class Conversation:
         misunderstood: int = 0,
         knowledge: KnowledgeSearch | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        late_events: bool = False,
         prompts: Prompts | None = None,
     ) -> None:
-        """`late_events`: pass the brain chain's `Late` on to `stream`'s consumer (one that plays a filler)."""
         self.config = config
         self.prompts = prompts or prompts_for(config.language)
-        self._late_events = late_events
         self.history: list[ChatMessage] = history if history is not None else []
         self.turns = turns
         self.misunderstood = misunderstood
@@ -142,9 +137,6 @@ class Conversation:
                 decision = decision or event
             elif isinstance(event, Retract):
                 buffer, spoken, decision = SentenceBuffer(), [], None
-            elif isinstance(event, Late):
-                if self._late_events:
-                    yield event
             else:
                 finished = event
         for sentence in buffer.flush():

@@ -32,6 +32,7 @@ FAST_FALLBACK = {
     "tts_first_audio_s": 1.2,
     "tts_stall_s": 0.6,
     "brain_stall_s": 0.6,
+    "brain_hedge_after_s": 0.8,
     "late_after_s": 0.6,  # a cold first request on a loaded machine can take 0.3 s: no filler for that
     "cool_down_s": 30.0,
     "probe_interval_s": 0.2,
@@ -46,6 +47,7 @@ PATIENT_FALLBACK = FAST_FALLBACK | {
     "tts_first_audio_s": 10.0,
     "tts_stall_s": 6.0,
     "brain_stall_s": 6.0,
+    "brain_hedge_after_s": 10.0,
 }
 PATIENT_LLM = {"first_token_deadline_s": 10.0, "total_deadline_s": 30.0}
 

@@ -1,24 +1,19 @@
 """Every cloud adapter, driven through its official SDK (or documented protocol) against a local server, under
 every fault: HTTP 500, 429 with Retry-After, connection refused, a hang before the first byte, a stall
 mid-stream, a connection broken mid-stream, malformed JSON. Each asserts what the caller gets (the local
-fallback answered, the filler played, nothing was said twice), the usage record, and that the failed
+fallback answered (a hanging brain hedged), nothing was said twice), the usage record, and that the failed
 provider is benched: the next request does not touch it."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
-from pathlib import Path
 
 import pytest
 
-from secretary.conversation.brain import Late
 from secretary.conversation.conversation import Conversation, ReplyDone, Sentence
-from secretary.conversation.spoken_reply import Heard, ReplyAudio, spoken_reply, spoken_turn
 from secretary.providers import ProviderFactory
 from secretary.speech.audio import Pcm
 from secretary.speech.chains import health_key
-from secretary.speech.tts_cache import TtsCache
 from secretary.usage import UsageMeter
 from tests.providers.conftest import spec, with_providers
 from tests.support.fake_deepgram import FakeDeepgram
@@ -62,7 +57,7 @@ async def test_brain_fault_front_desk_answers(
     config = with_providers(brain=[spec(provider, target(fake_openai, fault))])
     usage = UsageMeter()
     chain = factory.brain(config, usage)
-    conversation = Conversation(config, chain, late_events=True)
+    conversation = Conversation(config, chain)
 
     events = [event async for event in conversation.stream("Could you put me through to billing?")]
 
@@ -73,8 +68,6 @@ async def test_brain_fault_front_desk_answers(
     assert reply.action.type.value == "transfer" and reply.action.destination == "1003"
     assert not any(STALLED_TEXT in s for s in sentences)  # the failed brain's words are never spoken
     assert len(sentences) == len(set(sentences))
-    # The filler hook fires only when the brain has said nothing for `late_after_s` (the hang).
-    assert sum(isinstance(e, Late) for e in events) == (1 if fault is Fault.HANG else 0)
     assert usage.counters == {
         f"failures.brain.{provider}": 1,
         "brain.front_desk.requests": 1,
@@ -114,68 +107,6 @@ async def test_brain_streams_text_and_tool_calls_with_token_usage(
     assert usage.counters[f"brain.{provider}.prompt_tokens"] > 100
     assert usage.counters[f"brain.{provider}.completion_tokens"] == 3 + 10
     assert "fallbacks.brain" not in usage.counters
-
-
-async def test_late_brain_plays_the_filler_once_then_the_fallback(
-    factory: ProviderFactory, fake_openai: FakeOpenAi, speech: Speech, tmp_path: Path
-) -> None:
-    config = with_providers(brain=[spec("openai", target(fake_openai, Fault.HANG))])
-    tts = factory.tts(config)
-    cache = TtsCache(tmp_path / "cache", 16000)
-    filler_text = "One moment, please."
-    await cache.held(tts, filler_text)  # made ready at call start, as a transport does
-
-    def filler() -> Awaitable[Pcm]:
-        return cache.held(tts, filler_text)
-
-    conversation = Conversation(config, factory.brain(config), late_events=True)
-    out = [item async for item in spoken_reply(conversation, "Where are you located?", tts, filler)]
-
-    audio = [item for item in out if isinstance(item, ReplyAudio)]
-    assert audio[0].sentence is None  # the filler comes first
-    assert sum(item.sentence is None for item in audio) == 1  # and only once
-    said = speech.transcribe(heard([a.pcm for a in audio])).lower()
-    assert said.startswith("one moment")
-    assert "main street" in said and said.count("one moment") == 1
-
-
-async def test_a_consumer_that_did_not_ask_for_late_events_never_sees_one(
-    factory: ProviderFactory, fake_openai: FakeOpenAi
-) -> None:
-    config = with_providers(brain=[spec("openai", target(fake_openai, Fault.HANG))])
-    events = [event async for event in Conversation(config, factory.brain(config)).stream("Hello?")]
-    assert [type(e) for e in events if not isinstance(e, Sentence)] == [ReplyDone]
-
-
-@pytest.mark.parametrize("provider", ["deepgram", "openai"])
-async def test_a_hanging_stt_gets_the_filler_then_whispers_answer(
-    provider: str,
-    factory: ProviderFactory,
-    fake_openai: FakeOpenAi,
-    fake_deepgram: FakeDeepgram,
-    speech: Speech,
-    tmp_path: Path,
-) -> None:
-    server: FakeServer = fake_deepgram if provider == "deepgram" else fake_openai
-    config = with_providers(stt=[spec(provider, target(server, Fault.HANG))])
-    tts = factory.tts(config)
-    cache = TtsCache(tmp_path / "cache", 16000)
-    await cache.held(tts, "One moment, please.")
-
-    def filler() -> Awaitable[Pcm]:
-        return cache.held(tts, "One moment, please.")
-
-    conversation = Conversation(config, factory.brain(config))
-    hear = factory.stt(config).transcribe(speech.say("Where are you located?", 8000), "en")
-    out = [item async for item in spoken_turn(hear, conversation, tts, filler=filler, late_after_s=0.3)]
-
-    heard_events = [item for item in out if isinstance(item, Heard)]
-    audio = [item for item in out if isinstance(item, ReplyAudio)]
-    assert len(heard_events) == 1 and heard_events[0].transcript.provider == "whisper"
-    assert out.index(audio[0]) < out.index(heard_events[0])  # the filler played while STT was still late
-    assert [a.sentence is None for a in audio].count(True) == 1
-    said = speech.transcribe(heard([a.pcm for a in audio])).lower()
-    assert said.startswith("one moment") and "main street" in said
 
 
 # -- speech to text ------------------------------------------------------------------------------------------
