@@ -27,6 +27,9 @@ call: install
 services:
 	bash tests/services.sh
 
+# Files run in parallel (pytest-xdist): most end-to-end calls wait on the wall clock, not on the CPU.
+PYTEST_ARGS ?= -n 3 --dist loadfile
+
 test: install services
 	$(PY) -m pytest $(PYTEST_ARGS)
 

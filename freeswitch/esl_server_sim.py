@@ -100,6 +100,11 @@ class EslServerSimulator:
     def unregister(self, call_uuid: str) -> None:
         self.channels.pop(call_uuid, None)
 
+    def filtering(self, header: str, value: str) -> int:
+        """How many connections have `filter <header> <value>` in place: what a test waits for instead of
+        sleeping after a client subscribes or unsubscribes."""
+        return sum((header, value) in client.filters for client in self._clients)
+
     def commands_for(self, verb: str) -> list[str]:
         return [c for c in self.commands if c.split(" ", 1)[0] == verb]
 

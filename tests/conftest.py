@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import yaml
@@ -25,7 +26,43 @@ from tests.support.speech import Speech
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SECRETARIES = ROOT / "config" / "secretaries.example.yaml"
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def _worker_redis_url(base: str) -> str:
+    """Each pytest-xdist worker (gw0, gw1, …) on a Redis db of its own, the base db plus its index: tests in
+    different files claim the same fixed call uuids, and must not see each other's claims."""
+    index = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    parts = urlsplit(base)
+    return urlunsplit(parts._replace(path=f"/{int(parts.path.strip('/') or 0) + index}"))
+
+
+REDIS_URL = _worker_redis_url(os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/9"))
+
+# What makes a test end to end (`e2e`) rather than a `unit` test: one of these fixtures (the real Whisper,
+# Piper and MiniLM, PostgreSQL, Redis, a served app), or a module that drives the real pieces itself
+# (throwaway databases, subprocesses of the CLI, the bridge or Chroma, the extraction workers).
+E2E_FIXTURES = {"models", "speech", "fusionpbx_url", "writable_fusionpbx_url", "redis_url", "client_for"}
+E2E_MODULES = {
+    "test_call_realtime_cli",
+    "test_dialplan_examples",
+    "test_engine_imports",
+    "test_fusionpbx_integration",
+    "test_install_kit",
+    "test_kb_cli",
+    "test_knowledge_base",
+    "test_knowledge_chroma_server",
+    "test_knowledge_ingest",
+    "test_tenants",
+    "test_voiceai_call",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test is `unit` or `e2e` (pyproject's markers), so `pytest -m unit` is the fast loop."""
+    for item in items:
+        uses = set(getattr(item, "fixturenames", ()))
+        e2e = bool(uses & E2E_FIXTURES) or item.path.stem in E2E_MODULES
+        item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)
 
 
 def acme_config() -> SecretaryConfig:

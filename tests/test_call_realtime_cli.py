@@ -8,6 +8,7 @@ import pytest
 import structlog
 
 from secretary.speech.audio import parse_wav
+from tests.support.bridge import PATIENT_FILLER
 from voiceai.cli import main
 
 pytestmark = pytest.mark.timeout(180)
@@ -27,6 +28,7 @@ def test_call_realtime_starts_a_bridge_and_prints_the_conversation(
 ) -> None:
     monkeypatch.setenv("VOICEAI_SPOOL__DIR", str(tmp_path / "spool"))
     monkeypatch.setenv("VOICEAI_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("VOICEAI_FALLBACK__LATE_AFTER_S", str(PATIENT_FILLER["late_after_s"]))
     out = tmp_path / "calls"
     code = main(["call", "--realtime", "--say", "Please put me through to billing.", "--out", str(out)])
     printed = capsys.readouterr().out

@@ -13,6 +13,7 @@ from freeswitch.esl import PLACEHOLDER_FILTER, EslClient, EslUnavailable
 from freeswitch.esl_protocol import EslEvent, EslMessage, EslParser, command, event_json, message
 from freeswitch.esl_server_sim import EslServerSimulator
 from secretary.settings import EslSettings
+from tests.support.waiting import until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -66,16 +67,19 @@ async def test_commands_and_events_only_for_watched_calls(switch: EslServerSimul
         assert not (await client.api("uuid_kill no-such-call")).ok
         received: list[EslEvent] = []
         unwatch = client.watch("call-1", received.append)
-        await asyncio.sleep(0.1)
+        await until(lambda: switch.filtering("Unique-ID", "call-1"), within_s=10)
         switch.fire(play_event("call-2"))  # another call on the same FreeSWITCH: filtered out
         switch.fire(play_event("call-1"))
-        await asyncio.sleep(0.2)
+        await until(lambda: bool(received), within_s=10)
         assert [e.unique_id for e in received] == ["call-1"]
         unwatch()
-        await asyncio.sleep(0.1)
+        await until(lambda: not switch.filtering("Unique-ID", "call-1"), within_s=10)
+        client.watch("call-3", received.append)
+        await until(lambda: switch.filtering("Unique-ID", "call-3"), within_s=10)
         switch.fire(play_event("call-1"))
-        await asyncio.sleep(0.2)
-        assert len(received) == 1
+        switch.fire(play_event("call-3"))  # events come in order: once call-3's is here, call-1's is not coming
+        await until(lambda: len(received) == 2, within_s=10)
+        assert [e.unique_id for e in received] == ["call-1", "call-3"]
     finally:
         await client.close()
 
@@ -89,8 +93,7 @@ async def test_reconnects_and_replays_its_subscriptions(switch: EslServerSimulat
         client.watch("call-9", received.append)
         port = switch.port
         await switch.close()  # FreeSWITCH restarts
-        await asyncio.sleep(0.2)
-        assert not client.connected
+        await until(lambda: not client.connected, within_s=10)
         with pytest.raises(EslUnavailable):
             await client.api("status")
         restarted = EslServerSimulator()
@@ -99,9 +102,9 @@ async def test_reconnects_and_replays_its_subscriptions(switch: EslServerSimulat
             assert await client.wait_connected(5)
             assert client.connections == 2
             assert (await client.api("status")).ok
-            switch_events = restarted
-            switch_events.fire(play_event("call-9"))
-            await asyncio.sleep(0.2)
+            await until(lambda: restarted.filtering("Unique-ID", "call-9"), within_s=10)  # replayed
+            restarted.fire(play_event("call-9"))
+            await until(lambda: bool(received), within_s=10)
             assert [e.unique_id for e in received] == ["call-9"]
         finally:
             await restarted.close()
@@ -220,7 +223,7 @@ async def test_a_key_is_a_dtmf_event_for_who_names_it_before_custom(switch: EslS
         assert await client.wait_connected(5)
         received: list[EslEvent] = []
         client.watch("call-1", received.append)
-        await asyncio.sleep(0.1)
+        await until(lambda: switch.filtering("Unique-ID", "call-1") == 2, within_s=10)  # `named`'s and ours
         switch.press("call-2", "5")
         switch.press("call-1", "1", duration_ms=250)
         switch.fire(play_event("call-1"))
@@ -230,6 +233,7 @@ async def test_a_key_is_a_dtmf_event_for_who_names_it_before_custom(switch: EslS
         assert played.subclass == play
         assert [e.subclass for e in await after.events()] == [play]  # "DTMF" was taken for a subclass
         assert await custom.events() == []
+        await until(lambda: len(received) >= 2, within_s=10)
         assert [(e.name, e.headers.get("DTMF-Digit")) for e in received] == [("DTMF", "1"), ("CUSTOM", None)]
         with pytest.raises(KeyError):
             switch.press("no-such-call", "1")

@@ -31,6 +31,10 @@ from secretary.speech.local_engines import LocalModels
 from tests.conftest import EXAMPLE_SECRETARIES
 
 ACME = "d0000000-0001-4000-8000-000000000001"
+# The filler's production deadline (1 s of silence after the caller's turn) fires on a loaded machine while
+# Whisper and Piper wait for a core, and the caller hears "One moment" where the test listens for the answer:
+# tests that don't pass `fallback=` get a margin; those about the filler set their own.
+PATIENT_FILLER = {"late_after_s": 10.0}
 
 
 @dataclass
@@ -96,6 +100,7 @@ async def live_bridge(
     overrides = {k: bridge.pop(k) for k in list(bridge) if k in Settings.model_fields}
     if "secretaries_file" not in overrides:
         overrides["secretaries_file"] = secretaries_in(playback_mode, make_settings().data_dir.parent)
+    overrides.setdefault("fallback", PATIENT_FILLER)
     settings = make_settings(bridge={"esl": {"port": esl_port, "reconnect_max_s": 0.5}, **bridge}, **overrides)
     runtime = Runtime.create(settings, models=models)
     esl = EslClient(settings.bridge.esl)
@@ -131,6 +136,7 @@ def bridge_process(
         "VOICEAI_SPOOL__DIR": str(settings.spool.dir),
         "VOICEAI_SECRETARIES_FILE": str(settings.secretaries_file),
         "VOICEAI_CONFIG_CACHE_S": "0",
+        "VOICEAI_FALLBACK__LATE_AFTER_S": str(PATIENT_FILLER["late_after_s"]),
     }
     if settings.redis_url:
         env["VOICEAI_REDIS_URL"] = settings.redis_url
