@@ -189,8 +189,7 @@ async def _faulty_call(
     """One call through an engine failing with `fault`; returns the call, its record and what was heard."""
     async with SimulatedCall(bridge.url, ACME) as call:
         greeting_at = await call.secretary_speaks()
-        await call.secretary_silent()
-        greeting = speech.transcribe(after(call, greeting_at)).lower()
+        greeting = await _heard_until(call, speech, greeting_at, "help")
         if fault in CONNECT_FAULTS:
             heard = greeting
         else:

@@ -141,7 +141,8 @@ async def test_receivers_down_the_message_is_kept_retried_and_delivered_once_the
     stored = await _stored(runtime, message.message_uuid)
     for channel in (DeliveryChannel.EMAIL, DeliveryChannel.WEBHOOK):
         delivery = stored.delivery(channel)
-        assert delivery is not None and delivery.state is DeliveryState.PENDING and delivery.attempts == 1
+        # (the courier's own poll may have retried once more meanwhile on a loaded machine: >= 1)
+        assert delivery is not None and delivery.state is DeliveryState.PENDING and delivery.attempts >= 1
         assert delivery.last_error
     assert stored.transcript == "Please call me back about the invoice."
 
@@ -151,14 +152,16 @@ async def test_receivers_down_the_message_is_kept_retried_and_delivered_once_the
     await runtime.courier.deliver_due()
 
     stored = await _stored(runtime, message.message_uuid)
-    assert {d.channel: (d.state, d.attempts) for d in stored.deliveries} == {
-        DeliveryChannel.EMAIL: (DeliveryState.DELIVERED, 2),
-        DeliveryChannel.WEBHOOK: (DeliveryState.DELIVERED, 2),
+    assert {d.channel: d.state for d in stored.deliveries} == {
+        DeliveryChannel.EMAIL: DeliveryState.DELIVERED,
+        DeliveryChannel.WEBHOOK: DeliveryState.DELIVERED,
     }
+    assert all(d.attempts >= 2 for d in stored.deliveries)  # failed while down, delivered once up
     # the webhook server verified the HMAC signature and got the message without local paths
     assert setup.webhook.refused == [] and len(setup.webhook.accepted) == 1
     payload = setup.webhook.accepted[0]
-    assert payload["event"] == "message.taken" and payload["attempt"] == 2
+    webhook = stored.delivery(DeliveryChannel.WEBHOOK)
+    assert webhook is not None and payload["event"] == "message.taken" and payload["attempt"] == webhook.attempts
     assert payload["message"]["transcript"] == "Please call me back about the invoice."
     assert payload["message"]["caller_id_number"] == "5550123" and "audio_file" not in payload["message"]
     assert setup.webhook.delivery_ids == [str(message.message_uuid)]
