@@ -5,8 +5,6 @@ with the caller hearing the pipeline, with nothing said twice, the usage recorde
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -102,6 +100,7 @@ def cloud_bridge(
         data_dir=tmp_path / "data",
         fallback=FALLBACK,
         reply_deadline_s=20,
+        caller_silence_s=60,  # seven calls at once on two cores: a slow turn is not a silent caller
     )
 
 
@@ -168,35 +167,20 @@ async def test_cloud_engine_answers_barge_in_and_transfer(
         assert record.usage[f"realtime.{engine}.prompt_tokens"] > 0
 
 
-async def _heard_until(call: SimulatedCall, speech: Speech, since_ms: int, wanted: str, timeout_s: float = 40) -> str:
-    """What the caller heard since `since_ms`, once the secretary has said `wanted` and gone quiet (or the
-    time is up): the apology and the pipeline's answer may be far apart on a loaded machine, and that gap is
-    not what this test is about (bench/fallback.py times it)."""
-    loop = asyncio.get_running_loop()
-    give_up = loop.time() + timeout_s
-    while True:
-        await call.secretary_silent(quiet_ms=1500)
-        heard = speech.transcribe(after(call, since_ms)).lower()
-        if wanted in heard or loop.time() >= give_up or call.closed.is_set():
-            return heard
-        with contextlib.suppress(TimeoutError):
-            await call.secretary_speaks(after_ms=call.media_ms, timeout_s=give_up - loop.time())
-
-
 async def _faulty_call(
     bridge: LiveBridge, server: FakeServer, fault: Fault, speech: Speech, question: Pcm
 ) -> tuple[SimulatedCall, CallRecord, str]:
     """One call through an engine failing with `fault`; returns the call, its record and what was heard."""
     async with SimulatedCall(bridge.url, ACME) as call:
         greeting_at = await call.secretary_speaks()
-        greeting = await _heard_until(call, speech, greeting_at, "help")
+        greeting = await speech.heard_until(call, greeting_at, "help")
         if fault in CONNECT_FAULTS:
             heard = greeting
         else:
             asked = call.say(question)
             await call.secretary_speaks(after_ms=asked + 200)
             wanted = "parking" if fault is Fault.STALL else "main street"
-            heard = await _heard_until(call, speech, asked, wanted)
+            heard = await speech.heard_until(call, asked, wanted)
         assert "help" in greeting
     record = await bridge.call_over(call.call_uuid)
     return call, record, heard
@@ -245,7 +229,7 @@ async def test_every_fault_ends_on_the_pipeline(
     speech: Speech,
     tmp_path: Path,
 ) -> None:
-    """All seven faults at once, one fake server each, one call each on one bridge."""
+    """All seven faults, one fake server and one bridge each (a bridge benches a failed engine), one call each."""
     question = speech.say("Where are you located?", 8000)
     faulty = {fault: new_server(engine, speech) for fault in FAULTS}
     for fault, server in faulty.items():
@@ -253,18 +237,16 @@ async def test_every_fault_ends_on_the_pipeline(
         server.fault = fault
     url = {f: closed_port_url() if f is Fault.REFUSED else s.url for f, s in faulty.items()}
     try:
-        bridges = [  # one domain per bridge: a bridge per fault, the calls at once
+        bridges = [  # one domain per bridge: a bridge per fault
             cloud_bridge(make_settings, models, tmp_path / str(n), [_spec(engine, url[f])])
             for n, f in enumerate(FAULTS)
         ]
         entered = [await b.__aenter__() for b in bridges]
         try:
-            results = await asyncio.gather(
-                *(
-                    _faulty_call(bridge, faulty[fault], fault, speech, question)
-                    for bridge, fault in zip(entered, FAULTS, strict=True)
-                )
-            )
+            results = [  # one after another: seven calls at once on two cores is a test of the machine
+                await _faulty_call(bridge, faulty[fault], fault, speech, question)
+                for bridge, fault in zip(entered, FAULTS, strict=True)
+            ]
             for bridge, fault, (_call, record, heard) in zip(entered, FAULTS, results, strict=True):
                 usage = record.usage
                 assert usage[f"failures.realtime.{engine}"] == 1, (fault, usage)
@@ -276,7 +258,7 @@ async def test_every_fault_ends_on_the_pipeline(
                     assert "sorry" not in heard  # nothing was said before: the pipeline simply greets
                     continue
                 # mid-call: the apology, then the pipeline answers; nothing twice
-                assert usage[f"realtime.{engine}.requests"] == 1
+                assert usage.get(f"realtime.{engine}.requests") == 1, (fault, usage)
                 assert "moment" in heard, (fault, heard)  # "Sorry, one moment." (over the caller: Whisper may slip)
                 assert heard.count("main street") <= 1 and heard.count("parking") <= 1, (fault, heard)
                 if fault is Fault.STALL:  # the cut sentence is not said again; the unheard rest is
@@ -317,8 +299,7 @@ async def test_a_late_cloud_reply_gets_the_filler_once(
                 await call.secretary_silent()
                 asked = call.say(question)
                 await call.secretary_speaks(after_ms=asked + 300)
-                await call.secretary_silent(quiet_ms=1500)
-                heard = speech.transcribe(after(call, asked)).lower()
+                heard = await speech.heard_until(call, asked, "main street")
             record = await bridge.call_over(call.call_uuid)
     finally:
         server.reply_delay_s = 0.0
