@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from secretary.conversation.brain import ChatMessage
 from secretary.conversation.brain_chain import health_key
 from secretary.conversation.conversation import Conversation, ReplyDone, Sentence
 from secretary.providers import ProviderFactory
@@ -92,7 +93,7 @@ async def test_text_streams_sentence_by_sentence_with_usage_and_headers(
     config = vet_practice([anthropic_spec(fake_anthropic.url)])
     usage = UsageMeter()
     conversation = Conversation(config, make_factory().brain(config, usage))
-    conversation.opening()
+    conversation.history.append(ChatMessage(role="assistant", content=config.opening_line))  # greeted
 
     events = [e async for e in conversation.stream("Do you open on Saturdays?")]
 

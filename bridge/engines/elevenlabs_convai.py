@@ -193,11 +193,11 @@ class ElevenLabsConvaiEngine:
             raise ConvaiFailed("ElevenLabs sent no signed URL")
         return signed
 
-    def _initiation(self) -> dict[str, Any]:
+    def _initiation(self, greeting: str) -> dict[str, Any]:
         override: dict[str, Any] = {
             "agent": {
                 "prompt": {"prompt": realtime_tools.instructions(self._config)},
-                "first_message": self._conversation.opening(),
+                "first_message": greeting,
                 "language": self._config.language.split("-")[0],
             }
         }
@@ -231,7 +231,7 @@ class ElevenLabsConvaiEngine:
         self._ws = ws
         sender: asyncio.Task[None] | None = None
         try:
-            await ws.send(json.dumps(self._initiation()))
+            await ws.send(json.dumps(self._initiation(call.lifecycle.greeting())))
             sender = asyncio.create_task(self._sender(ws), name="convai-sender")
             loop = asyncio.get_running_loop()
             while True:

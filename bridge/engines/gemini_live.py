@@ -245,7 +245,7 @@ class GeminiLiveEngine:
                     self._ready = True
                     self.connected.set()
                     sender = asyncio.create_task(self._sender(ws), name="gemini-sender")
-                    greeting = self._conversation.opening()
+                    greeting = call.lifecycle.greeting()
                     await self._say_exactly(ws, greeting)
                 elif await self._handle(call, ws, message):
                     return

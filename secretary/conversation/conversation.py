@@ -90,12 +90,6 @@ class Conversation:
         self._knowledge = knowledge
         self._clock = clock
 
-    def opening(self) -> str:
-        greeting = self.config.opening_line
-        if not self.history:
-            self.history.append(ChatMessage(role="assistant", content=greeting))
-        return greeting
-
     async def respond(self, caller_text: str) -> Reply:
         async for event in self.stream(caller_text):
             if isinstance(event, ReplyDone):
