@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from secretary.calls.supervisor import Due, ReplySupervisor, ReplyTimers
 from secretary.errors import ProviderFailed
 from secretary.tasks import cancel_and_wait
 
@@ -41,15 +42,20 @@ NOT_YET = NotYet()
 
 
 class PacedStream(Generic[T]):
+    """The timers are a `ReplySupervisor`'s provider clock: one implementation of first byte, stall and total
+    for every provider stream."""
+
     def __init__(self, source: AsyncIterator[T], deadlines: Deadlines, what: str = "provider") -> None:
         self._source = source
-        self._deadlines = deadlines
         self._what = what
         self._pending: asyncio.Future[T] | None = None
         self._loop = asyncio.get_running_loop()
-        self._end = self._loop.time() + deadlines.total_s
+        self._timers = ReplyTimers(
+            first_byte_s=deadlines.first_event_s, stall_s=deadlines.stall_s, total_s=deadlines.total_s
+        )
+        self._clock = ReplySupervisor(self._timers)
+        self._clock.provider_started(self._loop.time())
         self._started = False
-        self._last = self._loop.time()
 
     @property
     def started(self) -> bool:
@@ -60,27 +66,32 @@ class PacedStream(Generic[T]):
         """The next item; `NOT_YET` if loop time `until` comes first. Raises `StopAsyncIteration` at the end
         and `ProviderTimeout` when a deadline passes."""
         if self._pending is None:
-            # The clock runs from the moment we ask: time the consumer spent elsewhere is not the provider's.
-            self._last = self._loop.time()
+            if self._started:  # the stall clock runs from the moment we ask: the consumer's time is not the provider's
+                self._clock.provider_message(self._loop.time())
             self._pending = asyncio.ensure_future(anext(self._source))
-        limit = self._deadlines.stall_s if self._started else self._deadlines.first_event_s
-        deadline = min(self._last + limit, self._end)
-        wake = deadline if until is None else min(deadline, until)
-        timeout = None if math.isinf(wake) else max(0.0, wake - self._loop.time())
+        deadline = self._clock.next_due()
+        wake = deadline if until is None else min(until, deadline if deadline is not None else math.inf)
+        timeout = None if wake is None or math.isinf(wake) else max(0.0, wake - self._loop.time())
         await asyncio.wait({self._pending}, timeout=timeout)
         if not self._pending.done():
-            if until is not None and until < deadline and self._loop.time() < deadline:
+            fired = self._clock.poll(self._loop.time())
+            if not fired:
                 return NOT_YET
-            reason = "sent nothing" if not self._started else "stalled"
-            if self._loop.time() >= self._end and deadline == self._end:
-                reason = "ran too long"
             await self._cancel_pending()
-            raise ProviderTimeout(f"{self._what} {reason} (limit {limit:.1f}s)")
+            raise ProviderTimeout(self._failure(fired[0]))
         pending, self._pending = self._pending, None
         item = pending.result()  # raises the source's error, or StopAsyncIteration at its end
         self._started = True
-        self._last = self._loop.time()
+        self._clock.provider_message(self._loop.time())
         return item
+
+    def _failure(self, due: Due) -> str:
+        timers = self._timers
+        if due is Due.TOO_LONG:
+            return f"{self._what} ran too long (limit {timers.total_s:.1f}s)"
+        if due is Due.STALLED:
+            return f"{self._what} stalled (limit {timers.stall_s:.1f}s)"
+        return f"{self._what} sent nothing (limit {timers.first_byte_s:.1f}s)"
 
     async def _cancel_pending(self) -> None:
         pending, self._pending = self._pending, None

@@ -229,7 +229,8 @@ async def test_a_webhook_with_the_wrong_secret_is_refused_by_the_receiver_and_re
     runtime = setup.runtime
     message = await runtime.courier.take(_message(tmp_path), await runtime.secretaries.by_uuid(ACME))
     await runtime.courier.deliver_due()
-    assert len(setup.webhook.refused) == 1 and setup.webhook.accepted == []
+    # The courier's own retry loop (backoff 0.05 s) may have tried once more beside deliver_due.
+    assert len(setup.webhook.refused) >= 1 and setup.webhook.accepted == []
     webhook = (await _stored(runtime, message.message_uuid)).delivery(DeliveryChannel.WEBHOOK)
     assert webhook is not None and webhook.state is DeliveryState.PENDING and "401" in (webhook.last_error or "")
 

@@ -237,6 +237,7 @@ class EngineChain:
                 filler_after_s=settings.late_after_s,
                 give_up_s=settings.realtime_reply_s,
                 first_byte_s=settings.realtime_connect_s,  # its first message: the session is ready
+                stall_s=settings.realtime_stall_s,  # quiet mid-reply
             )
         )
         watch.provider_started(self._loop.time())
@@ -255,9 +256,13 @@ class EngineChain:
                     usage.served(KIND, engine.name, fallback=position > 0)
                     if not self._voiced and not call.state.turns and not watch.awaiting:
                         watch.greeting_owed(now)
+                elif watch.started:  # its last message, counted only while a reply of its own is unfinished
+                    watch.provider_message(now - engine.quiet_s)
                 for due in watch.poll(now):
                     if due is Due.NO_FIRST_BYTE:
                         raise ProviderTimeout(f"{engine.name} sent nothing within {settings.realtime_connect_s}s")
+                    if due is Due.STALLED:
+                        raise ProviderTimeout(f"{engine.name} stalled mid-reply ({settings.realtime_stall_s}s)")
                     if due is Due.GIVE_UP:
                         what = "reply" if self._voiced or call.state.turns else "greet"
                         raise ProviderTimeout(f"{engine.name} did not {what} within {settings.realtime_reply_s}s")
@@ -267,8 +272,6 @@ class EngineChain:
                         )
                         call.playback.enqueue(filler, settings.filler_text, "filler")
                         usage.add("fillers")
-                if watch.started and engine.quiet_s > settings.realtime_stall_s:
-                    raise ProviderTimeout(f"{engine.name} stalled mid-reply ({settings.realtime_stall_s}s)")
         finally:
             if not task.done():
                 task.cancel()  # its socket's closing handshake finishes in the background

@@ -151,9 +151,13 @@ class PipelineEngine:
         self._unanswered: Pcm | None = None  # a VAD-closed turn the streaming STT has not answered yet
         self._filler = b""
         self._apology = b""  # a takeover's apology held until the caller finishes speaking
-        self._supervisor = ReplySupervisor(ReplyTimers(filler_after_s=runtime.settings.fallback.late_after_s))
+        fallback = runtime.settings.fallback
+        # The caller's clock (the filler) and the streaming STT's: once our VAD heard the turn end, the
+        # provider, whose endpointing is quicker, must say so within `stt_stall_s`.
+        self._supervisor = ReplySupervisor(
+            ReplyTimers(filler_after_s=fallback.late_after_s, first_byte_s=fallback.stt_stall_s)
+        )
         self._late: asyncio.TimerHandle | None = None  # wakes `_due` at the supervisor's next moment
-        self._stream_deadline: asyncio.TimerHandle | None = None
         self._stream_abandoned = False
         self._closing: set[asyncio.Future[None]] = set()
         self._opening: asyncio.Future[None] | None = None
@@ -206,6 +210,7 @@ class PipelineEngine:
                 if event.task is not self._reply:
                     continue
                 self._reply = None
+                self._disarm_timers()  # (already, if it was heard): nothing of this turn is awaited any more
                 if event.task.cancelled():
                     continue
                 error = event.task.exception()
@@ -229,14 +234,15 @@ class PipelineEngine:
             elif isinstance(event, _Streamed):
                 self._streamed_upto_ms = self._segmenter.position_ms
                 self._unanswered = None
-                self._cancel_stream_deadline()
+                self._supervisor.provider_done()
                 await self._turn_over(call, Pcm(b"", self._rate), event.text)
             elif self._streaming is not None and not self._streaming.failed:
                 if isinstance(event, UtteranceEnded) and event.end_ms > self._streamed_upto_ms:
                     self._unanswered = event.audio  # kept until the provider's transcript comes
-                    self._supervisor.caller_finished(asyncio.get_running_loop().time())
-                    self._arm_filler()
-                    self._arm_stream_deadline()
+                    now = asyncio.get_running_loop().time()
+                    self._supervisor.caller_finished(now)
+                    self._supervisor.provider_started(now)
+                    self._arm_timers()
             elif isinstance(event, SpeechPaused):
                 if self._carry is None and self._reply is None:
                     self._early = self._transcribe(event.audio)
@@ -252,7 +258,7 @@ class PipelineEngine:
 
     async def _turn_over(self, call: CallContext, audio: Pcm, text: str | None = None) -> None:
         call.caller_active()
-        if self._late is None:  # a new turn (unless its filler is already counting down)
+        if not self._supervisor.awaiting:  # a new turn (unless its clock runs since our VAD heard it end)
             self._supervisor.caller_finished(asyncio.get_running_loop().time())
         if self._reply is not None:  # the caller went on talking: answer the whole of it
             await self._barge_in(call)
@@ -294,25 +300,9 @@ class PipelineEngine:
         self._runtime.providers.health.failed(health_key(stt), exc, getattr(stt, "probe", None))
         log.warning("streaming_stt_failed", provider=stt.name, error=str(exc) or type(exc).__name__)
 
-    def _arm_stream_deadline(self) -> None:
-        """Our VAD heard the turn end; the provider, whose endpointing is quicker, must say so soon."""
-        self._cancel_stream_deadline()
-        wait = self._runtime.settings.fallback.stt_stall_s
-
-        def missed() -> None:
-            self._stream_deadline = None
-            self._events.put_nowait(_StreamLost(ProviderTimeout(f"no end of turn from the stream within {wait}s")))
-
-        self._stream_deadline = asyncio.get_running_loop().call_later(wait, missed)
-
-    def _cancel_stream_deadline(self) -> None:
-        deadline, self._stream_deadline = self._stream_deadline, None
-        if deadline is not None:
-            deadline.cancel()
-
     def _stream_lost(self, error: BaseException) -> None:
         """Mid-call: on with the VAD and Whisper; a turn the VAD closed that got no transcript is answered."""
-        self._cancel_stream_deadline()
+        self._supervisor.provider_done()
         streaming = self._streaming
         if streaming is None or self._stream_abandoned:
             return
@@ -330,16 +320,17 @@ class PipelineEngine:
 
     # -- a turn being late -----------------------------------------------------------------------------------
 
-    def _arm_filler(self) -> None:
-        """Wakes at the supervisor's next moment (the filler: at most one a turn, `late_after_s` after the
-        caller's turn ended, unless something was audible first)."""
-        if self._late is not None or not self._filler:
-            return
+    def _arm_timers(self) -> None:
+        """Wakes at the supervisor's next moment: the filler (at most one a turn, `late_after_s` after the
+        caller's turn ended, unless something was audible first), the streaming STT's end-of-turn deadline."""
+        late, self._late = self._late, None
+        if late is not None:
+            late.cancel()
         at = self._supervisor.next_due()
         if at is not None:
             self._late = asyncio.get_running_loop().call_at(at, self._due)
 
-    def _disarm_filler(self) -> None:
+    def _disarm_timers(self) -> None:
         """The reply is audible (or cut, or over): nothing is awaited any more."""
         late, self._late = self._late, None
         if late is not None:
@@ -348,11 +339,15 @@ class PipelineEngine:
 
     def _due(self) -> None:
         self._late = None
+        settings = self._runtime.settings.fallback
         for due in self._supervisor.poll(asyncio.get_running_loop().time()):
-            if due is Due.FILLER and self._call is not None and not self._finishing:
-                self._call.playback.enqueue(self._filler, self._runtime.settings.fallback.filler_text, "filler")
+            if due is Due.FILLER and self._filler and self._call is not None and not self._finishing:
+                self._call.playback.enqueue(self._filler, settings.filler_text, "filler")
                 self._usage.add("fillers")
-        self._arm_filler()
+            elif due is Due.NO_FIRST_BYTE:
+                error = ProviderTimeout(f"no end of turn from the stream within {settings.stt_stall_s}s")
+                self._events.put_nowait(_StreamLost(error))
+        self._arm_timers()
 
     # -- taking over ------------------------------------------------------------------------------------------
 
@@ -405,14 +400,13 @@ class PipelineEngine:
         if apology and self._call is not None:  # the takeover's "Sorry, one moment." is this turn's filler
             self._call.playback.enqueue(apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
             self._supervisor.filler_played()
-        else:  # (armed already if the turn ended while the streaming STT was awaited)
-            self._arm_filler()
+        self._arm_timers()
         task = asyncio.create_task(self._answer(audio, early, text), name="pipeline-reply")
         task.add_done_callback(lambda t: self._events.put_nowait(_ReplyOver(t)))
         self._reply = task
 
     async def _barge_in(self, call: CallContext) -> None:
-        self._disarm_filler()
+        self._disarm_timers()
         task, self._reply = self._reply, None
         if task is not None and not task.done():
             task.cancel()  # it can't queue more audio: it only runs again to raise CancelledError
@@ -474,7 +468,7 @@ class PipelineEngine:
                     async for pcm in self._tts.stream(part):
                         if first_audio is None:
                             first_audio = time.perf_counter()
-                            self._disarm_filler()
+                            self._disarm_timers()
                             call.reply_started()
                         call.playback.enqueue(pcm.resampled(self._rate).data, part, tag)
             elif isinstance(event, ReplyDone):
@@ -506,7 +500,7 @@ class PipelineEngine:
 
     async def _message_taken(self, call: CallContext, turn: _Turn, reply: Reply, started: float, stt_ms: int) -> bool:
         audio = await self._prompts.audio(self._tts, reply.text, self._rate)
-        self._disarm_filler()
+        self._disarm_timers()
         call.playback.enqueue(audio, reply.text, turn.tag)
         call.reply_started()
         timings = Timings(stt_ms=stt_ms, total_ms=_ms(time.perf_counter() - started))
@@ -518,8 +512,7 @@ class PipelineEngine:
         return True
 
     async def close(self) -> None:
-        self._disarm_filler()
-        self._cancel_stream_deadline()
+        self._disarm_timers()
         opening, self._opening = self._opening, None
         stream_task, self._stream_task = self._stream_task, None
         await cancel_and_wait(opening, stream_task)

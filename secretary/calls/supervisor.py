@@ -10,10 +10,12 @@ asks `poll(now)` what has fallen due, and sleeps until `next_due()`. Two clocks 
   a first message, the next provider of the chain may start alongside (once); `first_byte_s` without one,
   `stall_s` quiet once started, or `total_s` in all, the provider has failed.
 
-Every speaking part drives one: the brain chain (per brain: hedge, first token, stall, total), the engine
-chain (a cloud engine's connect, greeting, reply and stall deadlines and the filler), the pipeline engine
-(the filler) and the session (the last-resort reply deadline). v1 gets its turn deadlines and hedging
-through the brain chain.
+Every timed part drives one: the brain chain (per brain: hedge, first token, stall, total), the STT chain
+(per cloud engine: hedge to the local one, first result), every provider stream read through `PacedStream`
+(TTS chains, Deepgram's results: first byte, stall, total), the engine chain (a cloud engine's connect,
+greeting, reply and mid-reply stall deadlines and the filler), the pipeline engine (the filler, and the
+streaming STT's end of turn after our VAD heard it) and the session (the last-resort reply deadline). v1 gets
+its turn deadlines and hedging through the brain and speech chains.
 """
 
 from __future__ import annotations
@@ -95,6 +97,11 @@ class ReplySupervisor:
         self._requested = now
         self._last_message = None
         self._hedged = self._failed = False
+
+    def provider_done(self) -> None:
+        """The provider's part is over (its answer came, or it was given up): its clocks stop, the caller's
+        go on."""
+        self._requested = self._last_message = None
 
     def provider_message(self, now: float) -> None:
         """The provider sent something: no hedge any more; the stall clock restarts."""

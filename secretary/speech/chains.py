@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from secretary.calls.supervisor import Due, ReplySupervisor, ReplyTimers
 from secretary.deadlines import Deadlines, NotYet, PacedStream, ProviderTimeout
 from secretary.errors import ProviderFailed
 from secretary.provider_health import ProviderHealth
@@ -90,18 +91,21 @@ class SttChain:
     ) -> Transcript:
         """The cloud engine's transcript, or the local one's if that is ready first (hedging)."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._deadlines.first_result_s
-        after = self._deadlines.hedge_after_s
-        hedge_at = None if after is None or hedge.task is not None else loop.time() + after
+        first_result_s = self._deadlines.first_result_s
+        hedge_after_s = None if hedge.task is not None else self._deadlines.hedge_after_s
+        clock = ReplySupervisor(ReplyTimers(first_byte_s=first_result_s, hedge_after_s=hedge_after_s))
+        clock.provider_started(loop.time())
+        deadline = loop.time() + first_result_s
         primary = asyncio.ensure_future(engine.transcribe(audio, language, hints))
         watched = False
         try:
             while True:
-                wake = deadline if hedge_at is None else min(deadline, hedge_at)
                 waiting: set[asyncio.Future[Transcript]] = {primary}
                 if hedge.task is not None and not hedge.task.done():
                     waiting.add(hedge.task)
-                await asyncio.wait(waiting, timeout=max(0.0, wake - loop.time()), return_when=asyncio.FIRST_COMPLETED)
+                wake = clock.next_due()
+                timeout = None if wake is None else max(0.0, wake - loop.time())
+                await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 if primary.done():
                     return primary.result()
                 if hedge.task is not None and hedge.task.done() and hedge.task.exception() is None:
@@ -112,11 +116,11 @@ class SttChain:
                         )
                         watched = True
                     return hedge.task.result()
-                if loop.time() >= deadline:
-                    raise ProviderTimeout(f"{engine.name} sent no transcript within {self._deadlines.first_result_s}s")
-                if hedge_at is not None and loop.time() >= hedge_at:
-                    hedge.start()
-                    hedge_at = None
+                for due in clock.poll(loop.time()):
+                    if due is Due.NO_FIRST_BYTE:
+                        raise ProviderTimeout(f"{engine.name} sent no transcript within {first_result_s}s")
+                    if due is Due.HEDGE:
+                        hedge.start()
         finally:
             if not primary.done() and not watched:
                 await cancel_and_wait(primary)
