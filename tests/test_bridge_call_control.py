@@ -41,7 +41,7 @@ async def test_goodbye_plays_the_farewell_then_uuid_kill_and_echo_is_no_barge_in
             farewell_at = await call.secretary_speaks(after_ms=said + 500)
             await call.wait_closed(30)
         assert call.hangup_cause == "NORMAL_CLEARING"
-        assert "goodbye" in speech.transcribe(after(call, farewell_at)).lower()
+        assert "goodbye" in (await speech.hear(after(call, farewell_at))).lower()
         record = await bridge.call_over(call.call_uuid)
         assert record.outcome == "hangup"
         assert bridge.counter("voiceai_barge_ins", mode="module") == 0
@@ -83,7 +83,7 @@ async def test_event_mode_plays_by_uuid_broadcast_and_barges_in_with_uuid_break(
         async with SimulatedCall(bridge.url, ACME, mode="event", switch=switch, temp_dir=files) as call:
             greeting_at = await call.secretary_speaks()
             await call.secretary_silent()
-            assert "help" in speech.transcribe(after(call, greeting_at)).lower()
+            assert "help" in (await speech.hear(after(call, greeting_at))).lower()
             asked = call.say(question)
             answer_at = await call.secretary_speaks(after_ms=asked + 500)
             await call.wait_until(answer_at + 1500)
@@ -92,7 +92,7 @@ async def test_event_mode_plays_by_uuid_broadcast_and_barges_in_with_uuid_break(
             assert call.stops and onset <= call.stops[-1] <= onset + 300, (onset, call.stops)
             parking_at = await call.secretary_speaks(after_ms=call.stops[-1] + 100)
             await call.secretary_silent()
-            assert "parking" in speech.transcribe(after(call, parking_at)).lower()
+            assert "parking" in (await speech.hear(after(call, parking_at))).lower()
         broadcasts = switch.commands_for("uuid_broadcast")
         assert len(broadcasts) >= 3 and all(b.endswith(" aleg") and call.call_uuid in b for b in broadcasts)
         assert switch.commands_for("uuid_break") == [f"uuid_break {call.call_uuid} all"]
@@ -108,7 +108,7 @@ async def test_a_silent_caller_is_asked_then_said_goodbye_to(
         async with SimulatedCall(bridge.url, ACME, switch=bridge.switch) as call:
             greeting_at = await call.secretary_speaks()
             await call.wait_closed(60)
-            heard = speech.transcribe(after(call, greeting_at)).lower()  # the greeting, the prompt, goodbye
+            heard = (await speech.hear(after(call, greeting_at))).lower()  # the greeting, the prompt, goodbye
             assert "still there" in heard and "goodbye" in heard.split("still there", 1)[1], heard
         assert call.hangup_cause == "NORMAL_CLEARING"
         record = await bridge.call_over(call.call_uuid)
@@ -123,7 +123,7 @@ async def test_the_maximum_duration_ends_the_call_at_the_fallback(
         async with SimulatedCall(bridge.url, ACME, switch=bridge.switch) as call:
             await call.wait_closed(30)
         assert call.transfers == [("1001", "acme.example.com")]
-        assert "colleague" in speech.transcribe(after(call, 1900)).lower()
+        assert "colleague" in (await speech.hear(after(call, 1900))).lower()
         record = await bridge.call_over(call.call_uuid)
         assert record.outcome == "transfer" and record.outcome_destination == "1001"
 

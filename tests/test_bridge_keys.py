@@ -37,7 +37,7 @@ async def test_keys_during_the_greeting_cut_it_off_and_an_extension_transfers(
             reply_at = await call.secretary_speaks(after_ms=stopped + 100)
             assert reply_at >= pressed + 3 * 200 + 1500  # after the wait for a fifth key
             await call.wait_closed(30)
-        assert "sales" in speech.transcribe(heard_after(call, reply_at)).lower()
+        assert "sales" in (await speech.hear(heard_after(call, reply_at))).lower()
         assert call.transfers == [("1002", "acme.example.com")]
         record = await bridge.call_over(call.call_uuid)
         assert record.outcome == "transfer" and record.outcome_destination == "1002"
@@ -62,7 +62,7 @@ async def test_zero_goes_to_the_fallback_in_event_mode(
             reply_at = await call.secretary_speaks(after_ms=pressed)
             assert reply_at < pressed + 1500  # '#' ended the entry: no wait for more keys
             await call.wait_closed(30)
-        assert "through" in speech.transcribe(heard_after(call, reply_at)).lower()
+        assert "through" in (await speech.hear(heard_after(call, reply_at))).lower()
         assert call.transfers == [("1001", "acme.example.com")]
         assert switch.commands_for("uuid_break") == []  # nothing was playing when the keys came
         record = await bridge.call_over(call.call_uuid)
@@ -81,7 +81,7 @@ async def test_an_invalid_entry_is_asked_again_and_the_call_goes_on(
             pressed = await call.press("9#")
             reply_at = await call.secretary_speaks(after_ms=pressed)
             await call.secretary_silent()
-            assert "not a valid choice" in speech.transcribe(heard_after(call, reply_at)).lower()
+            assert "not a valid choice" in (await speech.hear(heard_after(call, reply_at))).lower()
             assert call.transfers == []
             call.say(billing)
             await call.wait_closed(30)

@@ -62,11 +62,11 @@ async def test_8k_call_uses_g711_and_answers(
         async with SimulatedCall(bridge.url, ACME, sample_rate=8000) as call:
             greeting_at = await call.secretary_speaks()
             await call.secretary_silent()
-            assert "help" in speech.transcribe(after(call, greeting_at)).lower()
+            assert "help" in (await speech.hear(after(call, greeting_at))).lower()
             asked = call.say(speech.say("Where are you located?", 8000))
             answer_at = await call.secretary_speaks(after_ms=asked + 500)
             await call.secretary_silent()
-            assert "main street" in speech.transcribe(after(call, answer_at)).lower()
+            assert "main street" in (await speech.hear(after(call, answer_at))).lower()
         record = await bridge.call_over(call.call_uuid)
     (session,) = server.sessions
     assert session["audio"]["input"]["format"] == {"type": "audio/pcmu"}
@@ -90,7 +90,7 @@ async def test_16k_call_resamples_24k_pcm_and_transfers_through_esl(
             said = call.say(speech.say("I need to talk to billing.", 16000))
             announced = await call.secretary_speaks(after_ms=said + 500)
             await call.wait_closed(30)
-            assert "billing" in speech.transcribe(after(call, announced)).lower()
+            assert "billing" in (await speech.hear(after(call, announced))).lower()
         assert call.transfers == [("1003", "acme.example.com")]
         record = await bridge.call_over(call.call_uuid)
     assert server.sessions[0]["audio"]["input"]["format"] == {"type": "audio/pcm", "rate": 24000}
@@ -116,7 +116,7 @@ async def test_barge_in_stops_playback_and_truncates_the_item(
             assert call.stops and onset <= call.stops[-1] <= onset + 700, (onset, call.stops)
             parking_at = await call.secretary_speaks(after_ms=call.stops[-1] + 100)
             await call.secretary_silent()
-            assert "parking" in speech.transcribe(after(call, parking_at)).lower()
+            assert "parking" in (await speech.hear(after(call, parking_at))).lower()
         record = await bridge.call_over(call.call_uuid)
     (truncate,) = server.of_type("conversation.item.truncate")
     assert truncate["content_index"] == 0 and 1000 <= truncate["audio_end_ms"] <= 3000
@@ -137,7 +137,7 @@ async def test_failing_engine_apologises_and_transfers_to_the_fallback(
             said = call.say(speech.say("Where are you located?", 8000))
             apology_at = await call.secretary_speaks(after_ms=said + 500)
             await call.wait_closed(30)
-            assert "trouble" in speech.transcribe(after(call, apology_at)).lower()
+            assert "trouble" in (await speech.hear(after(call, apology_at))).lower()
         assert call.transfers == [("1001", "acme.example.com")]
         record = await bridge.call_over(call.call_uuid)
         assert record.outcome == "transfer" and record.outcome_destination == "1001"

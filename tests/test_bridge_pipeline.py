@@ -32,13 +32,13 @@ async def test_caller_asks_and_hears_the_answer(
         async with SimulatedCall(bridge.url, ACME, sample_rate=rate) as call:
             greeting_at = await call.secretary_speaks()
             await call.secretary_silent()
-            greeting = speech.transcribe(heard_after(call, greeting_at))
+            greeting = await speech.hear(heard_after(call, greeting_at))
             assert "corporation" in greeting.lower() and "help" in greeting.lower(), greeting
 
             asked_at = call.say(speech.say("Where are you located?", rate))
             answer_at = await call.secretary_speaks(after_ms=asked_at + 500)
             await call.secretary_silent()
-            answer = speech.transcribe(heard_after(call, answer_at))
+            answer = await speech.hear(heard_after(call, answer_at))
             assert "main street" in answer.lower(), answer
             call.write_heard(tmp_path / "heard.wav")
         record = await bridge.call_over(call.call_uuid)
@@ -64,7 +64,7 @@ async def test_transfer_request_ends_in_uuid_transfer(
         record = await bridge.call_over(call.call_uuid)
         assert record.outcome == "transfer" and record.outcome_destination == "1003"
         # the transfer announcement played before the transfer
-        heard = speech.transcribe(heard_after(call, 0))
+        heard = await speech.hear(heard_after(call, 0))
         assert "billing" in heard.lower()
 
 

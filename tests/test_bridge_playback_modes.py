@@ -78,7 +78,7 @@ async def test_module_mode_meeting_the_community_build_goes_on_in_event_mode(
             greeting_at = await call.secretary_speaks(timeout_s=10)
             await call.secretary_silent()
             during = await health(bridge)
-        assert "help" in speech.transcribe(heard_after(call, greeting_at)).lower()
+        assert "help" in (await speech.hear(heard_after(call, greeting_at))).lower()
         sent = [r.message for r in call.received if isinstance(r.message, StreamAudio)]
         assert len(sent) > 1  # 100 ms chunks until the first play event, then the rest of the greeting at once
         broadcast = [line.split()[2] for line in switch.commands_for("uuid_broadcast")]
@@ -128,7 +128,7 @@ async def test_play_events_that_arrive_after_the_barge_in_are_not_played(
             stopped = call.stops[0]
             parking_at = await call.secretary_speaks(after_ms=stopped + 100)
             await call.secretary_silent()
-        heard = speech.transcribe(heard_after(call, stopped)).lower()
+        heard = (await speech.hear(heard_after(call, stopped))).lower()
         assert "parking" in heard and "main street" not in heard and "station" not in heard, heard
         audio = [r for r in call.received if isinstance(r.message, StreamAudio)]
         files = list(call.announced.items())

@@ -244,9 +244,9 @@ async def v1_call(servers: Servers, settings: Settings, models: LocalModels, spe
     start, answered, thanked = (reply(result.exchanges[n]) for n in (0, 1, 3))
     return Heard(
         result.uuid,
-        speech.transcribe(played[start["say"]["audio_file"]]),
-        speech.transcribe(played[answered["say"]["audio_file"]]),
-        speech.transcribe(played[thanked["say"]["audio_file"]]),
+        (await speech.hear(played[start["say"]["audio_file"]])),
+        (await speech.hear(played[answered["say"]["audio_file"]])),
+        (await speech.hear(played[thanked["say"]["audio_file"]])),
     )
 
 
@@ -280,9 +280,9 @@ async def realtime_call(
             await call.wait_closed(90)
         await live.call_over(call.call_uuid, timeout_s=30, domain_uuid=SHOP)
         await until(lambda: delivered_to_both(servers, call.call_uuid), 30)
-    greeting = speech.transcribe(after(call, greeting_at, greeting_end))
-    answer = speech.transcribe(after(call, answer_at, answer_end))
-    farewell = speech.transcribe(after(call, left))
+    greeting = await speech.hear(after(call, greeting_at, greeting_end))
+    answer = await speech.hear(after(call, answer_at, answer_end))
+    farewell = await speech.hear(after(call, left))
     return Heard(call.call_uuid, greeting, answer, farewell)
 
 
@@ -337,7 +337,7 @@ async def test_the_same_call_gives_the_same_outcome_turns_and_message(
     # the message: saved with the caller's recording, delivered by e-mail and by the signed webhook
     assert message.transcript == record.turns[-1].caller_text and message.audio_file
     recording = parse_wav(Path(message.audio_file).read_bytes())
-    assert "tomorrow" in speech.transcribe(recording).lower()
+    assert "tomorrow" in (await speech.hear(recording)).lower()
     (hook,) = [h for h in servers.webhook.accepted if h["message"]["call_uuid"] == heard.call_uuid]
     assert hook["event"] == "message.taken" and hook["message"]["transcript"] == message.transcript
     assert hook["message"]["has_audio"] is True

@@ -47,7 +47,7 @@ async def test_a_call_with_recordings_from_the_spool(client_for: Any, make_setti
     assert started["action"] == {"type": "continue"}
     greeting = Path(started["say"]["audio_file"])
     assert greeting.is_relative_to((settings.spool.dir / "cache").resolve())
-    assert "you have reached" in speech.transcribe(parse_wav(greeting.read_bytes())).lower()
+    assert "you have reached" in (await speech.hear(parse_wav(greeting.read_bytes()))).lower()
     record = started["record"]
     assert record == {"file": record["file"], "max_seconds": 15, "silence_threshold": 300, "silence_seconds": 2}
     assert f"/in/{ACME}/{started['call_uuid']}/" in record["file"]

@@ -132,7 +132,7 @@ async def test_bridge_down_at_the_start(
         result = await asyncio.to_thread(sim.run)
     assert_clean(result)
     assert "before the bridge claimed the call" in result.log_text()
-    assert "you have reached" in speech.transcribe(result.played[0].pcm()).lower()  # the full greeting
+    assert "you have reached" in (await speech.hear(result.played[0].pcm())).lower()  # the full greeting
     assert "resumed_from" not in start_request(result)
     assert result.transfer == BILLING and [name for name, _ in routes(result)] == ["start", "turns", "end"]
     record = saved(settings, sim.uuid)
@@ -205,7 +205,7 @@ async def test_bridge_shutting_down_mid_call(
     turn_based_after(result, "the stream was closed (1000 shutdown) mid-call")
     assert start_request(result)["resumed_from"] == "realtime"
     assert reply(result.exchanges[0])["say"]["text"] == ENGLISH.resumed
-    assert "moment" in speech.transcribe(result.played[0].pcm()).lower()
+    assert "moment" in (await speech.hear(result.played[0].pcm())).lower()
     record = saved(settings, sim.uuid)  # one record for the whole call: the bridge's part, then the turns
     assert (record.transport, record.outcome, record.outcome_destination) == ("realtime", "transfer", "1003")
     assert [t.caller_text for t in record.turns] == ["DTMF 1003"] and record.turns[0].index == 1
@@ -227,7 +227,7 @@ async def test_bridge_killed_mid_call(
     turn_based_after(result, "mid-call, with no action from the bridge")
     assert sim.stream is not None and sim.stream.close_code == 1006
     assert start_request(result)["resumed_from"] == "realtime"
-    assert "moment" in speech.transcribe(result.played[0].pcm()).lower()
+    assert "moment" in (await speech.hear(result.played[0].pcm())).lower()
     record = saved(settings, sim.uuid)  # the dead bridge's state was replaced, not continued
     assert (record.transport, record.outcome) == ("turn", "transfer") and record.usage["fallbacks.transport"] == 1
 

@@ -191,7 +191,7 @@ async def test_tts_fault_piper_speaks_nothing_twice(
 
     parts = [pcm async for pcm in factory.tts(config, usage).stream(TTS_TEXT)]
 
-    said = speech.transcribe(heard(parts)).lower()
+    said = (await speech.hear(heard(parts))).lower()
     assert said.count("sunday") == 1 and said.count("station") <= 1
     assert usage.counters[f"failures.tts.{provider}"] == 1
     if fault in (Fault.STALL, Fault.DISCONNECT):
@@ -206,7 +206,7 @@ async def test_tts_fault_piper_speaks_nothing_twice(
     # A whole reply (the v1 path) after the failure: the benched provider is not asked at all.
     asked = len(server.requests)
     clip = await factory.tts(config, usage).synthesize("We are closed on Sunday.")
-    assert "sunday" in speech.transcribe(clip).lower() and len(server.requests) == asked
+    assert "sunday" in (await speech.hear(clip)).lower() and len(server.requests) == asked
 
 
 @pytest.mark.parametrize("fault", [Fault.STALL, Fault.DISCONNECT, Fault.HANG])
@@ -225,7 +225,7 @@ async def test_tts_whole_reply_starts_over_on_the_fallback(
 
     clip = await chain.synthesize(TTS_TEXT)
 
-    said = speech.transcribe(clip).lower()
+    said = (await speech.hear(clip)).lower()
     assert "train station" in said and said.count("office") == 1 and said.count("sunday") == 1
     assert chain.last_voice_id == factory.local_tts.voice_id
 
@@ -242,7 +242,7 @@ async def test_elevenlabs_streams_the_call_format(
 
     rate = 8000 if output_format == "ulaw_8000" else int(output_format.split("_")[1])
     assert chain.sample_rate == rate and {p.sample_rate for p in parts} == {rate}
-    assert "sunday" in speech.transcribe(heard(parts)).lower()
+    assert "sunday" in (await speech.hear(heard(parts))).lower()
     request = fake_elevenlabs.requests[-1]
     assert request["format"] == output_format and request["voice"] == "fakevoice01"
     assert usage.counters == {"tts.elevenlabs.requests": 1, "tts.elevenlabs.characters": 35}

@@ -32,6 +32,11 @@ class Speech:
         )
         return " ".join(s.text.strip() for s in segments).strip()
 
+    async def hear(self, pcm: Pcm) -> str:
+        """`transcribe` off the event loop: the bridge, the simulator and the fake providers under test run
+        on that loop, and a second of Whisper there would be a second of their timers and audio stalled."""
+        return await asyncio.to_thread(self.transcribe, pcm)
+
     async def heard_until(self, call: SimulatedCall, since_ms: int, wanted: str, timeout_s: float = 40.0) -> str:
         """What the caller heard since `since_ms` (lower case), once the secretary has said `wanted` and gone
         quiet, or the time is up: a filler, an apology and the answer may be far apart on a loaded machine,
@@ -40,7 +45,7 @@ class Speech:
         give_up = loop.time() + timeout_s
         while True:
             await call.secretary_silent(quiet_ms=1500)
-            heard = self.transcribe(Pcm(call.heard().data[2 * call.rate * since_ms // 1000 :], call.rate)).lower()
+            heard = (await self.hear(Pcm(call.heard().data[2 * call.rate * since_ms // 1000 :], call.rate))).lower()
             if wanted in heard or loop.time() >= give_up or call.closed.is_set():
                 return heard
             with contextlib.suppress(TimeoutError):
