@@ -1064,8 +1064,7 @@ class FreeSwitchSim:
                 action.audio, self.record_rate, time_limit, silence_threshold, silence_hits, action.then_hang_up
             )
             if recorded.stopped_by in ("hangup", "end_of_speech"):
-                self._caller_hangs_up()
-                status = 0
+                self._caller_hangs_up()  # still 1, the partial file kept (measured on 1.10.12)
             if recorded.stopped_by == "silence":
                 self.variables["silence_hits_exhausted"] = "true"
         else:
@@ -1074,9 +1073,8 @@ class FreeSwitchSim:
                 recorded = Recorded(Pcm(bytes(2 * self.record_rate // 5), self.record_rate), "silence")
                 if self._deliver_digits(action.digits):
                     status = 0
-            else:  # a hang-up, or a caller with nothing more to say
+            else:  # a hang-up, or a caller with nothing more to say: recordFile still returns 1
                 self._caller_hangs_up(action.cause if isinstance(action, HangUp) else "NORMAL_CLEARING")
-                status = 0
         file.write_bytes(wav_bytes(recorded.pcm))
         self.result.recordings.append(Recording(path, recorded.pcm, recorded.stopped_by))
         self.variables["record_samples"] = str(recorded.pcm.samples)
