@@ -69,9 +69,11 @@ def realtime_call(
     switch: EslServerSimulator | None = None,
     token: str | None = None,
     lua_version: str = "lua53",
+    community_build: Path | None = None,
     **variables: str,
 ) -> FreeSwitchSim:
-    """A call to acme's realtime entry, as `dialplan/secretary-realtime.xml` sets it up (8 kHz)."""
+    """A call to acme's realtime entry, as `dialplan/secretary-realtime.xml` sets it up (8 kHz);
+    `community_build`: the module is the community build, writing its files there (else a playback build)."""
     values = acme_variables(
         ivr_url,
         fallback_prompt,
@@ -83,7 +85,15 @@ def realtime_call(
     if token is not None:
         values["STREAM_EXTRA_HEADERS"] = json.dumps({"Authorization": f"Bearer {token}"}, separators=(",", ":"))
     loop = asyncio.get_running_loop()
-    return FreeSwitchSim(variables=values, caller=list(caller), switch=switch, loop=loop, lua_version=lua_version)
+    return FreeSwitchSim(
+        variables=values,
+        caller=list(caller),
+        switch=switch,
+        loop=loop,
+        lua_version=lua_version,
+        stream_mode="module" if community_build is None else "event",
+        temp_dir=community_build,
+    )
 
 
 async def claimed(call: SimulatedCall) -> None:
@@ -273,3 +283,29 @@ async def test_without_esl_the_script_carries_out_the_bridges_transfer(
     assert "the bridge asked for a transfer to 1003" in result.log_text()
     assert result.transfer == BILLING and result.exchanges == []
     assert (record.transport, record.outcome) == ("realtime", "transfer")
+
+
+async def test_keys_in_a_realtime_call_the_script_hosts_reach_the_bridge_over_esl(
+    make_settings: Callable[..., Settings], models: LocalModels, fallback_prompt: Path, tmp_path: Path
+) -> None:
+    """The shipped realtime setup (the community build, event playback; the script keeps the call in its
+    `session:sleep` loop, which takes the keys, so FreeSWITCH fires `DTMF`): keys mean what they mean in v1,
+    and the bridge carries them out over ESL."""
+    async with live_bridge(make_settings, models, playback_mode="event", redis_url=REDIS_URL) as bridge:
+        assert bridge.switch is not None
+        sim = realtime_call(
+            "http://127.0.0.1:1", bridge.url, fallback_prompt, switch=bridge.switch, community_build=tmp_path
+        )
+        running = asyncio.create_task(asyncio.to_thread(sim.run))
+        call = await sim.wait_stream()
+        await claimed(call)
+        await call.secretary_speaks()
+        await call.press("1002#")
+        result = await running
+        record = await bridge.call_over(sim.uuid)
+        assert bridge.switch.commands_for("uuid_transfer") == [f"uuid_transfer {sim.uuid} 1002 XML {ACME_NAME}"]
+    assert_clean(result)
+    assert result.transfer == Transfer("1002", "XML", ACME_NAME) and result.exchanges == []
+    assert (record.outcome, record.outcome_destination) == ("transfer", "1002")
+    assert record.turns[-1].caller_text == "DTMF 1002" and record.turns[-1].brain == "dtmf"
+    assert bridge.switch.commands_for("uuid_broadcast")  # the greeting was heard through broadcasts
