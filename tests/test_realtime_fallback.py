@@ -149,6 +149,38 @@ async def test_bridge_down_at_the_start(
     assert (record.transport, record.outcome) == ("turn", "transfer")
 
 
+NOT_LOADED = "uuid_audio_stream did not start: -ERR uuid_audio_stream Command not found!"
+
+
+@pytest.mark.parametrize(
+    ("loaded", "channel", "why"),
+    [
+        (False, {}, NOT_LOADED),  # FusionPBX: the module not enabled in Advanced › Modules
+        (True, {"voiceai_bridge_url": "http://127.0.0.1:8085"}, "voiceai_bridge_url is not a plain ws(s)://host:port"),
+        (True, {"voiceai_sample_rate": "44100"}, "voiceai_sample_rate must be 8000 or 16000"),
+        (True, {"domain_uuid": ""}, "a realtime call needs the channel's domain_uuid"),
+    ],
+)
+async def test_a_call_freeswitch_cant_stream_goes_turn_based_at_once(
+    make_settings: Callable[..., Settings],
+    models: LocalModels,
+    fallback_prompt: Path,
+    loaded: bool,
+    channel: dict[str, str],
+    why: str,
+) -> None:
+    """A FreeSWITCH without mod_audio_stream, or a channel no stream can be made from: no stream, and the
+    turn-based call from its greeting."""
+    settings = make_settings(redis_url=REDIS_URL)
+    with live_ivr_service(settings, models) as (url, _runtime):
+        sim = realtime_call(url, f"ws://127.0.0.1:{closed_port()}", fallback_prompt, caller=[Press("1003")])
+        sim.audio_stream_loaded = loaded
+        sim.variables.update(channel)
+        result = await asyncio.to_thread(sim.run)
+    turn_based_after(result, why)
+    assert sim.streams == [] and "resumed_from" not in start_request(result)
+
+
 @pytest.mark.parametrize("refusal", ["bad-token", "secretary-disabled-on-the-bridge"])
 async def test_bridge_refusing_the_call(
     make_settings: Callable[..., Settings], models: LocalModels, fallback_prompt: Path, tmp_path: Path, refusal: str
