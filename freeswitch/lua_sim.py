@@ -616,6 +616,7 @@ class FreeSwitchSim:
         record_rate: int = 8000,
         curl_flavour: Flavour = "1.10",
         curl_loaded: bool = True,
+        audio_stream_loaded: bool = True,
         sound_prefix: Path | None = None,
         on_exchange: Callable[[CurlExchange], None] | None = None,
         copy_played_to: Path | None = None,
@@ -630,7 +631,8 @@ class FreeSwitchSim:
         `switch`: the simulated switch the channel lives on (its ESL server and event bus; by default one of
         its own, without a socket); `loop`: where that switch and the streams run (then `run()` must be
         called from another thread, e.g. `asyncio.to_thread`); `stream_mode`, `temp_dir`: which
-        mod_audio_stream build `uuid_audio_stream` behaves as, and where the event build writes its files."""
+        mod_audio_stream build `uuid_audio_stream` behaves as, and where the event build writes its files;
+        `audio_stream_loaded=False`: the module is not loaded (FusionPBX: not enabled in Advanced › Modules)."""
         self.uuid = call_uuid or str(uuid.uuid4())
         self.result = CallResult(uuid=self.uuid)
         self.variables: dict[str, str] = {"uuid": self.uuid, "call_uuid": self.uuid}
@@ -653,6 +655,7 @@ class FreeSwitchSim:
         self.lua_version = lua_version
         self.record_rate = record_rate
         self.curl = ModCurl(flavour=curl_flavour, on_exchange=self._exchanged) if curl_loaded else None
+        self.audio_stream_loaded = audio_stream_loaded
         self._on_exchange = on_exchange
         self.copy_played_to = copy_played_to
         self._up = True
@@ -1064,8 +1067,7 @@ class FreeSwitchSim:
                 action.audio, self.record_rate, time_limit, silence_threshold, silence_hits, action.then_hang_up
             )
             if recorded.stopped_by in ("hangup", "end_of_speech"):
-                self._caller_hangs_up()
-                status = 0
+                self._caller_hangs_up()  # still 1, the partial file kept (measured on 1.10.12)
             if recorded.stopped_by == "silence":
                 self.variables["silence_hits_exhausted"] = "true"
         else:
@@ -1074,9 +1076,8 @@ class FreeSwitchSim:
                 recorded = Recorded(Pcm(bytes(2 * self.record_rate // 5), self.record_rate), "silence")
                 if self._deliver_digits(action.digits):
                     status = 0
-            else:  # a hang-up, or a caller with nothing more to say
+            else:  # a hang-up, or a caller with nothing more to say: recordFile still returns 1
                 self._caller_hangs_up(action.cause if isinstance(action, HangUp) else "NORMAL_CLEARING")
-                status = 0
         file.write_bytes(wav_bytes(recorded.pcm))
         self.result.recordings.append(Recording(path, recorded.pcm, recorded.stopped_by))
         self.variables["record_samples"] = str(recorded.pcm.samples)
@@ -1206,7 +1207,7 @@ class FreeSwitchSim:
         self.result.events.append(("api", command))
         if command == "curl" and self.curl is not None:
             return self.curl.api(argument)
-        if command == "uuid_audio_stream":
+        if command == "uuid_audio_stream" and self.audio_stream_loaded:
             return self._audio_stream(argument or "")
         return f"-ERR {command} Command not found!\n"
 

@@ -8,8 +8,9 @@ time, so `heard()` is what the caller heard with its real timing:
 - `module` mode (a playback build): `streamAudio` chunks go into a playback buffer; `stopAudio` empties it.
 - `event` mode (the community build): each chunk is written to a file and announced as the event
   `mod_audio_stream::play` on the simulated ESL server (its body: `data` without the audio, plus `file`;
-  `play_delay_ms` makes the module that much slower to say so); `uuid_broadcast` plays it, `uuid_break` stops
-  it. `stopAudio`, like any other text, becomes `mod_audio_stream::json`.
+  `play_delay_ms` makes the module that much slower to say so); `uuid_broadcast` plays it, its sound starting
+  `BROADCAST_START_MS` later (measured); `uuid_break` stops it and the broadcasts still to start. `stopAudio`,
+  like any other text, becomes `mod_audio_stream::json`.
 
 `press("1002#")` presses keys on the channel: each a `DTMF` event on the simulated ESL server.
 
@@ -34,10 +35,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import numpy as np
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.typing import Origin
 
 from bridge.protocol import OtherText, StopAudio, StreamAudio, parse_server_message
 from freeswitch.esl_protocol import EslEvent
@@ -50,6 +53,7 @@ SPEECH_LEVEL = 500  # |sample| above this counts as sound when looking for onset
 CONNECT_FAILED = 6  # measured: a refused connection is error code 6 (the other codes below are not measured)
 HANDSHAKE_FAILED = 7
 NORMAL_CLOSURE = (1000, "Normal closure")  # how the module closes on `stop` and on a caller hang-up
+BROADCAST_START_MS = 200  # measured: from a play event to the sound starting after its uuid_broadcast
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +121,7 @@ class SimulatedCall:
         self._frame_bytes = 2 * sample_rate * FRAME_MS // 1000
         self._say: deque[bytes] = deque()
         self._playback = bytearray()
+        self._broadcasts: deque[tuple[int, bytes]] = deque()  # uuid_broadcast: the media tick it starts at, audio
         self._heard = bytearray()
         self._sent = bytearray()
         self._tick = 0
@@ -156,7 +161,17 @@ class SimulatedCall:
             f"{self.url}/stream/{self.domain_uuid}/{self.call_uuid}" + (f"?{self._query}" if self._query else "")
         )
         try:
-            self._ws = await connect(target, additional_headers=headers, max_size=None, compression=None)
+            # The module's handshake (§0): Host, Upgrade, Key, Version 13 and `Origin: http://host:port`; no
+            # subprotocol, no compression offer, no User-Agent, no proxy.
+            self._ws = await connect(
+                target,
+                origin=_origin(target),
+                additional_headers=headers,
+                max_size=None,
+                compression=None,
+                user_agent_header=None,
+                proxy=None,
+            )
         except (OSError, InvalidHandshake, InvalidURI, TimeoutError) as exc:
             await self._failed(*_connect_error(exc))
             return
@@ -354,7 +369,7 @@ class SimulatedCall:
         file = Path(path)
         if not file.is_file():
             return False
-        self._playback += file.read_bytes()
+        self._broadcasts.append((self._tick + BROADCAST_START_MS // FRAME_MS, file.read_bytes()))
         return True
 
     def break_all(self) -> None:
@@ -375,6 +390,7 @@ class SimulatedCall:
 
     def _stop_playback(self) -> None:
         self._playback.clear()
+        self._broadcasts.clear()
         self.stops.append(self.media_ms)
 
     def _fire(self, subclass: str, body: dict[str, Any] | str) -> None:
@@ -405,6 +421,8 @@ class SimulatedCall:
             delay = start + self._tick * FRAME_MS / 1000 - loop.time()
             if delay > 0:
                 await asyncio.sleep(delay)
+            while self._broadcasts and self._broadcasts[0][0] <= self._tick:
+                self._playback += self._broadcasts.popleft()[1]  # queued broadcasts play in order
             heard = bytes(self._playback[:size]).ljust(size, b"\0")
             del self._playback[:size]
             frame = self._say.popleft() if self._say else silence
@@ -482,6 +500,14 @@ class SimulatedCall:
 
         late = asyncio.get_running_loop().call_later(self._play_delay_s, fire)
         self._late_plays.add(late)
+
+
+def _origin(url: str) -> Origin:
+    """The Origin header the module sends: `http://host:port` of the stream's URL (measured with ws://)."""
+    parsed = urlsplit(url)
+    port = parsed.port or (443 if parsed.scheme == "wss" else 80)
+    host = f"[{parsed.hostname}]" if parsed.hostname and ":" in parsed.hostname else parsed.hostname
+    return Origin(f"http://{host}:{port}")
 
 
 def _connect_error(exc: BaseException) -> tuple[int, str]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from freeswitch.stream_sim import SimulatedCall, sound_end
+from secretary.calls.prompts import ENGLISH
 from secretary.conversation.actions import ActionType
 from secretary.settings import Settings
 from secretary.speech.local_engines import LocalModels
@@ -62,11 +63,13 @@ async def test_zero_goes_to_the_fallback_in_event_mode(
             reply_at = await call.secretary_speaks(after_ms=pressed)
             assert reply_at < pressed + 1500  # '#' ended the entry: no wait for more keys
             await call.wait_closed(30)
-        assert "through" in (await speech.hear(heard_after(call, reply_at))).lower()
+        # Whisper tiny sometimes drops "through" from this short 8 kHz line ("putting you to now")
+        assert "putting you" in (await speech.hear(heard_after(call, reply_at))).lower()
         assert call.transfers == [("1001", "acme.example.com")]
         assert switch.commands_for("uuid_break") == []  # nothing was playing when the keys came
         record = await bridge.call_over(call.call_uuid)
         assert record.outcome_destination == "1001" and record.turns[-1].caller_text == "DTMF 0"
+        assert record.turns[-1].secretary_text == ENGLISH.operator
 
 
 async def test_an_invalid_entry_is_asked_again_and_the_call_goes_on(

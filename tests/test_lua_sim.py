@@ -127,7 +127,7 @@ def test_caller_hangs_up(tmp_path: Path) -> None:
     target = tmp_path / "turn.wav"
     source = f"""
     assert(session:ready())
-    assert(session:recordFile("{target}", 5, 300, 2) == 0)
+    assert(session:recordFile("{target}", 5, 300, 2) == 1)  -- measured: 1 although the caller hung up
     assert(not session:ready())
     assert(session:hangupCause() == "NONE")  -- measured on FreeSWITCH 1.10.12
     assert(session:getVariable("hangup_cause") == nil)
@@ -136,6 +136,21 @@ def test_caller_hangs_up(tmp_path: Path) -> None:
     sim = run_lua(tmp_path, source, caller=[HangUp()])
     assert sim.result.lua_error is None, sim.result.lua_error
     assert (sim.result.hung_up_by, sim.result.hangup_cause) == ("caller", "NORMAL_CLEARING")
+
+
+def test_a_caller_who_hangs_up_mid_recording_leaves_the_partial_file_and_recordfile_returns_1(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "turn.wav"
+    source = f"""
+    assert(session:recordFile("{target}", 15, 300, 2) == 1)
+    assert(not session:ready())
+    """
+    sim = run_lua(tmp_path, source, caller=[Say(tone(1.0), then_hang_up=True)])
+    assert sim.result.lua_error is None, sim.result.lua_error
+    with wave.open(str(target)) as recorded:
+        assert recorded.getnframes() / 8000 == pytest.approx(1.0, abs=0.05)  # what was said before the hang-up
+    assert sim.result.hung_up_by == "caller"
 
 
 def test_a_caller_who_runs_out_of_things_to_say_hangs_up(tmp_path: Path) -> None:

@@ -69,9 +69,11 @@ def realtime_call(
     switch: EslServerSimulator | None = None,
     token: str | None = None,
     lua_version: str = "lua53",
+    community_build: Path | None = None,
     **variables: str,
 ) -> FreeSwitchSim:
-    """A call to acme's realtime entry, as `dialplan/secretary-realtime.xml` sets it up (8 kHz)."""
+    """A call to acme's realtime entry, as `dialplan/secretary-realtime.xml` sets it up (8 kHz);
+    `community_build`: the module is the community build, writing its files there (else a playback build)."""
     values = acme_variables(
         ivr_url,
         fallback_prompt,
@@ -83,7 +85,15 @@ def realtime_call(
     if token is not None:
         values["STREAM_EXTRA_HEADERS"] = json.dumps({"Authorization": f"Bearer {token}"}, separators=(",", ":"))
     loop = asyncio.get_running_loop()
-    return FreeSwitchSim(variables=values, caller=list(caller), switch=switch, loop=loop, lua_version=lua_version)
+    return FreeSwitchSim(
+        variables=values,
+        caller=list(caller),
+        switch=switch,
+        loop=loop,
+        lua_version=lua_version,
+        stream_mode="module" if community_build is None else "event",
+        temp_dir=community_build,
+    )
 
 
 async def claimed(call: SimulatedCall) -> None:
@@ -137,6 +147,38 @@ async def test_bridge_down_at_the_start(
     assert result.transfer == BILLING and [name for name, _ in routes(result)] == ["start", "turns", "end"]
     record = saved(settings, sim.uuid)
     assert (record.transport, record.outcome) == ("turn", "transfer")
+
+
+NOT_LOADED = "uuid_audio_stream did not start: -ERR uuid_audio_stream Command not found!"
+
+
+@pytest.mark.parametrize(
+    ("loaded", "channel", "why"),
+    [
+        (False, {}, NOT_LOADED),  # FusionPBX: the module not enabled in Advanced › Modules
+        (True, {"voiceai_bridge_url": "http://127.0.0.1:8085"}, "voiceai_bridge_url is not a plain ws(s)://host:port"),
+        (True, {"voiceai_sample_rate": "44100"}, "voiceai_sample_rate must be 8000 or 16000"),
+        (True, {"domain_uuid": ""}, "a realtime call needs the channel's domain_uuid"),
+    ],
+)
+async def test_a_call_freeswitch_cant_stream_goes_turn_based_at_once(
+    make_settings: Callable[..., Settings],
+    models: LocalModels,
+    fallback_prompt: Path,
+    loaded: bool,
+    channel: dict[str, str],
+    why: str,
+) -> None:
+    """A FreeSWITCH without mod_audio_stream, or a channel no stream can be made from: no stream, and the
+    turn-based call from its greeting."""
+    settings = make_settings(redis_url=REDIS_URL)
+    with live_ivr_service(settings, models) as (url, _runtime):
+        sim = realtime_call(url, f"ws://127.0.0.1:{closed_port()}", fallback_prompt, caller=[Press("1003")])
+        sim.audio_stream_loaded = loaded
+        sim.variables.update(channel)
+        result = await asyncio.to_thread(sim.run)
+    turn_based_after(result, why)
+    assert sim.streams == [] and "resumed_from" not in start_request(result)
 
 
 @pytest.mark.parametrize("refusal", ["bad-token", "secretary-disabled-on-the-bridge"])
@@ -273,3 +315,29 @@ async def test_without_esl_the_script_carries_out_the_bridges_transfer(
     assert "the bridge asked for a transfer to 1003" in result.log_text()
     assert result.transfer == BILLING and result.exchanges == []
     assert (record.transport, record.outcome) == ("realtime", "transfer")
+
+
+async def test_keys_in_a_realtime_call_the_script_hosts_reach_the_bridge_over_esl(
+    make_settings: Callable[..., Settings], models: LocalModels, fallback_prompt: Path, tmp_path: Path
+) -> None:
+    """The shipped realtime setup (the community build, event playback; the script keeps the call in its
+    `session:sleep` loop, which takes the keys, so FreeSWITCH fires `DTMF`): keys mean what they mean in v1,
+    and the bridge carries them out over ESL."""
+    async with live_bridge(make_settings, models, playback_mode="event", redis_url=REDIS_URL) as bridge:
+        assert bridge.switch is not None
+        sim = realtime_call(
+            "http://127.0.0.1:1", bridge.url, fallback_prompt, switch=bridge.switch, community_build=tmp_path
+        )
+        running = asyncio.create_task(asyncio.to_thread(sim.run))
+        call = await sim.wait_stream()
+        await claimed(call)
+        await call.secretary_speaks()
+        await call.press("1002#")
+        result = await running
+        record = await bridge.call_over(sim.uuid)
+        assert bridge.switch.commands_for("uuid_transfer") == [f"uuid_transfer {sim.uuid} 1002 XML {ACME_NAME}"]
+    assert_clean(result)
+    assert result.transfer == Transfer("1002", "XML", ACME_NAME) and result.exchanges == []
+    assert (record.outcome, record.outcome_destination) == ("transfer", "1002")
+    assert record.turns[-1].caller_text == "DTMF 1002" and record.turns[-1].brain == "dtmf"
+    assert bridge.switch.commands_for("uuid_broadcast")  # the greeting was heard through broadcasts

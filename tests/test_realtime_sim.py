@@ -3,11 +3,12 @@ a test: `uuid_audio_stream start` answers `+OK Success` before it connects and a
 later as `mod_audio_stream::error`; a server's close is `::disconnect` with its code and reason and its texts
 are `::json`; `freeswitch.EventConsumer` sees every channel's events; ESL subscribers get CUSTOM events only
 by subclass; `uuid_transfer`/`uuid_kill` over ESL reach the Lua session; media flows only while the script
-sleeps."""
+sleeps; the module's handshake; the community build's files and `play` events, and a broadcast's start."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import socket
 from collections.abc import AsyncIterator
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 
+import numpy as np
 import pytest
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.http11 import Request, Response
@@ -24,7 +26,7 @@ from freeswitch.caller import Run
 from freeswitch.esl_protocol import EslEvent, EslParser, command
 from freeswitch.esl_server_sim import EslServerSimulator
 from freeswitch.lua_sim import FreeSwitchSim
-from freeswitch.stream_sim import SimulatedCall
+from freeswitch.stream_sim import BROADCAST_START_MS, SimulatedCall, sound_end, sound_onset
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -56,6 +58,7 @@ class StreamServer:
     texts: list[str] = field(default_factory=list)
     audio_bytes: int = 0
     headers: list[str] = field(default_factory=list)
+    handshakes: list[dict[str, str]] = field(default_factory=list)  # each stream's request headers
     closed_with: list[tuple[int | None, str]] = field(default_factory=list)
     connections: list[ServerConnection] = field(default_factory=list)
     port: int = 0
@@ -64,6 +67,7 @@ class StreamServer:
         assert ws.request is not None
         self.connections.append(ws)
         self.headers.append(ws.request.headers.get("Authorization", ""))
+        self.handshakes.append({name.lower(): value for name, value in ws.request.headers.raw_items()})
         try:
             async for message in ws:
                 if isinstance(message, bytes):
@@ -141,6 +145,12 @@ async def test_the_servers_texts_are_json_events_and_its_close_a_disconnect_with
     ]
     assert server.texts == ['{"caller_id_number":"1000"}']  # the metadata, as the command line had it
     assert server.headers == ["Bearer t0ken"]  # STREAM_EXTRA_HEADERS
+    # The module's handshake as measured: an Origin of the server's host and port; no subprotocol, no
+    # compression offer, no User-Agent.
+    handshake = server.handshakes[0]
+    assert handshake["origin"] == f"http://127.0.0.1:{server.port}"
+    assert handshake["sec-websocket-version"] == "13"
+    assert not {"sec-websocket-protocol", "sec-websocket-extensions", "user-agent"} & handshake.keys()
 
 
 async def test_media_flows_only_while_the_script_sleeps(tmp_path: Path) -> None:
@@ -325,3 +335,32 @@ async def test_a_simulated_call_connects_in_the_background_and_reports_failures_
     ]
     await refused.hang_up()
     await rejected.hang_up()
+
+
+async def test_the_community_build_announces_files_and_a_broadcast_sounds_200_ms_later(tmp_path: Path) -> None:
+    """Each `streamAudio` becomes `<uuid>_<n>.tmp.r8` and a `play` event (`data` without the audio, plus
+    `file`); the sound of its `uuid_broadcast` starts about 200 ms later; `uuid_break` in between stops it."""
+    samples = (np.sin(np.arange(2400) * 2 * np.pi * 440 / 8000) * 8000).astype("<i2").tobytes()  # 300 ms
+    data = {"audioDataType": "raw", "sampleRate": 8000, "audioData": base64.b64encode(samples).decode()}
+    switch, plays = EslServerSimulator(), []
+    switch.listen(lambda event: plays.append(event) if event.subclass == "mod_audio_stream::play" else None)
+    server = StreamServer(say=[json.dumps({"type": "streamAudio", "data": data})])
+    async with stream_server(server):
+        call = SimulatedCall(f"ws://127.0.0.1:{server.port}", DOMAIN, mode="event", switch=switch, temp_dir=tmp_path)
+        async with call:
+            await call.wait_until(200)
+            (play,) = plays
+            body = json.loads(play.body)
+            assert body == {"audioDataType": "raw", "sampleRate": 8000, "file": f"{tmp_path}/{call.call_uuid}_0.tmp.r8"}
+            assert Path(body["file"]).read_bytes() == samples
+            broadcast_at = call.media_ms
+            assert call.play_file(body["file"])  # what `uuid_broadcast <uuid> <file> aleg` does
+            await call.wait_until(broadcast_at + 600)
+            assert sound_onset(call.heard(), broadcast_at) == broadcast_at + BROADCAST_START_MS
+            assert sound_end(call.heard(), broadcast_at) == broadcast_at + BROADCAST_START_MS + 300
+            broken_at = call.media_ms
+            assert call.play_file(body["file"])
+            await call.wait_until(broken_at + 100)
+            call.break_all()  # `uuid_break <uuid> all` before the sound started
+            await call.wait_until(broken_at + 600)
+    assert sound_onset(call.heard(), broken_at) is None
