@@ -1,4 +1,4 @@
-"""`voiceai serve | call | migrate | secretary | kb | doctor`: one command for the admin and the newcomer."""
+"""`voiceai serve | call | eval | migrate | secretary | kb | doctor`: one command for the admin and the newcomer."""
 
 from __future__ import annotations
 
@@ -119,6 +119,13 @@ def cmd_kb(args: argparse.Namespace) -> int:
     return int(asyncio.run(run_kb(settings, args)))
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from voiceai.evaluation import main_sync
+
+    configure_logging("WARNING", "console")  # the table is the output
+    return main_sync(_settings(), args)
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from voiceai.doctor import run_doctor
 
@@ -180,6 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     call.add_argument("--rate", type=int, choices=(8000, 16000), default=8000, help="realtime: the call's audio rate")
     call.add_argument("--in-process", action="store_true", help="realtime: start a bridge here even if one listens")
     call.set_defaults(func=cmd_call, utterances=[])
+
+    from voiceai.evaluation import add_parser as add_eval_parser
+
+    add_eval_parser(sub).set_defaults(func=cmd_eval)
 
     from voiceai.kb import add_parser as add_kb_parser
 
