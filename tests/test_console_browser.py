@@ -182,6 +182,25 @@ def test_a_call_shows_its_transcript_timings_and_recording(page: Page, service: 
     shot(page, "call")
 
 
+def test_the_inbox_marks_a_message_handled_and_redelivers_it(page: Page, service: ConsoleService) -> None:
+    sign_in(page, service, "acme")
+    page.get_by_role("link", name="Messages").click()
+    message = page.locator(".messages > li", has_text="invoice from March")
+    expect(message).to_contain_text("email to billing@acme.example.com: failed after 5 attempts (550 mailbox")
+    message.get_by_role("button", name="Redeliver").click()
+    expect(page.get_by_role("status")).to_have_text("Delivery is retried.")
+    expect(message).to_contain_text("email to billing@acme.example.com: pending")
+    shot(page, "messages")
+    message.get_by_role("button", name="Mark handled").click()
+    expect(page.get_by_role("status")).to_have_text("The message is marked handled.")
+    page.get_by_label("Show").select_option("new")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.locator(".messages > li", has_text="invoice from March")).to_have_count(0)
+    page.get_by_role("link", name="Health").click()
+    expect(page.get_by_role("row", name=re.compile("postgresql"))).to_contain_text("ok")
+    shot(page, "health")
+
+
 def test_a_domain_admin_is_refused_another_domains_pages(page: Page, service: ConsoleService) -> None:
     sign_in(page, service, "acme")
     expect(page.get_by_role("link", name="globex.example.com")).to_have_count(0)

@@ -1,6 +1,7 @@
 """Knowledge documents of a domain: upload (multipart `file`, or the raw document with `?filename=`),
-list, one, delete, re-index. The upload is streamed against the size limit, so a 200 MB body is refused
-after at most the limit is read, never buffered whole."""
+list, one, delete, re-index, and ask (what the secretary would answer, and from which passage). The upload
+is streamed against the size limit, so a 200 MB body is refused after at most the limit is read, never
+buffered whole."""
 
 from __future__ import annotations
 

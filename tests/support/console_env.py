@@ -1,6 +1,6 @@
 """A served admin listener (with the console) over a FusionPBX-shaped database of its own, for the console's
 tests: invented tenants beside the fixture's (one with no secretary yet, with its extensions and ring group),
-a call with a recording, keys for each, and headless Chromium (Debian's package, driven by Playwright)."""
+a call with a recording, a message whose e-mail gave up, keys for each, and headless Chromium (Debian's package, driven by Playwright)."""
 
 from __future__ import annotations
 
@@ -24,6 +24,8 @@ from secretary.calls.record_store import PostgresCallRecordStore
 from secretary.conversation.actions import Action
 from secretary.credentials.secret_box import generate_secret_key
 from secretary.db.database import Database
+from secretary.messages.models import Delivery, DeliveryChannel, DeliveryState, TakenMessage
+from secretary.messages.store import PostgresMessageStore
 from secretary.runtime import Runtime
 from secretary.settings import Settings
 from secretary.speech.audio import Pcm, wav_bytes
@@ -49,7 +51,8 @@ async def _seed(url: str, spool: Path) -> tuple[dict[str, str], uuid.UUID]:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute(
-            "INSERT INTO v_domains (domain_uuid, domain_name, domain_enabled) VALUES ($1, 'umbrella.example.org', 'true')",
+            """INSERT INTO v_domains (domain_uuid, domain_name, domain_enabled)
+               VALUES ($1, 'umbrella.example.org', 'true')""",
             UMBRELLA,
         )
         for number, name in (("201", "Alice Ng"), ("202", "Bob Ruiz")):
@@ -116,6 +119,23 @@ async def _seed(url: str, spool: Path) -> tuple[dict[str, str], uuid.UUID]:
                 usage={"tts_chars.piper": 64.0},
             )
         )
+        message = TakenMessage(
+            domain_uuid=ACME,
+            call_uuid=call_uuid,
+            caller_id_number="5550199",
+            caller_id_name="Dana Ortiz",
+            transcript="Please call me back about the invoice from March.",
+            deliveries=[
+                Delivery(
+                    channel=DeliveryChannel.EMAIL,
+                    destination="billing@acme.example.com",
+                    state=DeliveryState.FAILED,
+                    attempts=5,
+                    last_error="550 mailbox unavailable",
+                )
+            ],
+        )
+        await PostgresMessageStore(database).add(message)
     finally:
         await database.close()
     return created, call_uuid
