@@ -149,10 +149,9 @@ async def test_a_token_from_the_php_page_opens_its_domain_and_no_other(service: 
             assert "carol@umbrella" in await response.text()
         assert await status_of(http, f"{service.url}/console/domains/{ACME}") == 404
         assert await status_of(http, f"{service.url}/console/api/v1/admin/domains/{ACME}/calls") == 404
-    async with client() as http:  # used once: a second post of the same token is refused
-        async with http.post(f"{service.url}/console/fusionpbx", data={"token": token}) as response:
-            assert response.status == 401
-            assert "already used" in await response.text()
+    async with client() as http, http.post(f"{service.url}/console/fusionpbx", data={"token": token}) as response:
+        assert response.status == 401  # used once: a second post of the same token is refused
+        assert "already used" in await response.text()
 
 
 @needs_php
@@ -191,7 +190,7 @@ async def test_an_expired_foreign_or_tampered_php_token_is_refused(
         assert await status_of(http, f"{service.url}/console/domains/{UMBRELLA}") == 303
 
 
-async def test_the_session_cookie_is_httponly_strict_and_secure_behind_https(service: ConsoleService) -> None:
+async def test_cookie_is_httponly_strict_secure_behind_https_pages_never_framed(service: ConsoleService) -> None:
     async with client() as http:
         for headers, secure in (({}, False), ({"X-Forwarded-Proto": "https"}, True)):
             form = {"api_key": service.keys["acme"]}
@@ -199,6 +198,10 @@ async def test_the_session_cookie_is_httponly_strict_and_secure_behind_https(ser
                 cookie = response.cookies["voiceai_console"]
             assert cookie["httponly"] is True and cookie["samesite"] == "Strict" and cookie["path"] == "/console"
             assert bool(cookie["secure"]) is secure
+        async with http.get(f"{service.url}/console/domains/{ACME}") as response:
+            assert response.status == 200
+            assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+            assert (response.headers["X-Frame-Options"], response.headers["Cache-Control"]) == ("DENY", "no-store")
 
 
 async def test_forms_and_scripts_need_the_csrf_token(service: ConsoleService) -> None:

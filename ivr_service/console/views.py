@@ -31,7 +31,7 @@ from ivr_service.statuses import status_for
 from secretary.access.api_keys import KEY_PREFIX, Principal
 from secretary.access.console_tokens import ConsoleTokenVerifier, TokenRefused
 from secretary.calls.models import Outcome
-from secretary.errors import NoSecretary, SecretaryError
+from secretary.errors import NoSecretary, SecretaryError, UnknownDomain
 from secretary.settings import ConsoleSettings
 
 log = structlog.get_logger(__name__)
@@ -196,7 +196,11 @@ async def fusionpbx_login(request: web.Request) -> web.Response:
         log.info("console_token_refused", reason=str(exc))
         return aiohttp_jinja2.render_template("login.html", request, {"error": str(exc)}, status=401)
     if grant.principal.domain_uuid is not None:
-        await console.services.domains.get(str(grant.principal.domain_uuid))  # an unknown domain: 404
+        try:
+            await console.services.domains.get(str(grant.principal.domain_uuid))
+        except UnknownDomain:
+            context = {"error": "The domain this sign-in names is not in FusionPBX's database."}
+            return aiohttp_jinja2.render_template("login.html", request, context, status=401)
     return _signed_in(request, console, Session(grant.principal, grant.user))
 
 
@@ -257,7 +261,12 @@ async def secretary(request: web.Request, page: Page) -> web.Response:
     except SecretaryError as exc:
         shown = payload | {"directory": stored["directory"] if stored else []}
         return page.render(
-            "secretary.html", status=400, domain=domain, secretary=shown, exists=stored is not None, error=exc.message
+            "secretary.html",
+            status=status_for(exc),
+            domain=domain,
+            secretary=shown,
+            exists=stored is not None,
+            error=exc.message,
         )
     return page.back(domain_url(domain["domain_uuid"]), text="The secretary is saved.")
 
@@ -275,7 +284,7 @@ async def set_enabled(request: web.Request, page: Page) -> web.Response:
 
 async def directory(request: web.Request, page: Page) -> web.Response:
     domain = await page.call(secretaries_api.get_domain)
-    error = None
+    error, status = None, 200
     if page.form is not None:
         entry = {
             "name": str(page.form.get("name", "")).strip(),
@@ -287,12 +296,12 @@ async def directory(request: web.Request, page: Page) -> web.Response:
             await page.call(secretaries_api.add_directory_entry, body=entry)
             return page.back(domain_url(domain["domain_uuid"], "/directory"), text=f"{entry['name']} is added.")
         except SecretaryError as exc:
-            error = exc.message
+            error, status = exc.message, status_for(exc)
     entries = (await page.call(secretaries_api.get_directory))["directory"]
     destinations = (await page.call(secretaries_api.list_destinations))["items"]
     return page.render(
         "directory.html",
-        status=400 if error else 200,
+        status=status,
         domain=domain,
         entries=entries,
         destinations=destinations,
@@ -371,7 +380,7 @@ async def redeliver_message(request: web.Request, page: Page) -> web.Response:
 
 async def credentials(request: web.Request, page: Page) -> web.Response:
     domain = await page.call(secretaries_api.get_domain)
-    error = None
+    error, status = None, 200
     if page.form is not None:
         name = str(page.form.get("name", "")).strip()
         body = {"secret": str(page.form.get("secret", "")), "description": str(page.form.get("description", ""))}
@@ -379,10 +388,9 @@ async def credentials(request: web.Request, page: Page) -> web.Response:
             await page.call(credentials_api.put_credential, body=body, name=name)
             return page.back(domain_url(domain["domain_uuid"], "/credentials"), text=f"{name} is stored.")
         except SecretaryError as exc:
-            error = exc.message
+            error, status = exc.message, status_for(exc)
     found = await page.call(credentials_api.list_credentials)
-    return page.render("credentials.html", status=400 if error else 200, domain=domain, items=found["items"],
-                       error=error)  # fmt: skip
+    return page.render("credentials.html", status=status, domain=domain, items=found["items"], error=error)
 
 
 async def delete_credential(request: web.Request, page: Page) -> web.Response:
@@ -408,11 +416,27 @@ def _hours_text(ranges: list[Any]) -> str:
     return ", ".join(shown)
 
 
+# The console's pages are never framed, cached, or sent on as a referrer; they load nothing from elsewhere.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+async def page_headers(request: web.Request, response: web.StreamResponse) -> None:
+    if request.path.startswith(PREFIX) and not request.path.startswith(f"{PREFIX}/static/"):
+        response.headers.update(PAGE_HEADERS)
+
+
 def setup_console(app: web.Application, services: AdminServices | None, settings: ConsoleSettings) -> None:
     if services is None or not settings.enabled:
         return
     console = Console(services, settings)
     app[CONSOLE] = console
+    app.on_response_prepare.append(page_headers)
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("ivr_service.console", "templates"),

@@ -1,6 +1,6 @@
 """A served admin listener (with the console) over a FusionPBX-shaped database of its own, for the console's
-tests: invented tenants beside the fixture's (one with no secretary yet, with its extensions and ring group),
-a call with a recording, a message whose e-mail gave up, keys for each, and headless Chromium (Debian's package, driven by Playwright)."""
+tests: an invented tenant beside the fixture's (no secretary yet; its extensions and ring group), a call with
+a recording, a message whose e-mail gave up, keys for each; and where Debian's Chromium is."""
 
 from __future__ import annotations
 
