@@ -111,6 +111,16 @@ def test_superadmin_creates_then_edits_a_secretary(page: Page, service: ConsoleS
     expect(page.get_by_label("Tue", exact=True)).to_have_value("10:00-16:00")
     expect(page.get_by_label("Greeting")).to_have_value("Umbrella Insurance, Robin speaking.")
 
+    chains = page.get_by_label(re.compile("Provider chains per kind"))
+    chains.fill('{"stt": [{"name": "whisper"}], "tts": [{"name": "piper"}], "brain": []}')
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("alert")).to_contain_text("providers.brain")  # a chain needs an engine
+    expect(chains).to_have_value('{"stt": [{"name": "whisper"}], "tts": [{"name": "piper"}], "brain": []}')
+    chains.fill('{"stt": [{"name": "whisper"}], "brain": [{"name": "front_desk"}], "tts": [{"name": "piper"}]}')
+    page.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("The secretary is saved.")
+    expect(page.locator(".chains")).to_contain_text("brain: front_desk")
+
     page.get_by_role("button", name="Disable").click()
     expect(page.get_by_role("status")).to_have_text("The secretary is disabled.")
     page.get_by_role("button", name="Enable").click()

@@ -31,7 +31,7 @@ from ivr_service.statuses import status_for
 from secretary.access.api_keys import KEY_PREFIX, Principal
 from secretary.access.console_tokens import ConsoleTokenVerifier, TokenRefused
 from secretary.calls.models import Outcome
-from secretary.errors import NoSecretary, SecretaryError, UnknownDomain
+from secretary.errors import BadInput, NoSecretary, SecretaryError, UnknownDomain
 from secretary.settings import ConsoleSettings
 
 log = structlog.get_logger(__name__)
@@ -241,6 +241,12 @@ def secretary_payload(form: MultiDictProxy[Any]) -> dict[str, Any]:
         }
     else:
         payload["business_hours"] = None
+    chains = str(form.get("providers", "")).strip()
+    if chains:
+        try:
+            payload["providers"] = json.loads(chains)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"providers: not JSON ({exc.msg}, line {exc.lineno})", field="providers") from None
     return payload
 
 
@@ -252,14 +258,22 @@ async def secretary(request: web.Request, page: Page) -> web.Response:
         stored = None
     if page.form is None:
         return page.render("secretary.html", domain=domain, secretary=stored or {}, exists=stored is not None)
-    payload = secretary_payload(page.form)
     try:
+        payload = secretary_payload(page.form)
         if stored is None:
             await page.call(secretaries_api.put_secretary, body=payload)
         else:
             await page.call(secretaries_api.patch_secretary, body=payload)
     except SecretaryError as exc:
-        shown = payload | {"directory": stored["directory"] if stored else []}
+        shown = {k: page.form.get(k) for k in (*TEXT_FIELDS, "playback_mode", "max_turns", "max_call_seconds")}
+        shown |= {"providers_text": page.form.get("providers", ""), "enabled": page.form.get("enabled") == "on"}
+        shown |= {"recording": {f: page.form.get(f"recording.{f}") for f in RECORDING_FIELDS}}
+        if page.form.get("hours.enabled") == "on":
+            shown["business_hours"] = {
+                "timezone": page.form.get("hours.timezone", "UTC"),
+                "weekly": {day: _ranges(page.form, day) for day in WEEKDAYS},
+                "closed_dates": str(page.form.get("hours.closed_dates", "")).split(),
+            }
         return page.render(
             "secretary.html",
             status=status_for(exc),
@@ -405,7 +419,9 @@ async def delete_credential(request: web.Request, page: Page) -> web.Response:
 async def health(request: web.Request, page: Page) -> web.Response:
     runtime = page.console.services.runtime
     checks = await runtime.health()
-    return page.render("health.html", checks=checks, benched=runtime.providers.health.unhealthy())
+    # Benched providers name every domain's endpoints and credentials' fingerprints: for the operator only.
+    benched = runtime.providers.health.unhealthy() if page.session.principal.is_superadmin else None
+    return page.render("health.html", checks=checks, benched=benched)
 
 
 def _hours_text(ranges: list[Any]) -> str:
