@@ -73,8 +73,12 @@ def test_a_wrong_key_is_refused_and_signing_out_ends_the_session(page: Page, ser
     page.get_by_label("Admin API key").fill("vai_not-a-key")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("alert")).to_contain_text("Unknown or revoked API key")
-    sign_in(page, service, "super")
+    page.goto(f"{service.url}/console/login")  # with the keyboard alone: the key field has the focus
+    page.keyboard.type(service.keys["super"])
+    page.keyboard.press("Enter")
     expect(page.get_by_role("link", name="umbrella.example.org")).to_be_visible()
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to content")).to_be_focused()
     shot(page, "domains")
     page.get_by_role("button", name="Sign out").click()
     page.goto(f"{service.url}/console/domains/{ACME}")
@@ -125,6 +129,12 @@ def test_superadmin_creates_then_edits_a_secretary(page: Page, service: ConsoleS
     expect(page.get_by_role("status")).to_have_text("The secretary is disabled.")
     page.get_by_role("button", name="Enable").click()
     expect(page.get_by_role("status")).to_have_text("The secretary is enabled.")
+
+    page.set_viewport_size({"width": 390, "height": 844})  # a phone: one column, nothing wider than the screen
+    for tail in ("", "/directory", "/calls"):
+        page.goto(f"{service.url}/console/domains/{UMBRELLA}{tail}")
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    shot(page, "phone")
 
 
 def test_a_domain_admin_adds_a_directory_entry_from_the_picker(page: Page, service: ConsoleService) -> None:
