@@ -204,6 +204,13 @@ async def test_cookie_is_httponly_strict_secure_behind_https_pages_never_framed(
             assert (response.headers["X-Frame-Options"], response.headers["Cache-Control"]) == ("DENY", "no-store")
 
 
+async def test_another_site_cannot_sign_a_browser_in_with_its_key(service: ConsoleService) -> None:
+    async with client() as http:
+        form, origin = {"api_key": service.keys["acme"]}, {"Origin": "https://attacker.example"}
+        async with http.post(f"{service.url}/console/login", data=form, headers=origin) as response:
+            assert response.status == 403 and "voiceai_console" not in response.cookies
+
+
 async def test_forms_and_scripts_need_the_csrf_token(service: ConsoleService) -> None:
     async with client() as http:
         await http.post(f"{service.url}/console/login", data={"api_key": service.keys["globex"]})

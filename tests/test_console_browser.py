@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import pytest
 from secretary.speech.local_engines import LocalModels
 from tests.support.admin_env import ACME, GLOBEX
 from tests.support.console_env import UMBRELLA, ConsoleService, chromium_or_skip, console_service
+from tests.test_console_access import php_token
 
 playwright_api = pytest.importorskip(
     "playwright.sync_api", reason="browser tests need playwright (pip install -e .[test])"
@@ -83,6 +85,21 @@ def test_a_wrong_key_is_refused_and_signing_out_ends_the_session(page: Page, ser
     page.get_by_role("button", name="Sign out").click()
     page.goto(f"{service.url}/console/domains/{ACME}")
     expect(page).to_have_url(re.compile(r"/console/login$"))
+
+
+def test_fusionpbx_opens_the_console_without_a_second_login(page: Page, service: ConsoleService) -> None:
+    """The app's page, from another site: its PHP mints the token, its form posts it, the console opens."""
+    if shutil.which("php") is None:
+        pytest.skip("needs Debian's php-cli (apt-get install php-cli)")
+    token = php_token(str(UMBRELLA), "carol@umbrella", "domain", 60)
+    page.set_content(
+        f'<form method="post" action="{service.url}/console/fusionpbx"><input type="hidden" name="token" '
+        f'value="{token}"></form><script>document.forms[0].submit()</script>'
+    )
+    expect(page).to_have_url(f"{service.url}/console/domains/{UMBRELLA}")
+    expect(page.locator(".who")).to_have_text("carol@umbrella")
+    response = page.goto(f"{service.url}/console/domains/{ACME}")
+    assert response is not None and response.status == 404
 
 
 def test_superadmin_creates_then_edits_a_secretary(page: Page, service: ConsoleService) -> None:

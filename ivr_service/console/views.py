@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -163,6 +164,10 @@ async def login_form(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
+    origin = request.headers.get("Origin")
+    if origin is not None and urlsplit(origin).netloc != request.host:  # another site signing this browser in
+        context = {"error": "Sign in from the console's own page."}
+        return aiohttp_jinja2.render_template("login.html", request, context, status=403)
     form = await request.post()
     key = str(form.get("api_key", "")).strip()
     principal = await console.services.keys.authenticate(key) if key.isascii() and key.isprintable() else None
@@ -432,11 +437,11 @@ def _hours_text(ranges: list[Any]) -> str:
     return ", ".join(shown)
 
 
-# The console's pages are never framed, cached, or sent on as a referrer; they load nothing from elsewhere.
+# The console's pages are never framed or cached, never sent on as a referrer, and load nothing from elsewhere.
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
     "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",  # no-referrer would make the forms' Origin "null"
     "Cache-Control": "no-store",
     "X-Content-Type-Options": "nosniff",
 }
