@@ -92,9 +92,7 @@ class ApiKeyStore:
 
     async def is_active(self, key_uuid: UUID) -> bool:
         """Whether the key still works: a console session signed in with a key ends when the key is revoked."""
-        found = await self._db.fetchval(
-            "SELECT key_enabled FROM v_ai_api_keys WHERE ai_api_key_uuid = $1", key_uuid
-        )
+        found = await self._db.fetchval("SELECT key_enabled FROM v_ai_api_keys WHERE ai_api_key_uuid = $1", key_uuid)
         return bool(found)
 
     async def list_keys(self, domain_uuid: UUID | None = None) -> list[ApiKeyInfo]:
