@@ -29,17 +29,11 @@ from ivr_service.api_models import (
     parse_model,
 )
 from ivr_service.call_flow import TurnFlow
+from ivr_service.console import setup_console
 from ivr_service.http_server import body_deadline, handler_args
 from ivr_service.spool import AudioSpool, CallUploads
-from secretary.errors import (
-    BadInput,
-    CallEnded,
-    DependencyUnavailable,
-    NotFound,
-    ProviderFailed,
-    Refused,
-    SecretaryError,
-)
+from ivr_service.statuses import status_for
+from secretary.errors import SecretaryError
 from secretary.runtime import Runtime
 from secretary.tasks import cancel_and_wait
 
@@ -60,36 +54,6 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
     if field:
         error["field"] = field
     return web.json_response({"error": error}, status=status)
-
-
-# Codes whose status differs from their class's (configuration problems read as "unavailable").
-_STATUS_BY_CODE = {
-    "too_large": 413,
-    "bad_audio": 422,
-    "unsupported_document": 415,
-    "bad_document": 422,
-    "secret_key_missing": 503,
-    "undecryptable_secret": 503,
-}
-
-
-def status_for(exc: SecretaryError) -> int:
-    explicit = getattr(exc, "http_status", None)
-    if isinstance(explicit, int):
-        return explicit
-    if exc.code in _STATUS_BY_CODE:
-        return _STATUS_BY_CODE[exc.code]
-    if isinstance(exc, NotFound):
-        return 404
-    if isinstance(exc, Refused):
-        return 403
-    if isinstance(exc, CallEnded):
-        return 409
-    if isinstance(exc, BadInput):
-        return 400
-    if isinstance(exc, DependencyUnavailable | ProviderFailed):
-        return 503
-    return 500
 
 
 @web.middleware
@@ -285,7 +249,8 @@ def create_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Applicatio
 
 
 def create_admin_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Application:
-    """The admin listener's app: the admin API, its OpenAPI document and `/health` (for a proxy in front)."""
+    """The admin listener's app: the admin API, its OpenAPI document, the web console (/console) and `/health`
+    (for a proxy in front)."""
     admin = runtime.settings.admin
     app = web.Application(  # the same read deadlines and log redaction as the v1 listener
         middlewares=[errors_and_metrics, body_deadline(runtime.settings.ivr.body_timeout_s)],
@@ -294,7 +259,7 @@ def create_admin_app(runtime: Runtime, *, own_runtime: bool = False) -> web.Appl
     )
     app[RUNTIME] = runtime
     app.router.add_get("/health", health)
-    setup_admin(app, runtime, _spool(runtime))
+    setup_console(app, setup_admin(app, runtime, _spool(runtime)), admin.console)
     if own_runtime:
         _own(app, runtime)
     return app

@@ -281,6 +281,19 @@ class MessageDeliverySettings(BaseModel):
     concurrency: int = Field(default=4, ge=1)
 
 
+class ConsoleSettings(BaseModel):
+    """The web console on the admin listener (/console): sessions signed in with an API key, or by a FusionPBX
+    user through the FusionPBX app's signed token (HMAC-SHA256 with `fusionpbx_secret`, shared with the app)."""
+
+    enabled: bool = True
+    session_idle_s: int = Field(default=3600, ge=60, description="a session unused this long is signed out")
+    max_sessions: int = Field(default=1000, ge=1, description="sessions held at once; the oldest goes first")
+    fusionpbx_secret: SecretStr | None = Field(
+        default=None, description="the FusionPBX app's token key; unset: signing in from FusionPBX is refused"
+    )
+    token_max_age_s: int = Field(default=120, ge=5, le=900, description="longest lifetime a token may claim")
+
+
 class AdminSettings(BaseModel):
     """The admin API under /api/v1/admin, on its own listener: exposing it (to an admin network, behind a
     proxy) exposes none of the v1 routes FreeSWITCH uses. 8087: next to v1, clear of FusionPBX's 8080."""
@@ -291,6 +304,7 @@ class AdminSettings(BaseModel):
     max_json_bytes: int = Field(default=1024 * 1024, gt=0, description="largest JSON body accepted")
     max_upload_bytes: int = Field(default=20 * 1024 * 1024, gt=0, description="largest knowledge document")
     max_page_size: int = Field(default=200, ge=1)
+    console: ConsoleSettings = ConsoleSettings()
 
 
 class IngestSettings(BaseModel):

@@ -31,3 +31,18 @@ if [ -z "${TEST_REDIS_URL:-}" ] && ! reachable $redis_host $redis_port; then
   fi
 fi
 echo "PostgreSQL and Redis are reachable"
+
+# The console's browser tests drive Debian's chromium; the FusionPBX app's tests run php-cli. Installed when
+# missing and apt-get can (root); otherwise those tests skip and say what they need.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v php >/dev/null 2>&1 || missing+=(php-cli)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing ${missing[*]} for the console and FusionPBX app tests"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"; } \
+      >/dev/null 2>&1 || echo "Could not install ${missing[*]}: the tests that need them will skip" >&2
+  else
+    echo "Missing ${missing[*]} (apt-get install ${missing[*]} as root): the tests that need them will skip" >&2
+  fi
+fi

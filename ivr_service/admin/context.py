@@ -99,11 +99,14 @@ class AdminRequest:
             raise UnknownDomain(f"unknown domain {reference!r}")
         return domain
 
+    def query_values(self) -> dict[str, str]:
+        return dict(self.request.query)
+
     def query(self, model: type[M]) -> M:
-        parsed = parse_model(model, dict(self.request.query))
+        parsed = parse_model(model, self.query_values())
         limit = getattr(parsed, "limit", None)
         if isinstance(limit, int) and limit > self.settings.max_page_size:
-            if "limit" in self.request.query:
+            if "limit" in self.query_values():
                 raise BadInput(f"limit: at most {self.settings.max_page_size}", field="limit", code="invalid_field")
             parsed = parsed.model_copy(update={"limit": self.settings.max_page_size})
         return parsed

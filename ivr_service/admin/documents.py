@@ -1,6 +1,7 @@
 """Knowledge documents of a domain: upload (multipart `file`, or the raw document with `?filename=`),
-list, one, delete, re-index. The upload is streamed against the size limit, so a 200 MB body is refused
-after at most the limit is read, never buffered whole."""
+list, one, delete, re-index, and ask (what the secretary would answer, and from which passage). The upload
+is streamed against the size limit, so a 200 MB body is refused after at most the limit is read, never
+buffered whole."""
 
 from __future__ import annotations
 
@@ -10,8 +11,19 @@ from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from ivr_service.admin.context import AdminRequest, PayloadTooLarge, model_response, read_limited
-from ivr_service.admin.models import Deleted, DocumentOut, Page, Paging, ReindexOut, UploadQuery
+from ivr_service.admin.models import (
+    AskBody,
+    AskOut,
+    Deleted,
+    DocumentOut,
+    Page,
+    Paging,
+    Passage,
+    ReindexOut,
+    UploadQuery,
+)
 from ivr_service.admin.registry import Operation
+from secretary.conversation.front_desk import knowledge_answer
 from secretary.errors import BadInput, NotFound
 from secretary.knowledge.base import KnowledgeBase
 
@@ -118,6 +130,22 @@ async def reindex_documents(request: web.Request, admin: AdminRequest) -> web.St
     return model_response(ReindexOut(chunks_indexed=await _knowledge(admin).reindex(domain.domain_uuid)))
 
 
+async def ask_knowledge(request: web.Request, admin: AdminRequest) -> web.StreamResponse:
+    domain = await admin.domain()
+    body = await admin.body(AskBody)
+    chunks = await _knowledge(admin).search(str(domain.domain_uuid), body.question)
+    answered = knowledge_answer(chunks)
+    return model_response(
+        AskOut(
+            answer=answered[0] if answered else None,
+            answered_from=Passage(text=answered[1].text, source=answered[1].source, score=answered[1].score)
+            if answered
+            else None,
+            passages=[Passage(text=c.text, source=c.source, score=c.score) for c in chunks],
+        )
+    )
+
+
 OPERATIONS = [
     Operation(
         "GET",
@@ -176,5 +204,15 @@ OPERATIONS = [
         "knowledge",
         response=ReindexOut,
         errors=(400, 401, 404, 422, 429, 503),
+    ),
+    Operation(
+        "POST",
+        "/domains/{domain}/knowledge/ask",
+        ask_knowledge,
+        "What the secretary would answer a question from the knowledge base, and from which passage",
+        "knowledge",
+        body=AskBody,
+        response=AskOut,
+        errors=(400, 401, 404, 413, 503),
     ),
 ]

@@ -263,6 +263,27 @@ class UploadQuery(BaseModel):
     )
 
 
+class AskBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=1000)
+
+
+class Passage(BaseModel):
+    text: str
+    source: str
+    score: float
+
+
+class AskOut(BaseModel):
+    """What the secretary would read out (None: it would say it doesn't know), from which passage, and the
+    passages nearest the question."""
+
+    answer: str | None
+    answered_from: Passage | None
+    passages: list[Passage]
+
+
 class ReindexOut(BaseModel):
     chunks_indexed: int
 

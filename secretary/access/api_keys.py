@@ -21,9 +21,10 @@ Scope = Literal["domain", "superadmin"]
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The caller of an admin request: a superadmin, or the admin of exactly one domain."""
+    """The caller of an admin request: a superadmin, or the admin of exactly one domain. `key_uuid` is the
+    API key it authenticated with; None for a FusionPBX user signed into the console by a signed token."""
 
-    key_uuid: UUID
+    key_uuid: UUID | None
     scope: Scope
     domain_uuid: UUID | None
 
@@ -88,6 +89,11 @@ class ApiKeyStore:
         if row is None:
             return None
         return Principal(row["ai_api_key_uuid"], row["key_scope"], row["domain_uuid"])
+
+    async def is_active(self, key_uuid: UUID) -> bool:
+        """Whether the key still works: a console session signed in with a key ends when the key is revoked."""
+        found = await self._db.fetchval("SELECT key_enabled FROM v_ai_api_keys WHERE ai_api_key_uuid = $1", key_uuid)
+        return bool(found)
 
     async def list_keys(self, domain_uuid: UUID | None = None) -> list[ApiKeyInfo]:
         rows = await self._db.fetch(

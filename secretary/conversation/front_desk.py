@@ -8,7 +8,7 @@ questions, message requests, goodbyes, and answers the domain's FAQ lines and kn
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
 import jellyfish
@@ -20,6 +20,7 @@ from secretary.conversation.brain import (
     Decision,
     Finished,
     Intent,
+    KnowledgeChunk,
     TextDelta,
 )
 from secretary.speech.sentences import split_sentences
@@ -199,11 +200,8 @@ class FrontDesk:
 
     @staticmethod
     def _knowledge_answer(request: BrainRequest) -> str | None:
-        chunks = [c for c in request.knowledge or () if c.score >= KNOWLEDGE_SCORE_MIN]
-        if not chunks:
-            return None
-        best = max(chunks, key=lambda c: c.score)
-        return best.answer or _first_sentences(best.text)
+        answered = knowledge_answer(request.knowledge or ())
+        return answered[0] if answered else None
 
     @staticmethod
     def _offer_help(config: SecretaryConfig) -> str:
@@ -215,3 +213,13 @@ class FrontDesk:
             offers.append(f"put you through to {directory_summary(config)}")
         listed = ", ".join(offers[:-1]) + (" or " if len(offers) > 1 else "") + offers[-1]
         return f"I'm sorry, I didn't understand. I can {listed}. What would you like?"
+
+
+def knowledge_answer(chunks: Iterable[KnowledgeChunk]) -> tuple[str, KnowledgeChunk] | None:
+    """What the front desk reads out of the knowledge base, and the passage it comes from (the console's
+    "ask the knowledge base" shows both); None when no passage is close enough to the question."""
+    relevant = [c for c in chunks if c.score >= KNOWLEDGE_SCORE_MIN]
+    if not relevant:
+        return None
+    best = max(relevant, key=lambda c: c.score)
+    return best.answer or _first_sentences(best.text), best
