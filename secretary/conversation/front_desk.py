@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import jellyfish
 from rapidfuzz import fuzz
 
+from secretary.calls.prompts import prompts_for
 from secretary.conversation.brain import (
     BrainEvent,
     BrainRequest,
@@ -22,18 +23,12 @@ from secretary.conversation.brain import (
     Intent,
     TextDelta,
 )
-from secretary.speech.sentences import split_sentences
+from secretary.knowledge import grounding
 from secretary.tenants.config import SecretaryConfig, TransferTarget
 
 NAME_MATCH_MIN = 82
 SOUNDS_ALIKE_SCORE = 90  # same metaphone key: "sails" for "sales", "Mueller" for "Miller"
 FAQ_MATCH_MIN = 72
-# The knowledge base's score: cosine similarity (all-MiniLM-L6-v2) of the question and the best passage or
-# sentence of it. Measured by bench/knowledge_threshold.py on the demo documents: questions they answer score
-# 0.39–0.90 (median 0.68; one vague "what do you sell" 0.23), questions they don't answer (small talk,
-# another company's facts) 0.01–0.33 (median 0.17). Below the threshold the front desk says it doesn't know
-# rather than read out an unrelated passage.
-KNOWLEDGE_SCORE_MIN = 0.40
 
 _WORD = re.compile(r"[a-z0-9']+")
 _SPOKEN_FORMS = {"dr": "doctor", "mr": "mister", "mrs": "missus", "st": "saint", "dept": "department"}
@@ -110,10 +105,6 @@ def directory_summary(config: SecretaryConfig) -> str:
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def _first_sentences(text: str, limit: int = 2) -> str:
-    return " ".join(split_sentences(text)[:limit])
-
-
 class FrontDesk:
     name = "front_desk"
 
@@ -175,7 +166,7 @@ class FrontDesk:
                 False,
             )
         if request.knowledge is not None:
-            return "I'm sorry, I don't know that. Is there anything else I can help you with?", None, False
+            return prompts_for(config.language).no_information, None, False
         return self._offer_help(config), None, False
 
     @staticmethod
@@ -199,11 +190,9 @@ class FrontDesk:
 
     @staticmethod
     def _knowledge_answer(request: BrainRequest) -> str | None:
-        chunks = [c for c in request.knowledge or () if c.score >= KNOWLEDGE_SCORE_MIN]
-        if not chunks:
-            return None
-        best = max(chunks, key=lambda c: c.score)
-        return best.answer or _first_sentences(best.text)
+        """Only a passage that answers the question is read (`knowledge.grounding`): a close one may not."""
+        found = grounding.answer(request.caller_text, request.knowledge or (), request.config.language)
+        return found.say if found else None
 
     @staticmethod
     def _offer_help(config: SecretaryConfig) -> str:
