@@ -109,3 +109,10 @@ def test_the_llm_brain_is_given_only_the_passages_that_answer() -> None:
 
     assert "[vets.md: Neutering] Neutering a cat costs 90 pounds." in prompt("How much is it to neuter a cat?")
     assert "90 pounds" not in prompt("How much is it to neuter a dog?")
+
+
+def test_a_word_speech_recognition_split_in_two_is_taken_for_the_passages() -> None:
+    passage = chunk("Globex hovercraft come with a lifetime warranty on the engine.")
+    heard = "What is the warranty on the however craft engine?"  # Whisper, for "hovercraft"
+    assert answer(heard, [passage]) == grounding.Grounded(passage, passage.text)
+    assert answer("What is the warranty on the hover boat engine?", [passage]) is None

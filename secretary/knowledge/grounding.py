@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
 from typing import Any
 
 import snowballstemmer
+from rapidfuzz import fuzz, process
 
 from secretary.conversation.brain import KnowledgeChunk
 from secretary.knowledge.chunking import reading_sentences
@@ -49,6 +50,7 @@ PROBES = (
 PROBE_MARGIN = 0.10  # a passage must beat the probes' median score by this much
 FLOOR_MIN, FLOOR_MAX = 0.20, 0.40  # bounds for the floor, whatever the probes say
 MAX_SPOKEN_SENTENCES = 2
+REJOIN_MIN_CHARS, REJOIN_MIN_SCORE = 8, 90  # two heard words taken for one of the passage's (`_rejoined`)
 MARGIN = 0.05  # a passage that answers must be this much closer than one that answers otherwise
 
 
@@ -156,13 +158,33 @@ def _stem(word: str, language: str) -> str:
     return stem
 
 
-def key_terms(text: str, language: str = "en") -> set[str]:
-    """The question's content words, stemmed, and its numbers: what a passage must name to answer it."""
+def key_terms(text: str, language: str = "en", heard_as: Iterable[str] = ()) -> set[str]:
+    """The question's content words, stemmed, and its numbers: what a passage must name to answer it.
+    `heard_as`: the passage's words, for a word speech recognition split in two (`_rejoined`)."""
+    words = _rejoined(_words(text), set(heard_as))
     return {
-        _stem(w, language)
-        for w in _words(text)
-        if w not in _STOP and w not in _VALUE_WORDS and (len(w) > 1 or w.isdigit())
+        _stem(w, language) for w in words if w not in _STOP and w not in _VALUE_WORDS and (len(w) > 1 or w.isdigit())
     }
+
+
+def _rejoined(words: list[str], known: set[str]) -> list[str]:
+    """Speech recognition splits a word it doesn't know ("however craft" for hovercraft): two neighbours
+    that are not in the passage but together spell one of its words nearly exactly stand for that word."""
+    if not known:
+        return words
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        pair = "".join(words[i : i + 2])
+        if i + 1 < len(words) and not {words[i], words[i + 1]} & known and len(pair) >= REJOIN_MIN_CHARS:
+            match = process.extractOne(pair, known, scorer=fuzz.ratio, score_cutoff=REJOIN_MIN_SCORE)
+            if match is not None:
+                out.append(match[0])
+                i += 2
+                continue
+        out.append(words[i])
+        i += 1
+    return out
 
 
 def _terms_of(text: str, language: str) -> set[str]:
@@ -205,7 +227,7 @@ def _heading(chunk: KnowledgeChunk) -> str:
 
 
 def _answer_of(question: str, chunk: KnowledgeChunk, language: str) -> str | None:
-    terms = key_terms(question, language)
+    terms = key_terms(question, language, heard_as=_words(f"{_heading(chunk)} {chunk.text}"))
     if not terms:
         return None
     heading = _terms_of(_heading(chunk), language)
