@@ -124,9 +124,12 @@ async def measure(runtime: Runtime, business: dict[str, Any]) -> dict[str, Any]:
         info = await runtime.knowledge.add_document(domain, path.name, path.read_bytes())
         texts.append(" ".join((await runtime.knowledge.documents.text(domain, info.document_uuid) or "").split()))
     document = " ".join(texts)
-    started = time.perf_counter()
-    first = await runtime.knowledge.search(str(domain), "Can I speak to someone?")  # calibrates the floor
-    calibration_ms = (time.perf_counter() - started) * 1000
+    timings = []
+    for _ in range(2):  # the first search after the upload also calibrates the collection's floor
+        started = time.perf_counter()
+        first = await runtime.knowledge.search(str(domain), "Can I speak to someone?")
+        timings.append((time.perf_counter() - started) * 1000)
+    calibration_ms = timings[0] - timings[1]
     rows: list[dict[str, Any]] = []
     check_ms: list[float] = []
     for kind, items in (("answered", business["answered"]), ("unanswered", business["unanswered"])):
@@ -134,8 +137,9 @@ async def measure(runtime: Runtime, business: dict[str, Any]) -> dict[str, Any]:
             question, says = (item["question"], item["says"]) if kind == "answered" else (item, None)
             passages = await runtime.knowledge.search(str(domain), question)
             started = time.perf_counter()
-            text = reply(business, question, passages)
+            grounding.answer(question, passages)
             check_ms.append((time.perf_counter() - started) * 1000)
+            text = reply(business, question, passages)
             best = passages[0].score if passages else 0.0
             second = passages[1].score if len(passages) > 1 else 0.0
             said = from_document(text, document)

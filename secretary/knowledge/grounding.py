@@ -25,7 +25,7 @@ import statistics
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import Enum
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 import snowballstemmer
@@ -148,6 +148,7 @@ def _words(text: str) -> list[str]:
     return words
 
 
+@lru_cache(maxsize=8192)
 def _stem(word: str, language: str) -> str:
     """The snowball stem; in English also without "-ment" (pay for payment, treat for treatment)."""
     if word.isdigit():
