@@ -1,10 +1,11 @@
 """Measures the front desk's knowledge check (`secretary/knowledge/grounding.py`): how often it answers the
 questions a document answers, and how often it says something for the questions it doesn't (target: never).
 
-Indexes each invented business's document (tests/data/grounding: a vet, a law firm, a bakery, and a garage
-written after the rules were fixed) and the demo tenant's (tests/data/knowledge/acme-*) with the real
-embedder and ChromaDB, asks each question through the front desk, and prints per business: answered
-questions answered from the right sentence, answered wrongly, and unanswered questions that got an answer;
+Indexes each invented business's document (tests/data/grounding: a vet, a law firm, a bakery; a garage and
+a hotel written later, to check the rules on documents they were not made on) and the demo tenant's
+(tests/data/knowledge/acme-*) with the real embedder and ChromaDB, asks each question through the front
+desk, and prints per business: answered questions answered from the right sentence, answered wrongly, and
+unanswered questions that got an answer;
 beside it what the old rule (one cut-off, best score ≥ 0.40) would have done, the score ranges, the margin
 of the best passage over the second, each collection's floor, and the check's time.
 Writes bench/results/knowledge_threshold.json. Run: .venv/bin/python bench/knowledge_threshold.py

@@ -1,10 +1,9 @@
 """Whether a retrieved passage answers the caller's question, and which of its sentences to say.
 
 Similarity alone can't tell. In a document all about one subject every question on that subject is close to
-some passage: measured on three invented businesses (bench/knowledge_threshold.py), questions their documents
-don't answer scored up to 0.72 and answered ones from 0.24, so no cut-off separates them, and a price for
-another product ("neutering a cat costs 90 pounds" for a dog) is the nearest sentence. A passage answers only
-when all of these hold:
+some passage: on the invented businesses of bench/knowledge_threshold.py, questions their documents don't
+answer scored up to 0.75 and answered ones from 0.23, so no cut-off separates them, and a price for another
+product ("neutering a cat costs 90 pounds" for a dog) is the nearest sentence. A passage answers only when:
 
 1. its score is above its collection's floor (`floor_from`): what off-topic questions (`PROBES`) reach in
    that collection, so a collection whose every passage is close to everything needs a higher score;
@@ -12,10 +11,11 @@ when all of these hold:
 3. a question that asks for a value (a price, a count, a duration or distance, a time or day) gets a
    sentence that holds such a value and names every key term itself (or in a heading that is about nothing
    else): the value must belong to the thing asked about. That sentence is what is said; for other
-   questions, the sentences that name the key terms the heading doesn't.
+   questions, the sentences that name the key terms the heading doesn't;
+4. no other passage that answers differently is nearly as close (`MARGIN`).
 
-Otherwise nothing is said from the documents. Words are English (MiniLM is an English model); the stemmer
-follows the domain's language.
+Otherwise nothing is said from the documents. Stop words and value patterns are English (MiniLM is an English
+model); the stemmer follows the domain's language.
 """
 
 from __future__ import annotations
@@ -114,9 +114,10 @@ _HOLDS = {
     Wanted.COUNT: re.compile(_NUMBER),  # refined by the counted word (`_counted`)
     Wanted.MEASURE: re.compile(rf"{_NUMBER}(\s+(to|or|and|-)\s+{_NUMBER})?[\s-]*(\w+\s+)?{_UNIT}\b|\bof age\b"),
     Wanted.WHEN: re.compile(
-        rf"{_NUMBER}\s?(am|pm|a\.m\.|p\.m\.|o'clock)|\b\d{{1,2}}[:.]\d\d\b|\b(noon|midday|midnight|today|tomorrow|tonight|weekends?|"
-        r"mornings?|afternoons?|evenings?|nights?|(mon|tues|wednes|thurs|fri|satur|sun)days?|january|february|march"
-        r"|april|may|june|july|august|september|october|november|december|spring|summer|autumn|fall|winter)\b"
+        rf"{_NUMBER}\s?(am|pm|a\.m\.|p\.m\.|o'clock)|\b\d{{1,2}}[:.]\d\d\b"
+        r"|\b(noon|midday|midnight|today|tomorrow|tonight|weekends?|mornings?|afternoons?|evenings?|nights?"
+        r"|(mon|tues|wednes|thurs|fri|satur|sun)days?|january|february|march|april|may|june|july|august|september"
+        r"|october|november|december|spring|summer|autumn|fall|winter)\b"
         rf"|{_NUMBER}[\s-]*(\w+\s+)?{_UNIT}\b"
     ),
 }
@@ -193,6 +194,7 @@ def _terms_of(text: str, language: str) -> set[str]:
 
 
 def wanted(question: str) -> Wanted | None:
+    """The kind of value the question asks for; None for a yes/no or open question."""
     text = question.casefold()
     return next((kind for kind, pattern in _ASKS if pattern.search(text)), None)
 
