@@ -645,7 +645,7 @@ async def test_isolation_end_to_end_a_caller_never_hears_another_domains_knowled
     admin: Admin, speech: Speech
 ) -> None:
     """Globex's admin uploads a fact; Globex's caller hears it; Acme's caller, asking the same, hears that the
-    secretary doesn't know; and Acme's key can't see Globex's call."""
+    secretary doesn't have that information; and Acme's key can't see Globex's call."""
     form = FormData()
     form.add_field(
         "file",
@@ -684,7 +684,7 @@ async def test_isolation_end_to_end_a_caller_never_hears_another_domains_knowled
     globex_call, globex_said = await ask(GLOBEX)
     assert "lifetime warranty" in globex_said.lower()
     _, acme_said = await ask(ACME)
-    assert "don't know" in acme_said.lower() and "lifetime" not in acme_said.lower()
+    assert "don't have that information" in acme_said.lower() and "lifetime" not in acme_said.lower()
     status, error = await admin.call("GET", f"/api/v1/admin/domains/{GLOBEX}/calls/{globex_call}", "acme")
     assert status == 404 and error["error"]["code"] == "unknown_domain"
     status, error = await admin.call("GET", f"/api/v1/admin/domains/{ACME}/calls/{globex_call}", "acme")

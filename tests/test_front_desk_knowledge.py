@@ -1,6 +1,6 @@
-"""The front desk and knowledge: it reads out the best passage when it is close enough to the question, says
-it doesn't know when the domain has documents but none fits, and lets the domain's own rules (transfers,
-messages, opening hours, FAQ) win over documents."""
+"""The front desk and knowledge: it reads a passage only when the passage answers the question (the check of
+`knowledge.grounding`), says it doesn't have that information otherwise, and lets the domain's own rules
+(transfers, messages, opening hours, FAQ) win over documents."""
 
 from __future__ import annotations
 
@@ -9,23 +9,26 @@ from datetime import UTC, datetime
 
 import pytest
 
+from secretary.calls.prompts import prompts_for
 from secretary.conversation.brain import BrainRequest, Intent, KnowledgeChunk
-from secretary.conversation.front_desk import KNOWLEDGE_SCORE_MIN, FrontDesk
+from secretary.conversation.front_desk import FrontDesk
 from tests.conftest import acme_config
 
-CLOSE = KNOWLEDGE_SCORE_MIN + 0.3
-FAR = KNOWLEDGE_SCORE_MIN - 0.1
+NO_INFORMATION = prompts_for("en").no_information
 WARRANTY = KnowledgeChunk(
     text="Every anvil carries a ten-year warranty against cracks. Rocket skates have a two-year warranty.",
     source="guide.md: Warranty",
-    score=CLOSE,
+    score=0.7,
     answer="Rocket skates have a two-year warranty.",
+    floor=0.25,
 )
 
 
-def decide(text: str, knowledge: Sequence[KnowledgeChunk] | None) -> tuple[str, Intent | None, bool]:
+def decide(
+    text: str, knowledge: Sequence[KnowledgeChunk] | None, language: str = "en"
+) -> tuple[str, Intent | None, bool]:
     request = BrainRequest(
-        config=acme_config(),
+        config=acme_config().model_copy(update={"language": language}),
         history=(),
         caller_text=text,
         now=datetime(2025, 1, 7, 15, 0, tzinfo=UTC),  # a Tuesday, 10:00 in New York: open
@@ -35,7 +38,7 @@ def decide(text: str, knowledge: Sequence[KnowledgeChunk] | None) -> tuple[str, 
     return reply, decision.intent if decision else None, understood
 
 
-def test_a_close_passage_is_read_out_from_its_answer_sentence() -> None:
+def test_a_passage_that_answers_is_read_from_its_answer_sentence() -> None:
     assert decide("What is the warranty on rocket skates?", [WARRANTY]) == (
         "Rocket skates have a two-year warranty.",
         None,
@@ -43,26 +46,60 @@ def test_a_close_passage_is_read_out_from_its_answer_sentence() -> None:
     )
 
 
-def test_without_a_picked_sentence_the_passage_opening_is_read() -> None:
-    text = "The first sentence opens. The second one follows. The third comes last."
-    chunk = KnowledgeChunk(text=text, source="x.txt", score=CLOSE)
-    assert (
-        decide("tell me about the sentences please", [chunk])[0] == "The first sentence opens. The second one follows."
+def test_a_question_for_a_value_gets_the_sentence_that_holds_it_for_the_thing_asked() -> None:
+    # The knowledge base picked the skates' sentence; the anvil's is the one that answers.
+    assert decide("How long is the warranty on an anvil?", [WARRANTY])[0] == (
+        "Every anvil carries a ten-year warranty against cracks."
     )
 
 
-def test_the_closest_passage_wins() -> None:
-    other = KnowledgeChunk(text="Parking costs nothing on weekends.", source="y.txt", score=CLOSE + 0.1)
-    assert (
-        decide("What is the warranty on rocket skates?", [WARRANTY, other])[0] == "Parking costs nothing on weekends."
+def test_the_heading_names_what_the_sentences_leave_out() -> None:
+    sauna = KnowledgeChunk(
+        "It is free at weekends. On weekdays it costs two dollars an hour.", "spa.md: Sauna", 0.6, floor=0.25
+    )
+    assert decide("Is the sauna free at weekends?", [sauna])[0] == "It is free at weekends."
+    assert decide("How much is the sauna on weekdays?", [sauna])[0] == "On weekdays it costs two dollars an hour."
+    # A heading that names several things can't say whose a value is.
+    both = KnowledgeChunk(sauna.text, "spa.md: Sauna and pool", 0.6, floor=0.25)
+    assert decide("How much is the sauna on weekdays?", [both])[0] == NO_INFORMATION
+
+
+def test_a_close_passage_about_something_else_is_not_read() -> None:
+    neutering = KnowledgeChunk(
+        "We neuter dogs, cats and rabbits from six months of age. Neutering a cat costs 90 pounds.",
+        "vets.md: Neutering",
+        0.72,
+        "Neutering a cat costs 90 pounds.",
+        floor=0.25,
+    )
+    assert decide("How much does it cost to neuter a dog?", [neutering]) == (NO_INFORMATION, None, False)
+    assert decide("How much does it cost to neuter a cat?", [neutering])[0] == "Neutering a cat costs 90 pounds."
+    assert decide("Do you microchip dogs?", [neutering]) == (NO_INFORMATION, None, False)
+
+
+def test_the_closest_passage_that_answers_wins() -> None:
+    closer = KnowledgeChunk("Rocket skates are sold in pairs.", "skates.md", 0.8, floor=0.25)
+    further = KnowledgeChunk("Anvil warranties last ten years.", "anvils.md", 0.5, floor=0.25)
+    other = KnowledgeChunk("The anvil warranty covers cracks.", "anvils.md", 0.45, floor=0.25)
+    assert decide("What does the anvil warranty cover?", [closer, other, further])[0] == (
+        "The anvil warranty covers cracks."
     )
 
 
-@pytest.mark.parametrize("knowledge", [[WARRANTY.__class__(WARRANTY.text, WARRANTY.source, FAR)], []])
-def test_documents_that_do_not_fit_mean_i_dont_know(knowledge: list[KnowledgeChunk]) -> None:
+def test_a_passage_under_its_collections_floor_is_not_read() -> None:
+    low = KnowledgeChunk(WARRANTY.text, WARRANTY.source, 0.3, WARRANTY.answer, floor=0.35)
+    assert decide("What is the warranty on rocket skates?", [low]) == (NO_INFORMATION, None, False)
+
+
+@pytest.mark.parametrize("knowledge", [[WARRANTY], []])
+def test_documents_that_do_not_answer_mean_no_information_and_an_offer(knowledge: list[KnowledgeChunk]) -> None:
     reply, intent, understood = decide("When is the monorail tour?", knowledge)
-    assert reply == "I'm sorry, I don't know that. Is there anything else I can help you with?"
+    assert reply == "I'm sorry, I don't have that information. I can take a message or put you through to a colleague."
     assert (intent, understood) == (None, False)
+
+
+def test_the_offer_is_in_the_domains_language() -> None:
+    assert decide("Wann ist die Monorail-Tour?", [WARRANTY], language="de")[0] == prompts_for("de").no_information
 
 
 def test_a_domain_without_documents_gets_the_offer_of_help() -> None:
@@ -85,8 +122,8 @@ def test_a_domain_without_documents_gets_the_offer_of_help() -> None:
 def test_the_domains_own_rules_win_over_documents(
     question: str, expected_reply: str, expected_intent: Intent | None
 ) -> None:
-    # A passage that (wrongly) looks very close must not override what the admin configured.
-    loud = KnowledgeChunk(text="Our documents say something else entirely.", source="z.txt", score=0.99)
+    # A passage that (wrongly) looks very close and names everything asked must not override the admin's config.
+    loud = KnowledgeChunk(f"{question} Our documents say something else entirely.", "z.txt", 0.99)
     reply, intent, _ = decide(question, [loud])
     assert expected_reply in reply
     assert intent == expected_intent

@@ -23,6 +23,7 @@ from secretary.conversation.conversation import Conversation
 from secretary.conversation.front_desk import normalise
 from secretary.conversation.llm_brain import decision_from_tool, system_prompt, tool_schemas
 from secretary.errors import SecretaryError
+from secretary.knowledge import grounding
 from secretary.runtime import Runtime
 from secretary.tenants.config import SecretaryConfig
 
@@ -93,7 +94,7 @@ class ToolDesk:
         try:
             if query.strip() and await knowledge.has_documents(domain):
                 chunks = await knowledge.search(domain, query, limit=PASSAGES)
-                found += [c.answer or c.text for c in chunks if c.score >= 0.3]
+                found += [c.answer or c.text for c in grounding.supported(query, chunks, self._config.language)]
         except SecretaryError as exc:  # the index is down or slow: the FAQ still answers
             log.warning("knowledge_unavailable", error=exc.message)
         return found[:PASSAGES]

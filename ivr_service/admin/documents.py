@@ -23,8 +23,8 @@ from ivr_service.admin.models import (
     UploadQuery,
 )
 from ivr_service.admin.registry import Operation
-from secretary.conversation.front_desk import knowledge_answer
 from secretary.errors import BadInput, NotFound
+from secretary.knowledge import grounding
 from secretary.knowledge.base import KnowledgeBase
 
 
@@ -134,12 +134,14 @@ async def ask_knowledge(request: web.Request, admin: AdminRequest) -> web.Stream
     domain = await admin.domain()
     body = await admin.body(AskBody)
     chunks = await _knowledge(admin).search(str(domain.domain_uuid), body.question)
-    answered = knowledge_answer(chunks)
+    config = await admin.services.secretaries.admin_get(domain.domain_uuid)
+    # the front desk's own check: what a caller asking this would hear, and from which passage
+    found = grounding.answer(body.question, chunks, config.language if config else "en")
     return model_response(
         AskOut(
-            answer=answered[0] if answered else None,
-            answered_from=Passage(text=answered[1].text, source=answered[1].source, score=answered[1].score)
-            if answered
+            answer=found.say if found else None,
+            answered_from=Passage(text=found.chunk.text, source=found.chunk.source, score=found.chunk.score)
+            if found
             else None,
             passages=[Passage(text=c.text, source=c.source, score=c.score) for c in chunks],
         )

@@ -25,6 +25,7 @@ class Prompts:
     not_in_directory: str  # "{name}"
     not_a_choice: str  # keys that are neither an extension of the directory nor "0"
     interrupted: str  # what the history adds to a reply the caller cut off (the brain reads it)
+    no_information: str  # the documents don't answer the question: nothing is made up, a way on is offered
 
     def through_to(self, name: str) -> str:
         return self.putting_through.format(name=name)
@@ -51,6 +52,7 @@ ENGLISH = Prompts(
     not_in_directory="Sorry, I couldn't find {name} in our directory.",
     not_a_choice="Sorry, that is not a valid choice. How can I help you?",
     interrupted="[interrupted by the caller]",
+    no_information="I'm sorry, I don't have that information. I can take a message or put you through to a colleague.",
 )
 
 PROMPTS: dict[str, Prompts] = {
@@ -69,6 +71,8 @@ PROMPTS: dict[str, Prompts] = {
         not_in_directory="Entschuldigung, ich habe {name} nicht in unserem Verzeichnis gefunden.",
         not_a_choice="Entschuldigung, das ist keine gültige Auswahl. Wie kann ich Ihnen helfen?",
         interrupted="[vom Anrufer unterbrochen]",
+        no_information="Es tut mir leid, diese Information habe ich nicht. Ich kann eine Nachricht aufnehmen oder Sie"
+        " mit einem Kollegen verbinden.",
     ),
     "fr": Prompts(
         still_there="Êtes-vous toujours là ?",
@@ -84,6 +88,8 @@ PROMPTS: dict[str, Prompts] = {
         not_in_directory="Désolée, je ne trouve pas {name} dans notre annuaire.",
         not_a_choice="Désolée, ce choix n'est pas valide. Comment puis-je vous aider ?",
         interrupted="[interrompu par l'appelant]",
+        no_information="Je suis désolée, je n'ai pas cette information. Je peux prendre un message ou vous passer un"
+        " collègue.",
     ),
     "es": Prompts(
         still_there="¿Sigue ahí?",
@@ -99,6 +105,7 @@ PROMPTS: dict[str, Prompts] = {
         not_in_directory="Lo siento, no encuentro a {name} en nuestro directorio.",
         not_a_choice="Lo siento, esa opción no es válida. ¿En qué puedo ayudarle?",
         interrupted="[interrumpido por el llamante]",
+        no_information="Lo siento, no tengo esa información. Puedo tomar un mensaje o pasarle con un compañero.",
     ),
 }
 

@@ -27,12 +27,14 @@ class ChatMessage(BaseModel):
 class KnowledgeChunk:
     """A passage from the domain's knowledge base with the document it came from. `score` is how close it
     is to the question (cosine similarity); `answer`, when the knowledge base picked one, is the passage's
-    sentence nearest to the question, for a brain that reads out rather than writes its reply."""
+    sentence nearest to the question, for a brain that reads out rather than writes its reply. `floor` is the
+    score off-topic questions reach in the passage's collection (`knowledge.grounding.floor_from`)."""
 
     text: str
     source: str
     score: float
     answer: str | None = None
+    floor: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,33 +8,27 @@ questions, message requests, goodbyes, and answers the domain's FAQ lines and kn
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import jellyfish
 from rapidfuzz import fuzz
 
+from secretary.calls.prompts import prompts_for
 from secretary.conversation.brain import (
     BrainEvent,
     BrainRequest,
     Decision,
     Finished,
     Intent,
-    KnowledgeChunk,
     TextDelta,
 )
-from secretary.speech.sentences import split_sentences
+from secretary.knowledge import grounding
 from secretary.tenants.config import SecretaryConfig, TransferTarget
 
 NAME_MATCH_MIN = 82
 SOUNDS_ALIKE_SCORE = 90  # same metaphone key: "sails" for "sales", "Mueller" for "Miller"
 FAQ_MATCH_MIN = 72
-# The knowledge base's score: cosine similarity (all-MiniLM-L6-v2) of the question and the best passage or
-# sentence of it. Measured by bench/knowledge_threshold.py on the demo documents: questions they answer score
-# 0.39–0.90 (median 0.68; one vague "what do you sell" 0.23), questions they don't answer (small talk,
-# another company's facts) 0.01–0.33 (median 0.17). Below the threshold the front desk says it doesn't know
-# rather than read out an unrelated passage.
-KNOWLEDGE_SCORE_MIN = 0.40
 
 _WORD = re.compile(r"[a-z0-9']+")
 _SPOKEN_FORMS = {"dr": "doctor", "mr": "mister", "mrs": "missus", "st": "saint", "dept": "department"}
@@ -111,10 +105,6 @@ def directory_summary(config: SecretaryConfig) -> str:
     return ", ".join(names[:-1]) + " or " + names[-1]
 
 
-def _first_sentences(text: str, limit: int = 2) -> str:
-    return " ".join(split_sentences(text)[:limit])
-
-
 class FrontDesk:
     name = "front_desk"
 
@@ -176,7 +166,7 @@ class FrontDesk:
                 False,
             )
         if request.knowledge is not None:
-            return "I'm sorry, I don't know that. Is there anything else I can help you with?", None, False
+            return prompts_for(config.language).no_information, None, False
         return self._offer_help(config), None, False
 
     @staticmethod
@@ -200,8 +190,9 @@ class FrontDesk:
 
     @staticmethod
     def _knowledge_answer(request: BrainRequest) -> str | None:
-        answered = knowledge_answer(request.knowledge or ())
-        return answered[0] if answered else None
+        """Only a passage that answers the question is read (`knowledge.grounding`): a close one may not."""
+        found = grounding.answer(request.caller_text, request.knowledge or (), request.config.language)
+        return found.say if found else None
 
     @staticmethod
     def _offer_help(config: SecretaryConfig) -> str:
@@ -213,13 +204,3 @@ class FrontDesk:
             offers.append(f"put you through to {directory_summary(config)}")
         listed = ", ".join(offers[:-1]) + (" or " if len(offers) > 1 else "") + offers[-1]
         return f"I'm sorry, I didn't understand. I can {listed}. What would you like?"
-
-
-def knowledge_answer(chunks: Iterable[KnowledgeChunk]) -> tuple[str, KnowledgeChunk] | None:
-    """What the front desk reads out of the knowledge base, and the passage it comes from (the console's
-    "ask the knowledge base" shows both); None when no passage is close enough to the question."""
-    relevant = [c for c in chunks if c.score >= KNOWLEDGE_SCORE_MIN]
-    if not relevant:
-        return None
-    best = max(relevant, key=lambda c: c.score)
-    return best.answer or _first_sentences(best.text), best

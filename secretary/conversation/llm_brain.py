@@ -10,6 +10,7 @@ from typing import Any
 from openai import AsyncOpenAI, AsyncStream
 
 from secretary.conversation.brain import BrainEvent, BrainRequest, Decision, Finished, Intent, TextDelta
+from secretary.knowledge import grounding
 
 OPERATOR = "operator"
 
@@ -39,9 +40,10 @@ def system_prompt(request: BrainRequest) -> str:
     if config.faq:
         lines.append("Frequently asked questions:")
         lines.extend(f"- Q: {f.question} A: {f.answer}" for f in config.faq)
-    if request.knowledge:
+    passages = grounding.supported(request.caller_text, request.knowledge or (), config.language)
+    if passages:  # only those that answer the question: a merely close one invites a made-up answer
         lines.append("Passages from the company's documents (cite nothing else):")
-        lines.extend(f"[{c.source}] {c.text}" for c in request.knowledge)
+        lines.extend(f"[{c.source}] {c.text}" for c in passages)
     return "\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -29,6 +30,7 @@ from secretary.knowledge.chunking import TextChunk, reading_sentences
 from secretary.knowledge.documents import DocumentInfo, DocumentStore
 from secretary.knowledge.embedders import Embedder, MiniLmEmbedder
 from secretary.knowledge.extraction import clean_filename, resolve_content_type
+from secretary.knowledge.grounding import PROBES, floor_from
 from secretary.knowledge.ingest import Ingest
 from secretary.knowledge.ingest_worker import ExtractionLimit
 from secretary.settings import KnowledgeSettings
@@ -95,6 +97,8 @@ class KnowledgeBase:
         self._secretaries = secretaries
         self._settings = settings
         self.ingest = Ingest(settings)
+        self._floors: dict[UUID, tuple[int, float]] = {}  # domain → (passages then, floor)
+        self._probes: dict[str, list[list[float]]] = {}  # embedder name → the probes' vectors
 
     # -- documents -----------------------------------------------------------------------------------------
 
@@ -146,6 +150,7 @@ class KnowledgeBase:
                 "knowledge_document_added", domain_uuid=str(domain_uuid), filename=name, passages=len(prepared.chunks)
             )
             info = await self._index_document(info, prepared.chunks, on_progress)
+        self._floors.pop(domain_uuid, None)
         if info.status == "indexed":
             for older in await self.documents.find_by_filename(domain_uuid, name):
                 if older.document_uuid != info.document_uuid:
@@ -171,6 +176,7 @@ class KnowledgeBase:
         if await self.documents.get(domain_uuid, document_uuid) is None:
             return False
         await self.index.delete_document(domain_uuid, document_uuid)
+        self._floors.pop(domain_uuid, None)
         deleted = await self.documents.delete(domain_uuid, document_uuid)
         log.info("knowledge_document_deleted", domain_uuid=str(domain_uuid), document_uuid=str(document_uuid))
         return deleted
@@ -182,6 +188,7 @@ class KnowledgeBase:
         an upload, `TooManyDocuments`; a document whose extraction failed has no text to cut (`BadInput`
         when named, passed over in a whole domain)."""
         domain_uuid = _domain(domain_uuid)
+        self._floors.pop(domain_uuid, None)
         async with self.ingest.queue.admitted(domain_uuid):
             if document_uuid is None:
                 await self.index.drop(domain_uuid)
@@ -214,8 +221,9 @@ class KnowledgeBase:
     # -- retrieval -----------------------------------------------------------------------------------------
 
     async def search(self, domain_uuid: str, query: str, limit: int = 4) -> list[KnowledgeChunk]:
-        """The domain's passages nearest to `query`, best first; `score` is the cosine similarity (about
-        0.5 and up: on topic; under 0.3: unrelated). Raises `DependencyUnavailable` when the index or the
+        """The domain's passages nearest to `query`, best first; `score` is the cosine similarity, `floor`
+        what off-topic questions reach in the domain's collection (whether a passage answers is for
+        `knowledge.grounding` to say). Raises `DependencyUnavailable` when the index or the
         embedder fails or takes longer than `search_timeout_s`."""
         return await self._retrieve(domain_uuid, query, limit) or []
 
@@ -248,9 +256,25 @@ class KnowledgeBase:
                 hits = await self.index.query(domain, vector, limit)
                 if hits is None:
                     return None
-                return await self._rescored(embedder, hits, vector)
+                floor = await self._floor(domain, embedder)
+                return [dataclasses.replace(c, floor=floor) for c in await self._rescored(embedder, hits, vector)]
         except TimeoutError:
             raise DependencyUnavailable("knowledge index", "search timed out") from None
+
+    async def _floor(self, domain: UUID, embedder: Embedder) -> float:
+        """The collection's floor: the scores `PROBES` reach in it (by passage: re-scoring by sentences adds
+        almost nothing to unrelated questions). Kept until the domain's documents change, here or in another
+        process sharing a Chroma server (its passage count changes)."""
+        count = await self.index.count(domain)
+        kept = self._floors.get(domain)
+        if kept is not None and kept[0] == count:
+            return kept[1]
+        if embedder.name not in self._probes:
+            self._probes[embedder.name] = await embedder.embed(PROBES)
+        floor = floor_from(await self.index.best_scores(domain, self._probes[embedder.name]))
+        self._floors[domain] = (count, floor)
+        log.info("knowledge_floor", domain_uuid=str(domain), floor=floor, passages=count)
+        return floor
 
     async def embedder_of(self, domain_uuid: UUID) -> Embedder:
         """The embedder the domain's knowledge is (to be) indexed with."""

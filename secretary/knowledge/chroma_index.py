@@ -211,6 +211,20 @@ class ChromaIndex:
 
         return await self._run(run)
 
+    async def best_scores(self, domain_uuid: UUID, vectors: Sequence[Sequence[float]]) -> list[float]:
+        """For each vector, the score of its nearest passage (one query for all); [] for an empty domain."""
+
+        def run() -> list[float]:
+            collection = self._collection(domain_uuid, None)
+            if collection is None or collection.count() == 0 or not vectors:
+                return []
+            result = collection.query(
+                query_embeddings=np.asarray(vectors, dtype=np.float32), n_results=1, include=["distances"]
+            )
+            return [1.0 - float(row[0]) for row in result.get("distances") or [] if row]
+
+        return await self._run(run)
+
     async def ping(self) -> bool:
         try:
             await self._run(lambda: self._connect().heartbeat())

@@ -95,7 +95,7 @@ async def test_a_domain_indexes_and_searches_with_its_own_embedder(
         hits = await rt.knowledge.search(str(ACME), QUESTION)
         assert "wheels are wear parts" in hits[0].text and hits[0].score > 0.6
         asked = [r for r in server.requests if r.get("model")]
-        assert {r["model"] for r in asked} == {MODELS[provider]} and QUESTION in asked[-2]["input"]
+        assert {r["model"] for r in asked} == {MODELS[provider]} and any(QUESTION in r["input"] for r in asked)
         config = await rt.secretaries.by_uuid(ACME)
         reply = await Conversation(config, FrontDesk(), knowledge=rt.knowledge).respond(QUESTION)
         assert "wear parts" in reply.text  # the front desk read the passage the cloud vectors found
