@@ -173,6 +173,7 @@ async def test_a_superadmin_token_sees_every_domain(service: ConsoleService) -> 
         (60, "a key FusionPBX should not have", False, "signature is wrong"),
         (60, FUSIONPBX_SECRET, True, "signature is wrong"),
     ],
+    ids=["expired", "too-long-lived", "foreign-key", "tampered"],  # fixed ids: every xdist worker collects the same
 )
 async def test_an_expired_foreign_or_tampered_php_token_is_refused(
     service: ConsoleService, lifetime: int, secret: str, tamper: bool, reason: str
