@@ -27,8 +27,9 @@ call: install
 services:
 	bash tests/services.sh
 
-# Files run in parallel (pytest-xdist): most end-to-end calls wait on the wall clock, not on the CPU.
-PYTEST_ARGS ?= -n 3 --dist loadfile
+# Tests run in parallel (pytest-xdist): most end-to-end calls wait on the wall clock, not on the CPU. Groups
+# (tests/conftest.py): a module stays on one worker, except the modules whose calls are spread one by one.
+PYTEST_ARGS ?= -n 3 --dist loadgroup
 
 test: install services
 	$(PY) -m pytest $(PYTEST_ARGS)

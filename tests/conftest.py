@@ -57,9 +57,9 @@ E2E_MODULES = {
 }
 
 
-# The modules that take longest (whole calls in real time), longest first: pytest-xdist's `loadfile` hands
-# out modules in collection order, so these start at once and no worker is left running one at the end.
-# Measured with `--durations=0`; a module missing here only starts later.
+# The modules that take longest (whole calls in real time), longest first: pytest-xdist hands out work in
+# collection order, so these start at once and no worker is left running one at the end. Measured with
+# `--durations=0`; a module missing here only starts later.
 LONGEST_MODULES = [
     "test_bridge_cloud_engines",
     "test_cross_transport",
@@ -75,13 +75,32 @@ LONGEST_MODULES = [
 ]
 
 
+# Modules whose tests each start their own bridge, servers and calls: with `--dist loadgroup` their tests are
+# spread over the workers one by one (a module-scoped fixture is then made once per worker that needs it).
+# Every other module stays whole on one worker, its module fixtures made once.
+SPREAD_MODULES = {
+    "test_bridge_cloud_engines",
+    "test_faults",
+    "test_bridge_call_control",
+    "test_bridge_openai_realtime",
+    "test_bridge_pipeline",
+    "test_realtime_fallback",
+    "test_pipeline_streaming",
+    "test_bridge_keys",
+    "test_bridge_playback_modes",
+}
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Every test is `unit` or `e2e` (pyproject's markers), so `pytest -m unit` is the fast loop; the longest
-    modules go first (each module's own order kept)."""
+    """Every test is `unit` or `e2e` (pyproject's markers), so `pytest -m unit` is the fast loop; each test
+    gets its pytest-xdist group (its module, or itself in a spread module); the longest modules go first
+    (each module's own order kept)."""
     for item in items:
         uses = set(getattr(item, "fixturenames", ()))
         e2e = bool(uses & E2E_FIXTURES) or item.path.stem in E2E_MODULES
         item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)
+        stem = item.path.stem
+        item.add_marker(pytest.mark.xdist_group(item.nodeid if stem in SPREAD_MODULES else stem))
     rank = {stem: index for index, stem in enumerate(LONGEST_MODULES)}
     order = {id(item): index for index, item in enumerate(items)}
     items.sort(key=lambda item: (rank.get(item.path.stem, len(rank)), order[id(item)]))
