@@ -24,6 +24,7 @@ from secretary.calls.lifecycle import FIXED_BRAINS, CallLifecycle, Timings, conc
 from secretary.calls.models import CallPhase, CallRecord, CallState
 from secretary.conversation.actions import Action
 from secretary.conversation.conversation import Reply
+from secretary.conversation.names import stt_hints
 from secretary.errors import CallEnded, SecretaryError, UnknownCall
 from secretary.messages.models import TakenMessage
 from secretary.messages.taking import MessageTaker
@@ -237,7 +238,7 @@ class TurnFlow:
         silent = audio.rms() < SILENCE_RMS
         if not silent:
             stt_started = time.perf_counter()
-            hints = [name for t in config.directory for name in t.spoken_names]
+            hints = stt_hints(config)
             stt = self._rt.providers.stt(config, UsageMeter(state.usage))
             transcript = await stt.transcribe(audio, config.language, hints)
             heard = transcript.text

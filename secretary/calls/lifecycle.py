@@ -131,6 +131,9 @@ class CallLifecycle:
             misunderstood=self.state.misunderstood,
             knowledge=knowledge,
             prompts=self.prompts,
+            desk=self.state.desk,
+            caller_id_number=self.state.caller_id_number,
+            caller_id_name=self.state.caller_id_name,
         )
         self._conversation = conversation
         return conversation
@@ -169,6 +172,7 @@ class CallLifecycle:
         if self._conversation is not None:
             self.state.conversation_turns = self._conversation.turns
             self.state.misunderstood = self._conversation.misunderstood
+            self.state.desk = self._conversation.desk
         self.act(record.action)
         return record
 
