@@ -322,3 +322,11 @@ async def test_the_dialogue_state_survives_between_turns_in_the_call_state() -> 
     await turn("Can I speak to Doctor Obonkwo?")
     assert state.desk.awaiting is Awaiting.CONFIRM_NAME and state.desk.candidate == "Dr. Okonkwo"
     assert transferred_to(await turn("Yes.")) == "201"
+
+
+async def test_a_sentence_that_merely_contains_a_name_corrects_nothing_in_the_read_back() -> None:
+    desk = talk(GARAGE, caller_number="5550100", caller_name="Kim Ortiz")
+    await desk.respond("I'd like to leave a message for the workshop.")
+    again = await desk.respond("Please call me back about the spare parts I ordered last week.")
+    assert again.text.startswith("So that's a message for Workshop from Kim Ortiz") and not again.understood
+    assert desk.desk.message is not None and desk.desk.message.recipient == "Workshop"

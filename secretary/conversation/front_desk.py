@@ -62,6 +62,7 @@ _YES = re.compile(
     r"please do|go ahead|sounds good|that's it)\b"
 )
 _NO = re.compile(r"\b(no|nope|nah|not|wrong|incorrect|wait)\b")
+_CORRECTION = re.compile(r"\b(no|not|wrong|actually|instead|meant|rather|for)\b")
 _NEVER_MIND = re.compile(r"\b(never ?mind|forget it|cancel|no one|nobody)\b")
 _ANYONE = re.compile(r"\b(anyone|anybody|whoever|doesn't matter|does not matter|in general|general|everyone)\b")
 # Words around a name in a transfer request: what is left once they are gone is a name the caller asked for.
@@ -148,6 +149,12 @@ def caller_name_in(text: str) -> str:
 def _described(match: NameMatch) -> str:
     target = match.target
     return f"{target.name}, {target.description}" if target.description else target.name
+
+
+def _correcting(heard: str) -> bool:
+    """Words that can correct a detail just read back: short ("Dr. Brennan"), or saying so ("no, for …"). A
+    longer sentence that merely contains a name ("call me about the invoices") corrects nothing."""
+    return len(heard.split()) <= SHORT_REQUEST_WORDS or bool(_CORRECTION.search(heard))
 
 
 def _is_yes(heard: str) -> bool:
@@ -274,7 +281,7 @@ class FrontDesk:
         if candidate is None:
             return None
         match = match_name(request.config, heard)
-        named_other = match is not None and match.target.extension != candidate.extension
+        named_other = match is not None and match.target.extension != candidate.extension and _correcting(heard)
         if _is_yes(heard) or (match is not None and match.sure and not named_other and not _NO.search(heard)):
             if desk.for_message:
                 details = (desk.message or MessageDetails()).model_copy(update={"recipient": candidate.name})
@@ -436,7 +443,7 @@ class FrontDesk:
             details.callback_number = digits
         elif _NAME_INTRO.search(re.sub(r"^(no|sorry)\s+", "", heard)):
             details.caller_name = caller_name_in(re.sub(r"^(no|sorry)[,.]?\s+", "", request.caller_text, flags=re.I))
-        elif match is not None and match.sure:
+        elif match is not None and match.sure and _correcting(heard):
             details.recipient = match.target.name
         elif re.search(r"\bnumber\b", heard):
             details.callback_number = ""
