@@ -330,3 +330,21 @@ async def test_a_sentence_that_merely_contains_a_name_corrects_nothing_in_the_re
     again = await desk.respond("Please call me back about the spare parts I ordered last week.")
     assert again.text.startswith("So that's a message for Workshop from Kim Ortiz") and not again.understood
     assert desk.desk.message is not None and desk.desk.message.recipient == "Workshop"
+
+
+async def test_the_business_name_is_no_request_for_the_person_it_is_named_after() -> None:
+    result = await talk(GARAGE).respond("Hello, is this Nakamura Motors?")
+    assert result.action.type is ActionType.CONTINUE and result.text == "Hello! How can I help you today?"
+
+
+async def test_a_detail_not_understood_twice_is_left_out_of_the_message() -> None:
+    desk = talk(CLINIC)  # no caller id
+    await desk.respond("Leave a message for appointments.")
+    assert (await desk.respond("um")).text == "Sorry, I didn't catch your name. Could you say it again?"
+    assert (await desk.respond("uh")).text == "What number can we call you back on?"
+    read_back = await desk.respond("oh two oh seven nine four six oh three two one")
+    assert read_back.text == (
+        "So that's a message for Appointments, and we can call you back on 0 2 0, 7 9 4, 6 0 3, 2 1. Is that right?"
+    )
+    assert (await desk.respond("Yes.")).action.type is ActionType.TAKE_MESSAGE
+    assert desk.desk.message is not None and desk.desk.message.caller_name == ""

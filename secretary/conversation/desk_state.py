@@ -22,9 +22,10 @@ class Awaiting(StrEnum):
 class MessageDetails(BaseModel):
     """A message's details, gathered before the caller records it: saved and delivered with it."""
 
-    recipient: str | None = None  # a directory entry's name; "" for the business in general; None: not asked
-    caller_name: str = ""
-    callback_number: str = ""  # digits
+    # None: not asked yet; "": asked, and none given (the business in general, for the recipient)
+    recipient: str | None = None  # a directory entry's name
+    caller_name: str | None = None
+    callback_number: str | None = None  # digits
 
 
 class DeskState(BaseModel):

@@ -141,7 +141,9 @@ def caller_name_in(text: str) -> str:
     """The name in an answer to "May I have your name?" ("It's Robin Banks." -> "Robin Banks")."""
     words = normalise(text)
     words = _NAME_INTRO.sub("", words)
-    words = re.sub(r"\b(please|thanks|thank you|yes|hi|hello)\b", " ", words)
+    words = re.sub(
+        r"\b(please|thanks|thank you|yes|yeah|sure|okay|ok|hi|hello|um+|uh+|er+m?|hm+|ah+|oh|well)\b", " ", words
+    )
     name = " ".join(w for w in words.split() if not w.isdigit())[:60].strip()
     return name.title()
 
@@ -362,27 +364,28 @@ class FrontDesk:
             if request.config.directory:
                 return self._ask("Of course. Who is the message for?", Awaiting.MESSAGE_FOR, details)
             details.recipient = ""
-        if not details.caller_name:
+        if details.caller_name is None:
             known = request.caller_id_name.strip()
-            if known and not spoken_digits(normalise(known)) and request.desk.awaiting is not Awaiting.CALLER_NAME:
-                details.caller_name = known
-            else:
+            if not known or any(c.isdigit() for c in known):  # no name, or a number in the name's place
                 return self._ask("May I have your name, please?", Awaiting.CALLER_NAME, details)
-        if not details.callback_number:
+            details.caller_name = known
+        if details.callback_number is None:
             offered = re.sub(r"\D", "", request.caller_id_number)
-            if len(offered) >= MIN_CALLBACK_DIGITS and request.desk.awaiting is not Awaiting.CALLBACK:
-                details.callback_number = offered
-            else:
+            if len(offered) < MIN_CALLBACK_DIGITS:
                 return self._ask("What number can we call you back on?", Awaiting.CALLBACK, details)
+            details.callback_number = offered
         return self._ask(self._read_back(request.config, details), Awaiting.CONFIRM_MESSAGE, details)
 
     @staticmethod
     def _read_back(config: SecretaryConfig, details: MessageDetails) -> str:
         recipient = details.recipient or config.company or "the team"
-        return (
-            f"So that's a message for {recipient} from {details.caller_name}, and we can call you back on "
-            f"{say_number(details.callback_number)}. Is that right?"
+        sender = f" from {details.caller_name}" if details.caller_name else ""
+        callback = (
+            f"we can call you back on {say_number(details.callback_number)}"
+            if details.callback_number
+            else "there's no number to call you back on"
         )
+        return f"So that's a message for {recipient}{sender}, and {callback}. Is that right?"
 
     def _message_answer(self, request: BrainRequest, heard: str) -> DeskReply | None:
         desk = request.desk
@@ -396,18 +399,19 @@ class FrontDesk:
                 details.recipient = ""
                 return self._next_message_step(request, details)
             return self._recipient_answer(request, heard, details)
+        # a detail not understood is asked once more; then the message goes on without it
         if desk.awaiting is Awaiting.CALLER_NAME:
             details.caller_name = caller_name_in(request.caller_text)
-            if not details.caller_name:
+            if not details.caller_name and not request.misunderstood_before:
                 return self._failed(request, "Sorry, I didn't catch your name. Could you say it again?")
             return self._next_message_step(request, details)
         if desk.awaiting is Awaiting.CALLBACK:
             digits = spoken_digits(heard)
             if _SAME_NUMBER.search(heard) and request.caller_id_number:
                 digits = re.sub(r"\D", "", request.caller_id_number)
-            if len(digits) < MIN_CALLBACK_DIGITS:
+            if len(digits) < MIN_CALLBACK_DIGITS and not request.misunderstood_before:
                 return self._failed(request, "Sorry, I didn't get the number. Could you say it digit by digit?")
-            details.callback_number = digits
+            details.callback_number = digits if len(digits) >= MIN_CALLBACK_DIGITS else ""
             return self._next_message_step(request, details)
         return self._confirming_message(request, heard, details)
 
@@ -446,10 +450,10 @@ class FrontDesk:
         elif match is not None and match.sure and _correcting(heard):
             details.recipient = match.target.name
         elif re.search(r"\bnumber\b", heard):
-            details.callback_number = ""
+            details.callback_number = None
             return self._ask("What number can we call you back on?", Awaiting.CALLBACK, details)
         elif re.search(r"\bname\b", heard):
-            details.caller_name = ""
+            details.caller_name = None
             return self._ask("May I have your name, please?", Awaiting.CALLER_NAME, details)
         elif re.search(r"\b(for|recipient|who)\b", heard):
             details.recipient = None

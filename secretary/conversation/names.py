@@ -79,7 +79,11 @@ def _best_window(name: str, words: Sequence[str]) -> float:
 
 def match_name(config: SecretaryConfig, heard: str) -> NameMatch | None:
     """The directory entry `heard` (normalised) names best, by name, alias or extension; None below
-    `CONFIRM_SCORE`."""
+    `CONFIRM_SCORE`. The business's own name is no request for a person ("Is this Nakamura Motors?" is not
+    one for Mr. Nakamura)."""
+    company = normalise(config.company)
+    if company:
+        heard = f" {heard} ".replace(f" {company} ", " ").strip()
     all_words = heard.split()
     words = without_titles(all_words)
     scored: list[tuple[float, TransferTarget]] = []

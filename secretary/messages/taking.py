@@ -55,8 +55,8 @@ class MessageTaker:
             caller_id_number=state.caller_id_number,
             caller_id_name=state.caller_id_name,
             recipient=(details.recipient or "") if details else "",
-            caller_name=details.caller_name if details else "",
-            callback_number=details.callback_number if details else "",
+            caller_name=(details.caller_name or "") if details else "",
+            callback_number=(details.callback_number or "") if details else "",
             audio_file=audio_file,
         )
         async with self._courier.holding(message):
