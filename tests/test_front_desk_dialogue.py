@@ -17,7 +17,7 @@ from secretary.conversation.conversation import Conversation, Reply
 from secretary.conversation.desk_state import Awaiting
 from secretary.conversation.front_desk import FrontDesk, caller_name_in, say_number, spoken_digits
 from secretary.conversation.names import match_name, normalise, stt_hints
-from secretary.tenants.config import SecretaryConfig
+from secretary.tenants.config import BusinessHours, SecretaryConfig
 
 NOW = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 
@@ -348,3 +348,41 @@ async def test_a_detail_not_understood_twice_is_left_out_of_the_message() -> Non
     )
     assert (await desk.respond("Yes.")).action.type is ActionType.TAKE_MESSAGE
     assert desk.desk.message is not None and desk.desk.message.caller_name == ""
+
+
+# -- hours, answered as asked --------------------------------------------------------------------------------
+
+# A Tuesday 15:00 in Manchester (the garage is open 8:00-17:30 on weekdays, 9:00-12:00 on Saturdays).
+TUESDAY_AFTERNOON = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+SATURDAY_EVENING = datetime(2026, 11, 28, 19, 0, tzinfo=UTC)
+WORKSHOP_HOURS = GARAGE.model_copy(
+    update={
+        "business_hours": BusinessHours.model_validate(
+            {
+                "timezone": "Europe/London",
+                "weekly": {**{d: ["08:00-17:30"] for d in ("mon", "tue", "wed", "thu", "fri")}, "sat": ["09:00-12:00"]},
+            }
+        )
+    }
+)
+
+
+@pytest.mark.parametrize(
+    ("now", "heard", "answer"),
+    [
+        (TUESDAY_AFTERNOON, "Are you open right now?", "Yes, we're open until 5:30 PM today."),
+        (SATURDAY_EVENING, "Are you still open?", "No, we're closed at the moment. We open again on Monday at 8 AM."),
+        (TUESDAY_AFTERNOON, "When do you close on Saturday?", "On Saturday we're open 9 AM to 12 PM."),
+        (TUESDAY_AFTERNOON, "What are your hours tomorrow?", "Tomorrow we're open 8 AM to 5:30 PM."),
+        (SATURDAY_EVENING, "Are you open on Sunday?", "On Sunday we're closed."),
+    ],
+)
+async def test_hours_questions_get_the_answer_they_asked_for(now: datetime, heard: str, answer: str) -> None:
+    desk = Conversation(WORKSHOP_HOURS, FrontDesk(), clock=lambda: now)
+    assert (await desk.respond(heard)).text == answer
+
+
+async def test_a_general_hours_question_gets_the_week() -> None:
+    desk = Conversation(WORKSHOP_HOURS, FrontDesk(), clock=lambda: TUESDAY_AFTERNOON)
+    text = (await desk.respond("What are your opening hours?")).text
+    assert text == "We are open Monday to Friday, 8 AM to 5:30 PM; Saturday, 9 AM to 12 PM. We are open right now."

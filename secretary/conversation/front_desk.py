@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from rapidfuzz import fuzz
 
@@ -30,7 +32,7 @@ from secretary.conversation.brain import (
 from secretary.conversation.desk_state import Awaiting, DeskState, MessageDetails
 from secretary.conversation.names import TITLES, NameMatch, match_name, normalise
 from secretary.speech.sentences import split_sentences
-from secretary.tenants.config import SecretaryConfig
+from secretary.tenants.config import WEEKDAY_NAMES, BusinessHours, SecretaryConfig, spoken_time
 
 FAQ_MATCH_MIN = 72
 # The knowledge base's score: cosine similarity (all-MiniLM-L6-v2) of the question and the best passage or
@@ -54,6 +56,7 @@ _OPERATOR = re.compile(
     r"\b(operator|human|real person|a person|someone|somebody|receptionist|reception|representative|agent|"
     r"front desk)\b"
 )
+_NOW = re.compile(r"\b(open (right )?now|still open|open at the moment|currently open|open yet)\b")
 _HOURS = re.compile(r"\b(open|opening|close|closing|closed|hours|when are you|business hours)\b")
 _GREETING = re.compile(r"^(hi|hello|hey|hiya|good (morning|afternoon|evening)|yes hello)\b")
 _THANKS = re.compile(r"\b(thank you|thanks|cheers)\b")
@@ -148,6 +151,37 @@ def caller_name_in(text: str) -> str:
     return name.title()
 
 
+def _weekday(day: date) -> str:
+    return WEEKDAY_NAMES[day.weekday()]
+
+
+def _day_asked(heard: str, today: date) -> tuple[date, str] | None:
+    """The date an hours question is about, and how the answer names it: "today", "tomorrow", or a weekday
+    (the next one from today: "On Friday"); None when it names no day."""
+    if re.search(r"\btoday\b", heard):
+        return today, "Today"
+    if re.search(r"\btomorrow\b", heard):
+        return today + timedelta(days=1), "Tomorrow"
+    for index, name in enumerate(WEEKDAY_NAMES):
+        if re.search(rf"\b{name.lower()}s?\b", heard):
+            return today + timedelta(days=(index - today.weekday()) % 7), f"On {name}"
+    return None
+
+
+def _next_opening(hours: BusinessHours, now: datetime) -> str:
+    opening = hours.next_opening(now)
+    if opening is None:
+        return ""
+    local = now.astimezone(ZoneInfo(hours.timezone)).date()
+    if opening.date() == local:
+        day = "today"
+    elif opening.date() == local + timedelta(days=1):
+        day = "tomorrow"
+    else:
+        day = f"on {_weekday(opening.date())}"
+    return f" We open again {day} at {spoken_time(opening.time())}."
+
+
 def _described(match: NameMatch) -> str:
     target = match.target
     return f"{target.name}, {target.description}" if target.description else target.name
@@ -221,7 +255,7 @@ class FrontDesk:
                 desk=DeskState(awaiting=Awaiting.NAME),
             )
         if _HOURS.search(heard):
-            return DeskReply(self._hours_answer(request))
+            return DeskReply(self._hours_answer(request, heard))
 
         answer = self._faq_answer(config, heard) or self._knowledge_answer(request)
         if answer:
@@ -470,10 +504,23 @@ class FrontDesk:
     # -- facts -------------------------------------------------------------------------------------------
 
     @staticmethod
-    def _hours_answer(request: BrainRequest) -> str:
+    def _hours_answer(request: BrainRequest, heard: str) -> str:
+        """The answer to the question asked: whether it is open now ("Yes, we're open until 5 PM today."), one
+        day's hours ("On Friday we're open 9 AM to 5 PM."), or else the whole week and whether it is open now."""
         hours = request.config.business_hours
         if hours is None:
             return "I'm sorry, I don't have our opening hours. Would you like me to put you through to someone?"
+        local = request.now.astimezone(ZoneInfo(hours.timezone))
+        if _NOW.search(heard):
+            until = hours.open_until(request.now)
+            if until is not None:
+                return f"Yes, we're open until {spoken_time(until)} today."
+            return f"No, we're closed at the moment.{_next_opening(hours, request.now)}"
+        asked = _day_asked(heard, local.date())
+        if asked is not None:
+            day, when = asked
+            spoken = hours.describe_day(day)
+            return f"{when} we're open {spoken}." if spoken else f"{when} we're closed."
         now = "We are open right now." if hours.is_open(request.now) else "We are closed at the moment."
         return f"{hours.describe()} {now}"
 
