@@ -272,7 +272,9 @@ class TurnFlow:
     ) -> TurnResult:
         state, config = call.state, call.config
         tts_started = time.perf_counter()
-        audio_file, cached = await self._speak(config, state, reply.text, cacheable=reply.brain in FIXED_BRAINS)
+        audio_file, cached = await self._speak(
+            config, state, reply.text, cacheable=reply.brain in FIXED_BRAINS and not reply.personal
+        )
         timings["tts_ms"] = 0 if cached else _ms(time.perf_counter() - tts_started)
         action = reply.action
         timings["total_ms"] = _ms(time.perf_counter() - started)

@@ -386,3 +386,32 @@ async def test_a_general_hours_question_gets_the_week() -> None:
     desk = Conversation(WORKSHOP_HOURS, FrontDesk(), clock=lambda: TUESDAY_AFTERNOON)
     text = (await desk.respond("What are your opening hours?")).text
     assert text == "We are open Monday to Friday, 8 AM to 5:30 PM; Saturday, 9 AM to 12 PM. We are open right now."
+
+
+async def test_keys_give_the_callback_number_while_one_is_asked() -> None:
+    state = CallState(
+        call_uuid=uuid.uuid4(), domain_uuid=LAW_FIRM.domain_uuid, domain_name=LAW_FIRM.domain_name, transport="turn"
+    )
+    call = CallLifecycle(state, LAW_FIRM)
+    desk = call.conversation(FrontDesk(), None)
+    for text in ("Can I leave a message for Mr. Hartmann?", "Robin Banks."):
+        reply = await desk.respond(text)
+        call.turn(NOW, text, reply.text, action=reply.action, brain=reply.brain)
+    assert reply.text == "What number can we call you back on?"
+    keys, keyed = call.keys("5550123")
+    assert keys == "DTMF 5550123" and keyed.action.type is ActionType.CONTINUE and keyed.personal
+    assert keyed.text == (
+        "So that's a message for Mr. Hartmann from Robin Banks, and we can call you back on 5 5 5, 0 1 2 3. "
+        "Is that right?"
+    )
+    assert (await desk.respond("Yes.")).action.type is ActionType.TAKE_MESSAGE
+    assert desk.desk.message is not None and desk.desk.message.callback_number == "5550123"
+    _, operator = CallLifecycle(CallState.model_validate_json(state.model_dump_json()), LAW_FIRM).keys("0")
+    assert transferred_to(operator) == "300"  # too short for a number: "0" means what it always does
+
+
+async def test_the_read_back_is_never_cached_as_audio_and_other_replies_are() -> None:
+    desk = talk(GARAGE, caller_number="5550100", caller_name="Kim Ortiz")
+    asked = await desk.respond("Can I leave a message?")
+    assert not asked.personal
+    assert (await desk.respond("Parts.")).personal  # the read-back: the caller's name and number

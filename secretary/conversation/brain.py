@@ -84,6 +84,7 @@ class Finished:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     desk: DeskState | None = None  # the front desk's state after this reply (None: another brain answered)
+    personal: bool = False  # the reply speaks the caller's own details (never cached as audio)
 
 
 BrainEvent = TextDelta | Decision | Retract | Finished

@@ -197,6 +197,7 @@ class BrainChain:
             finished.prompt_tokens,
             finished.completion_tokens,
             finished.desk,
+            finished.personal,
         )
 
     @staticmethod

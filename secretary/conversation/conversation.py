@@ -54,6 +54,7 @@ class Reply:
     brain: str
     failed: tuple[str, ...] = ()
     understood: bool = True
+    personal: bool = False  # it speaks the caller's own details (a message's read-back): never cached as audio
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +151,7 @@ class Conversation:
         if extra and (not spoken or action.type.value == "continue"):
             spoken.append(extra)
             yield Sentence(extra)
-        reply = Reply(" ".join(spoken), action, finished.brain, finished.failed, finished.understood)
+        reply = Reply(" ".join(spoken), action, finished.brain, finished.failed, finished.understood, finished.personal)
         self.misunderstood = 0 if reply.understood else self.misunderstood + 1
         self.desk = finished.desk or DeskState()
         self._remember(caller_text, reply)

@@ -151,6 +151,11 @@ def caller_name_in(text: str) -> str:
     return name.title()
 
 
+def _reads_back(desk: DeskState) -> bool:
+    """The reply that asks this reads a message's details back: the caller's name and number."""
+    return desk.awaiting is Awaiting.CONFIRM_MESSAGE
+
+
 def _weekday(day: date) -> str:
     return WEEKDAY_NAMES[day.weekday()]
 
@@ -205,7 +210,8 @@ class FrontDesk:
         yield TextDelta(reply.text)
         if reply.decision is not None:
             yield reply.decision
-        yield Finished(self.name, reply.understood, desk=reply.desk or DeskState())
+        desk = reply.desk or DeskState()
+        yield Finished(self.name, reply.understood, desk=desk, personal=_reads_back(desk))
 
     def decide(self, request: BrainRequest) -> tuple[str, Decision | None, bool]:
         reply = self.reply(request)
@@ -448,6 +454,16 @@ class FrontDesk:
             details.callback_number = digits if len(digits) >= MIN_CALLBACK_DIGITS else ""
             return self._next_message_step(request, details)
         return self._confirming_message(request, heard, details)
+
+    def keyed_number(self, request: BrainRequest, digits: str) -> DeskReply | None:
+        """Keys pressed while a callback number is asked or read back: they are the number (read back again);
+        None when no number is awaited (the keys mean what they always do)."""
+        if request.desk.awaiting not in (Awaiting.CALLBACK, Awaiting.CONFIRM_MESSAGE):
+            return None
+        if len(digits) < MIN_CALLBACK_DIGITS or not digits.isdigit():
+            return None
+        details = (request.desk.message or MessageDetails()).model_copy(update={"callback_number": digits})
+        return self._next_message_step(request, details)
 
     def _recipient_answer(self, request: BrainRequest, heard: str, details: MessageDetails) -> DeskReply:
         """Whom a message is for: a name of the directory (confirmed if unsure), or, for a name it lacks, a
