@@ -134,10 +134,11 @@ async def test_no_after_a_confirmation_asks_again_and_a_bare_name_then_transfers
     assert transferred_to(await desk.respond("Nurse Patel.")) == "203"
 
 
-async def test_a_correction_after_a_confirmation_goes_to_the_name_given() -> None:
+@pytest.mark.parametrize("correction", ["No, Doctor Brennan.", "Doctor Brennan.", "Yes, Doctor Brennan."])
+async def test_a_correction_after_a_confirmation_goes_to_the_name_given(correction: str) -> None:
     desk = talk(CLINIC)
     await desk.respond("Put me through to Doctor Obonkwo.")
-    assert transferred_to(await desk.respond("No, Doctor Brennan.")) == "202"
+    assert transferred_to(await desk.respond(correction)) == "202"
 
 
 async def test_a_bare_name_after_who_would_you_like_to_speak_to_transfers_whatever_its_length() -> None:

@@ -324,15 +324,15 @@ class FrontDesk:
             return None
         match = match_name(request.config, heard)
         named_other = match is not None and match.target.extension != candidate.extension and _correcting(heard)
-        if _is_yes(heard) or (match is not None and match.sure and not named_other and not _NO.search(heard)):
+        if named_other:  # another name wins over a "yes" beside it ("yes, Doctor Brennan")
+            if desk.for_message:
+                return self._recipient_answer(request, heard, desk.message or MessageDetails())
+            return self._answer_name(request, heard)
+        if _is_yes(heard) or (match is not None and match.sure and not _NO.search(heard)):
             if desk.for_message:
                 details = (desk.message or MessageDetails()).model_copy(update={"recipient": candidate.name})
                 return self._next_message_step(request, details)
             return self._put_through(candidate.name)
-        if named_other:
-            if desk.for_message:
-                return self._recipient_answer(request, heard, desk.message or MessageDetails())
-            return self._answer_name(request, heard)
         if _NO.search(heard):
             if desk.for_message:
                 return self._ask(
