@@ -132,7 +132,8 @@ class PostgresMessageStore:
         ]
 
     _COLUMNS = """ai_message_uuid, domain_uuid, call_uuid, coalesce(caller_id_number, '') AS caller_id_number,
-                  coalesce(caller_id_name, '') AS caller_id_name, message_for, caller_name, callback_number,
+                  coalesce(caller_id_name, '') AS caller_id_name, coalesce(message_for, '') AS message_for,
+                  coalesce(caller_name, '') AS caller_name, coalesce(callback_number, '') AS callback_number,
                   coalesce(transcript, '') AS transcript,
                   audio_file, message_status, handled_date, insert_date"""
 
