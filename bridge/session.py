@@ -44,6 +44,7 @@ from secretary.messages.models import TakenMessage
 from secretary.messages.taking import MessageTaker
 from secretary.runtime import Runtime
 from secretary.speech.audio import Pcm
+from secretary.speech.interfaces import TextToSpeech
 from secretary.tasks import cancel_and_wait
 from secretary.tenants.config import SecretaryConfig
 
@@ -323,15 +324,21 @@ class CallSession:
         except (ConnectionClosed, OSError):
             return
 
-    async def _say(self, text: str, *, local: bool) -> None:
+    async def _say(self, text: str, *, local: bool, personal: bool = False) -> None:
+        """Says a reply of the session's own; `personal` (the caller's details) is synthesised, never cached."""
         tts = self.runtime.providers.local_tts if local else self.runtime.providers.tts(self.config)
         try:
-            audio = await self._prompts.audio(tts, text, self.sample_rate)
+            audio = await self._audio(tts, text, personal)
         except Exception:
             if local:
                 raise
-            audio = await self._prompts.audio(self.runtime.providers.local_tts, text, self.sample_rate)
+            audio = await self._audio(self.runtime.providers.local_tts, text, personal)
         self.playback.enqueue(audio, text, "session")
+
+    async def _audio(self, tts: TextToSpeech, text: str, personal: bool) -> bytes:
+        if personal:
+            return (await tts.synthesize(text)).resampled(self.sample_rate).data
+        return await self._prompts.audio(tts, text, self.sample_rate)
 
     async def _control(self, action: Action) -> None:
         """Transfer or hang up over ESL; without ESL, ask the dialplan through the stream itself."""
@@ -461,7 +468,7 @@ class CallSession:
 
     async def _answer_keys(self, reply: Reply, keys: str, started: float) -> None:
         spoken = time.perf_counter()
-        await self._say(reply.text, local=False)
+        await self._say(reply.text, local=False, personal=reply.personal)
         done = time.perf_counter()
         tts_ms, total_ms = round((done - spoken) * 1000), round((done - started) * 1000)
         self.record_turn(

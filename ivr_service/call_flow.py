@@ -24,6 +24,7 @@ from secretary.calls.lifecycle import FIXED_BRAINS, CallLifecycle, Timings, conc
 from secretary.calls.models import CallPhase, CallRecord, CallState
 from secretary.conversation.actions import Action
 from secretary.conversation.conversation import Reply
+from secretary.conversation.names import stt_hints
 from secretary.errors import CallEnded, SecretaryError, UnknownCall
 from secretary.messages.models import TakenMessage
 from secretary.messages.taking import MessageTaker
@@ -237,7 +238,7 @@ class TurnFlow:
         silent = audio.rms() < SILENCE_RMS
         if not silent:
             stt_started = time.perf_counter()
-            hints = [name for t in config.directory for name in t.spoken_names]
+            hints = stt_hints(config)
             stt = self._rt.providers.stt(config, UsageMeter(state.usage))
             transcript = await stt.transcribe(audio, config.language, hints)
             heard = transcript.text
@@ -271,7 +272,9 @@ class TurnFlow:
     ) -> TurnResult:
         state, config = call.state, call.config
         tts_started = time.perf_counter()
-        audio_file, cached = await self._speak(config, state, reply.text, cacheable=reply.brain in FIXED_BRAINS)
+        audio_file, cached = await self._speak(
+            config, state, reply.text, cacheable=reply.brain in FIXED_BRAINS and not reply.personal
+        )
         timings["tts_ms"] = 0 if cached else _ms(time.perf_counter() - tts_started)
         action = reply.action
         timings["total_ms"] = _ms(time.perf_counter() - started)

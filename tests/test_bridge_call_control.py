@@ -133,17 +133,21 @@ async def test_a_message_is_taken_after_the_tone(
 ) -> None:
     async with live_bridge(make_settings, models) as bridge:
         assert bridge.switch is not None
-        async with SimulatedCall(bridge.url, ACME, switch=bridge.switch) as call:
+        caller = {"caller_id_number": "5550199", "caller_id_name": "Robin Banks", "sample_rate": 8000}
+        async with SimulatedCall(bridge.url, ACME, switch=bridge.switch, metadata=caller) as call:
             await call.secretary_speaks()
             await call.secretary_silent()
-            call.say(speech.say("I would like to leave a message.", 8000))
-            await call.secretary_speaks(after_ms=call.media_ms + 300)
-            await call.secretary_silent(quiet_ms=300)
+            # the message's details (for sales, the caller id's name and number) read back, then confirmed
+            for text in ("I would like to leave a message for sales.", "Yes, that is right."):
+                call.say(speech.say(text, 8000))
+                await call.secretary_speaks(after_ms=call.media_ms + 300)
+                await call.secretary_silent(quiet_ms=1000)  # the read-back pauses between the digits
             call.say(speech.say("Please call Jane back about the invoice.", 8000))
             await call.wait_closed(40)
         assert call.hangup_cause == "NORMAL_CLEARING"
         record = await bridge.call_over(call.call_uuid)
     assert record.outcome == "message"
+    assert "a message for Sales from Robin Banks" in record.turns[-3].secretary_text
     message = record.turns[-1]
     # the message is the caller's words (Whisper's spelling of "invoice" varies with where the VAD cut)
     assert message.brain == "message" and {"call", "back"} <= set(re.findall(r"[a-z]+", message.caller_text.lower()))

@@ -5,7 +5,8 @@ local protocol servers). The caller hears the greeting, asks what only a documen
 answers (embedded ChromaDB, the real MiniLM embedder) and must hear the answer, asks to leave a message and
 leaves one. Every transport must end with the same outcome, the same turns (brain and action per turn; the
 caller's words as Whisper heard them), and the same message, saved and delivered to a real SMTP server and a
-signed webhook. This is what "thin transports over one core" promises."""
+signed webhook. This is what "thin transports over one core" promises. (The front desk, on v1 and the pipeline,
+reads the message's details back first and the caller confirms them: one turn the cloud models don't take.)"""
 
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ DOCUMENT = (
     "Puncture repairs are done while you wait."
 )
 QUESTION = "How much does a full bicycle service cost?"
-LEAVE = "I would like to leave a message."
+LEAVE = "I would like to leave a message for the workshop."
+CONFIRM = "Yes, that is right."  # the front desk's read-back of the message's details
+CALLER = {"caller_id_number": "1000", "caller_id_name": "Test Caller"}  # as the Lua simulator's channel has it
 MESSAGE = "Please call me back tomorrow about my wheel."
 WEBHOOK_SECRET = "whsec-spoke-0123456789"
 KEYS = {"TEST_CONVAI_KEY": "el-convai-test-0000", "TEST_GEMINI_KEY": "gm-test-0000"}
@@ -234,14 +237,14 @@ async def v1_call(servers: Servers, settings: Settings, models: LocalModels, spe
     with live_ivr_service(settings, models) as (url, _runtime):
         values = acme_variables(url, servers.fallback_prompt, domain_uuid=SHOP, domain_name=SHOP_NAME)
         values["voiceai_spool_dir"] = str(settings.spool.dir.resolve())
-        caller = [CallerSays(speech.say(text)) for text in (QUESTION, LEAVE, MESSAGE)]
+        caller = [CallerSays(speech.say(text)) for text in (QUESTION, LEAVE, CONFIRM, MESSAGE)]
         sim = FreeSwitchSim(variables=values, caller=caller)
         result = await asyncio.to_thread(sim.run, "secretary_ai.lua")
         assert_clean(result)
-        assert [route for route, _ in routes(result)] == ["start", "turns", "turns", "turns", "end"]
+        assert [route for route, _ in routes(result)] == ["start", "turns", "turns", "turns", "turns", "end"]
         await until(lambda: delivered_to_both(servers, result.uuid), 30)
     played = {p.path: p.pcm() for p in result.played if p.data is not None}
-    start, answered, thanked = (reply(result.exchanges[n]) for n in (0, 1, 3))
+    start, answered, thanked = (reply(result.exchanges[n]) for n in (0, 1, 4))
     return Heard(
         result.uuid,
         (await speech.hear(played[start["say"]["audio_file"]])),
@@ -262,12 +265,16 @@ async def realtime_call(
     models: LocalModels,
     speech: Speech,
     make_settings: Callable[..., Settings],
+    front_desk: bool,
 ) -> Heard:
     """The caller on the FreeSWITCH simulator, the bridge choosing the engine from the secretary's chain."""
-    question, leave, message = (speech.say(text, 8000) for text in (QUESTION, LEAVE, MESSAGE))
+    question, leave, confirm, message = (speech.say(text, 8000) for text in (QUESTION, LEAVE, CONFIRM, MESSAGE))
     async with live_bridge(make_settings, models, reply_deadline_s=30, **overrides) as live:
         live.runtime.start_background()
-        async with SimulatedCall(live.url, SHOP) as call:  # Whisper only after the call: it would hold the loop
+        metadata = CALLER | {"sample_rate": 8000}
+        async with SimulatedCall(
+            live.url, SHOP, metadata=metadata
+        ) as call:  # Whisper after the call: it holds the loop
             greeting_at = await call.secretary_speaks()
             greeting_end = await call.secretary_silent()
             asked = call.say(question)
@@ -275,6 +282,10 @@ async def realtime_call(
             answer_end = await call.secretary_silent(timeout_s=60)
             asked = call.say(leave)
             await call.secretary_speaks(after_ms=asked + 500, timeout_s=60)
+            if front_desk:  # the details read back (pausing between the digits), then confirmed
+                await call.secretary_silent(quiet_ms=1000, timeout_s=60)
+                asked = call.say(confirm)
+                await call.secretary_speaks(after_ms=asked + 500, timeout_s=60)
             await call.secretary_silent(timeout_s=60)  # the prompt, then the tone
             left = call.say(message)
             await call.wait_closed(90)
@@ -316,14 +327,17 @@ async def test_the_same_call_gives_the_same_outcome_turns_and_message(
     if transport == "v1":
         heard = await v1_call(servers, settings, models, speech)
     else:
-        heard = await realtime_call(servers, overrides, models, speech, make_settings)
+        heard = await realtime_call(servers, overrides, models, speech, make_settings, transport == "pipeline")
     record, message = await saved(settings, models, heard.call_uuid)
 
     # the record: one brain for the dialogue (the front desk, or the cloud model), then the message
-    dialogue = "front_desk" if transport in ("v1", "pipeline") else transport
+    front_desk = transport in ("v1", "pipeline")
+    dialogue = "front_desk" if front_desk else transport
+    confirmed = [(dialogue, "continue", "message", "test caller, and we can call you back on 1 0 0 0. is that right?")]
     expected = [
         (dialogue, "continue", "service", "ninety dollars"),
-        (dialogue, "take_message", "message", "message after the tone"),
+        *(confirmed if front_desk else []),
+        (dialogue, "take_message", "right" if front_desk else "message", "message after the tone"),
         ("message", "hangup", "tomorrow", "taken your message"),
     ]
     assert turns(record.turns, expected) == expected
@@ -336,6 +350,8 @@ async def test_the_same_call_gives_the_same_outcome_turns_and_message(
 
     # the message: saved with the caller's recording, delivered by e-mail and by the signed webhook
     assert message.transcript == record.turns[-1].caller_text and message.audio_file
+    details = ("Workshop", "Test Caller", "1000") if front_desk else ("", "", "")  # a cloud model asks none
+    assert (message.recipient, message.caller_name, message.callback_number) == details
     recording = parse_wav(Path(message.audio_file).read_bytes())
     assert "tomorrow" in (await speech.hear(recording)).lower()
     (hook,) = [h for h in servers.webhook.accepted if h["message"]["call_uuid"] == heard.call_uuid]

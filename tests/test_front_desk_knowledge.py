@@ -115,7 +115,7 @@ def test_a_domain_without_documents_gets_the_offer_of_help() -> None:
         ("Where are you located?", "We are at 100 Main Street in Springfield, next to the train station.", None),
         ("What are your opening hours?", "open right now", None),
         ("Please put me through to billing", "putting you through to Billing", Intent.TRANSFER),
-        ("I'd like to leave a message", "leave your message after the tone", Intent.TAKE_MESSAGE),
+        ("I'd like to leave a message", "Who is the message for?", None),
         ("Goodbye", "Thank you for calling Acme. Goodbye!", Intent.HANGUP),
     ],
 )

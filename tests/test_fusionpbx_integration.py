@@ -210,6 +210,13 @@ async def test_rows_saved_the_way_fusionpbx_saves_them_read_as_their_defaults(fr
             "",
             "",
         )
+        await database.execute(
+            """UPDATE v_ai_messages SET message_for = null, caller_name = null, callback_number = null
+               WHERE ai_message_uuid = $1""",
+            message_uuid,
+        )
+        message = await PostgresMessageStore(database).get(ACME, message_uuid)
+        assert message is not None and (message.recipient, message.caller_name, message.callback_number) == ("", "", "")
 
         await database.execute(
             """INSERT INTO v_ai_api_keys (key_scope, domain_uuid, key_prefix, key_hash, key_description, key_enabled)

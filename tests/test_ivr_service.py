@@ -83,10 +83,11 @@ async def test_wav_body_dtmf_and_message_taking(client_for: Any, make_settings: 
     dtmf = await (await client.post(f"/api/v1/calls/{call}/dtmf", json={"digits": "1003"})).json()
     assert dtmf["action"] == {"type": "transfer", "destination": "1003", "context": "acme.example.com"}
 
-    call = (await start(client))["call_uuid"]
-    wav = wav_bytes(speech.say("I would like to leave a message."))
-    asked = await client.post(f"/api/v1/calls/{call}/turns", data=wav, headers={"Content-Type": "audio/wav"})
-    asked_json = await asked.json()
+    call = (await start(client, caller_id_name="Robin Banks"))["call_uuid"]
+    for text in ("I would like to leave a message for sales.", "Yes."):  # the details read back, then confirmed
+        wav = wav_bytes(speech.say(text))
+        asked = await client.post(f"/api/v1/calls/{call}/turns", data=wav, headers={"Content-Type": "audio/wav"})
+        asked_json = await asked.json()
     assert asked_json["action"]["type"] == "take_message", asked_json
     assert asked_json["record"]["file"].endswith("message.wav") and asked_json["record"]["max_seconds"] == 120
     Path(asked_json["record"]["file"]).write_bytes(wav_bytes(speech.say("Please call me back about my invoice.")))
@@ -130,9 +131,10 @@ async def test_an_empty_message_recording_is_a_silent_turn_not_a_message(
 ) -> None:
     settings = make_settings()
     client = await client_for(settings)
-    call = (await start(client))["call_uuid"]
+    call = (await start(client, caller_id_name="Robin Banks"))["call_uuid"]
     turns, wav = f"/api/v1/calls/{call}/turns", {"Content-Type": "audio/wav"}
-    asked = await (await client.post(turns, data=wav_bytes(speech.say("Can I leave a message?")), headers=wav)).json()
+    for text in ("Can I leave a message for billing?", "Yes."):
+        asked = await (await client.post(turns, data=wav_bytes(speech.say(text)), headers=wav)).json()
     assert asked["action"]["type"] == "take_message"
     silent = await (await client.post(turns, data=wav_bytes(Pcm(b"", 8000)), headers=wav)).json()
     assert silent["say"]["text"] == ENGLISH.still_there and silent["record"]["file"] == asked["record"]["file"]

@@ -244,16 +244,18 @@ def test_caller_leaves_a_message_and_hangs_up(
 ) -> None:
     url, settings = service
     message = "This is Bob. Please call me back about the invoice."
-    caller = [Say(speech.say("I would like to leave a message.")), Say(speech.say(message), then_hang_up=True)]
-    result = acme_call(url, caller, fallback_prompt)
+    # the message's details (for sales, from the caller id's name and number) read back, then confirmed
+    asks = [Say(speech.say("I would like to leave a message for sales.")), Say(speech.say("Yes."))]
+    result = acme_call(url, [*asks, Say(speech.say(message), then_hang_up=True)], fallback_prompt)
     assert_clean(result)
-    assert routes(result) == [("start", 200), ("turns", 200), ("turns", 200), ("end", 200)]
-    assert reply(result.exchanges[1])["action"]["type"] == "take_message"
-    message_spec = reply(result.exchanges[1])["record"]
+    assert routes(result) == [("start", 200), ("turns", 200), ("turns", 200), ("turns", 200), ("end", 200)]
+    assert "a message for Sales from Test Caller" in reply(result.exchanges[1])["say"]["text"]
+    assert reply(result.exchanges[2])["action"]["type"] == "take_message"
+    message_spec = reply(result.exchanges[2])["record"]
     assert result.recordings[-1].path == message_spec["file"] and message_spec["max_seconds"] == 120
     record = saved_record(settings, result.uuid)
     assert record["outcome"] == "message"
-    assert "invoice" in record["turns"][1]["caller_text"].lower()
+    assert "invoice" in record["turns"][2]["caller_text"].lower()
 
 
 @pytest.mark.parametrize("lua_version", ["lua52", "lua53", "lua54"])

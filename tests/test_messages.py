@@ -265,7 +265,8 @@ async def test_messages_taken_while_postgresql_is_down_are_spilled_then_moved_in
 async def _call_taking_a_message(client: TestClient[Any, Any], speech: Speech) -> tuple[str, Callable[..., Any]]:
     """Starts a v1 call and asks to leave a message; returns the call and a way to say the next turn."""
     call_uuid = str(uuid4())
-    async with client.post("/api/v1/calls", json={"domain_uuid": str(ACME), "call_uuid": call_uuid}) as response:
+    start = {"domain_uuid": str(ACME), "call_uuid": call_uuid, "caller_id_number": "5550123", "caller_id_name": "Pat"}
+    async with client.post("/api/v1/calls", json=start) as response:
         assert response.status == 200, await response.text()
 
     async def say(text: str, expected: int = 200) -> dict[str, Any]:
@@ -277,7 +278,8 @@ async def _call_taking_a_message(client: TestClient[Any, Any], speech: Speech) -
             result: dict[str, Any] = await response.json()
             return result
 
-    assert (await say("I would like to leave a message."))["action"]["type"] == "take_message"
+    await say("I would like to leave a message for sales.")  # the details read back …
+    assert (await say("Yes."))["action"]["type"] == "take_message"  # … and confirmed
     return call_uuid, say
 
 
@@ -369,7 +371,14 @@ async def test_a_spoken_message_is_recorded_and_delivered_from_the_v1_call_flow(
                 result: dict[str, Any] = await response.json()
                 return result
 
-        assert (await say("I would like to leave a message."))["action"]["type"] == "take_message"
+        assert (await say("I would like to leave a message."))["say"]["text"] == "Of course. Who is the message for?"
+        read_back = (await say("Doctor Miller."))["say"]["text"]
+        assert read_back == (
+            "So that's a message for Dr. Miller from Robin, and we can call you back on 5 5 5, 0 1 9 9. Is that right?"
+        )
+        corrected = (await say("No, call me back on 555 0123."))["say"]["text"]
+        assert "call you back on 5 5 5, 0 1 2 3. Is that right?" in corrected
+        assert (await say("Yes."))["action"]["type"] == "take_message"
         reply = await say("Please ask Dana to call me back tomorrow morning.")
         assert reply["action"]["type"] == "hangup"
 
@@ -381,8 +390,23 @@ async def test_a_spoken_message_is_recorded_and_delivered_from_the_v1_call_flow(
             assert response.status == 200
     message = setup.webhook.accepted[0]["message"]
     assert message["caller_id_name"] == "Robin" and message["call_uuid"] == call_uuid
+    assert (message["recipient"], message["caller_name"], message["callback_number"]) == (
+        "Dr. Miller",
+        "Robin",
+        "5550123",
+    )
+    _, mail = setup.smtp.received[0]
+    assert mail["Subject"] == "Message from Robin for Dr. Miller"
+    body = (
+        next(p for p in mail.walk() if p.get_content_type() == "text/plain")
+        .get_payload(decode=True)
+        .decode()
+        .replace("\r\n", "\n")
+    )
+    assert "For: Dr. Miller\nCaller: Robin\nCall back on: 5550123\n" in body
     assert "tomorrow" in message["transcript"].lower()
     stored = await runtime.messages.get(ACME, UUID(message["message_uuid"]))
     assert stored is not None and stored.audio_file
+    assert (stored.recipient, stored.caller_name, stored.callback_number) == ("Dr. Miller", "Robin", "5550123")
     assert await asyncio.to_thread(Path(stored.audio_file).is_file)
     assert stored.audio_file.startswith(str(runtime.settings.spool.dir.resolve() / "in" / str(ACME) / call_uuid))

@@ -70,10 +70,18 @@ async def message_bridge(
         await webhook.stop()
 
 
+CALLER = {"caller_id_number": "5550199", "caller_id_name": "Robin Banks", "sample_rate": 8000}
+
+
 async def leave_message(call: SimulatedCall, speech: Speech) -> None:
+    """Asks to leave a message for sales and leaves it; the front desk reads the details back first (the
+    caller id's name and number), and the caller confirms them."""
     await call.secretary_speaks()
     await call.secretary_silent()
-    asked = call.say(speech.say("I would like to leave a message.", call.rate))
+    asked = call.say(speech.say("I would like to leave a message for sales.", call.rate))
+    await call.secretary_speaks(after_ms=asked + 500)
+    await call.secretary_silent(quiet_ms=1000)  # the read-back pauses between the digits
+    asked = call.say(speech.say("Yes, that is right.", call.rate))
     await call.secretary_speaks(after_ms=asked + 500)
     await call.secretary_silent()
     call.say(speech.say(MESSAGE, call.rate))
@@ -105,10 +113,11 @@ async def test_a_message_left_on_a_pipeline_call_is_delivered(
     writable_fusionpbx_url: str, make_settings: Callable[..., Settings], models: LocalModels, speech: Speech
 ) -> None:
     async with message_bridge(writable_fusionpbx_url, make_settings, models) as (live, smtp, webhook):
-        async with SimulatedCall(live.url, ACME) as call:
+        async with SimulatedCall(live.url, ACME, metadata=CALLER) as call:
             await leave_message(call, speech)
         record = await live.call_over(call.call_uuid)
         message = await delivered(live, smtp, webhook, call.call_uuid)
     assert record.outcome == "message" and record.turns[-1].brain == "message"
+    assert (message.recipient, message.caller_name, message.callback_number) == ("Sales", "Robin Banks", "5550199")
     assert "tomorrow" in record.turns[-1].caller_text.lower()
     assert "tomorrow" in (await speech.hear(parse_wav(Path(message.audio_file or "").read_bytes()))).lower()

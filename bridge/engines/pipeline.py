@@ -40,6 +40,7 @@ from secretary.calls.supervisor import Due, ReplySupervisor, ReplyTimers
 from secretary.conversation.actions import ActionType
 from secretary.conversation.brain import ChatMessage
 from secretary.conversation.conversation import Conversation, Reply, ReplyDone, Sentence
+from secretary.conversation.names import stt_hints
 from secretary.deadlines import ProviderTimeout
 from secretary.errors import ProviderFailed
 from secretary.runtime import Runtime
@@ -272,7 +273,7 @@ class PipelineEngine:
         if stt is None:
             return
         settings = self._runtime.settings.fallback
-        hints = [name for t in self._config.directory for name in t.spoken_names]
+        hints = stt_hints(self._config)
         hold_s = float(getattr(stt, "hold_s", 1.5))
         streaming = StreamedTurns(stt, self._rate, self._config.language, hints, hold_s)
         try:
@@ -382,7 +383,7 @@ class PipelineEngine:
         return await (early if early is not None else self._transcribe(audio))
 
     def _transcribe(self, audio: Pcm) -> asyncio.Future[Transcript]:
-        hints = [name for t in self._config.directory for name in t.spoken_names]
+        hints = stt_hints(self._config)
         return asyncio.ensure_future(self._stt.transcribe(audio, self._config.language, hints))
 
     def _start_reply(self, audio: Pcm, text: str | None = None) -> None:

@@ -20,8 +20,8 @@ from rapidfuzz import fuzz
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.brain import BrainRequest, Intent
 from secretary.conversation.conversation import Conversation
-from secretary.conversation.front_desk import normalise
 from secretary.conversation.llm_brain import decision_from_tool, system_prompt, tool_schemas
+from secretary.conversation.names import normalise
 from secretary.errors import SecretaryError
 from secretary.knowledge import grounding
 from secretary.runtime import Runtime

@@ -186,6 +186,9 @@ class MessageOut(BaseModel):
     call_uuid: UUID
     caller_id_number: str
     caller_id_name: str
+    recipient: str
+    caller_name: str
+    callback_number: str
     transcript: str
     status: MessageStatus
     handled_at: datetime | None
@@ -202,6 +205,9 @@ class MessageOut(BaseModel):
                     "call_uuid",
                     "caller_id_number",
                     "caller_id_name",
+                    "recipient",
+                    "caller_name",
+                    "callback_number",
                     "transcript",
                     "status",
                     "handled_at",

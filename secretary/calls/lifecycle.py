@@ -20,8 +20,9 @@ from typing import Literal
 from secretary.calls.models import CallPhase, CallRecord, CallState, Outcome, TurnRecord
 from secretary.calls.prompts import Prompts, prompts_for
 from secretary.conversation.actions import Action, ActionType
-from secretary.conversation.brain import Brain, ChatMessage
+from secretary.conversation.brain import Brain, BrainRequest, ChatMessage
 from secretary.conversation.conversation import Conversation, KnowledgeSearch, Reply
+from secretary.conversation.front_desk import FrontDesk
 from secretary.conversation.keys import BRAIN as KEYS_BRAIN
 from secretary.conversation.keys import caller_text as keys_text
 from secretary.conversation.keys import key_reply
@@ -131,6 +132,9 @@ class CallLifecycle:
             misunderstood=self.state.misunderstood,
             knowledge=knowledge,
             prompts=self.prompts,
+            desk=self.state.desk,
+            caller_id_number=self.state.caller_id_number,
+            caller_id_name=self.state.caller_id_name,
         )
         self._conversation = conversation
         return conversation
@@ -169,6 +173,7 @@ class CallLifecycle:
         if self._conversation is not None:
             self.state.conversation_turns = self._conversation.turns
             self.state.misunderstood = self._conversation.misunderstood
+            self.state.desk = self._conversation.desk
         self.act(record.action)
         return record
 
@@ -224,9 +229,21 @@ class CallLifecycle:
         return Reply(self.prompts.apology, self._fallback(), FAULT)
 
     def keys(self, digits: str) -> tuple[str, Reply]:
-        """What the caller's keys stand for in the transcript, and the reply they get."""
+        """What the caller's keys stand for in the transcript, and the reply they get: a callback number while
+        the front desk asks for one (or reads one back), else a choice of the directory."""
         self.caller_spoke()
-        return keys_text(digits), key_reply(self.config, digits, self.prompts)
+        state = self.state
+        request = BrainRequest(
+            self.config, (), keys_text(digits), state.started_at, desk=state.desk,  # (a number step reads no clock)
+            caller_id_number=state.caller_id_number, caller_id_name=state.caller_id_name,
+        )  # fmt: skip
+        number = FrontDesk().keyed_number(request, digits)
+        if number is None:
+            return keys_text(digits), key_reply(self.config, digits, self.prompts)
+        state.desk = number.desk or state.desk
+        if self._conversation is not None:
+            self._conversation.desk = state.desk  # the next turn reads what was asked last
+        return keys_text(digits), Reply(number.text, Action.continue_(), KEYS_BRAIN, personal=True)
 
     def message_taken(self) -> Reply:
         """The caller's message is in (the transport hands it to the courier): thanks, then goodbye."""

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from secretary.conversation.actions import Action
 from secretary.conversation.brain import ChatMessage
+from secretary.conversation.desk_state import DeskState
 
 
 class CallPhase(StrEnum):
@@ -69,6 +70,7 @@ class CallState(BaseModel):
     conversation_turns: int = 0
     misunderstood: int = 0
     silent_turns: int = 0  # in a row: the caller said nothing
+    desk: DeskState = Field(default_factory=DeskState)  # what the front desk asked, and a message's details
     outcome: Outcome | None = None
     outcome_destination: str | None = None
     usage: dict[str, float] = Field(default_factory=dict)

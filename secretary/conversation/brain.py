@@ -8,13 +8,14 @@ domain's config, so no brain (and no model output) can route a call outside the 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Literal, Protocol
 
 from pydantic import BaseModel
 
+from secretary.conversation.desk_state import DeskState
 from secretary.tenants.config import SecretaryConfig
 
 
@@ -45,6 +46,9 @@ class BrainRequest:
     now: datetime
     knowledge: Sequence[KnowledgeChunk] | None = None  # None: the domain has no knowledge base
     misunderstood_before: int = 0
+    desk: DeskState = field(default_factory=DeskState)  # what the front desk asked last turn
+    caller_id_number: str = ""
+    caller_id_name: str = ""
 
 
 class Intent(StrEnum):
@@ -81,6 +85,8 @@ class Finished:
     failed: tuple[str, ...] = ()
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    desk: DeskState | None = None  # the front desk's state after this reply (None: another brain answered)
+    personal: bool = False  # the reply speaks the caller's own details (never cached as audio)
 
 
 BrainEvent = TextDelta | Decision | Retract | Finished

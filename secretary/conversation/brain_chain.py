@@ -191,7 +191,13 @@ class BrainChain:
         self._usage.served(KIND, brain.name, fallback=attempt.position > 0)
         self._usage.tokens(brain.name, finished.prompt_tokens, finished.completion_tokens)
         return Finished(
-            brain.name, finished.understood, tuple(failed), finished.prompt_tokens, finished.completion_tokens
+            brain.name,
+            finished.understood,
+            tuple(failed),
+            finished.prompt_tokens,
+            finished.completion_tokens,
+            finished.desk,
+            finished.personal,
         )
 
     @staticmethod

@@ -27,7 +27,8 @@ from secretary.conversation.brain import (
     Retract,
     TextDelta,
 )
-from secretary.conversation.front_desk import find_target, normalise
+from secretary.conversation.desk_state import DeskState
+from secretary.conversation.names import match_name, normalise
 from secretary.errors import SecretaryError
 from secretary.speech.sentences import SentenceBuffer
 from secretary.tenants.config import SecretaryConfig
@@ -53,6 +54,7 @@ class Reply:
     brain: str
     failed: tuple[str, ...] = ()
     understood: bool = True
+    personal: bool = False  # it speaks the caller's own details (a message's read-back): never cached as audio
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +82,17 @@ class Conversation:
         knowledge: KnowledgeSearch | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         prompts: Prompts | None = None,
+        desk: DeskState | None = None,
+        caller_id_number: str = "",
+        caller_id_name: str = "",
     ) -> None:
         self.config = config
         self.prompts = prompts or prompts_for(config.language)
         self.history: list[ChatMessage] = history if history is not None else []
         self.turns = turns
         self.misunderstood = misunderstood
+        self.desk = desk or DeskState()  # what the front desk asked last (reset when another brain answers)
+        self._caller = (caller_id_number, caller_id_name)
         self._brain = brain
         self._knowledge = knowledge
         self._clock = clock
@@ -117,6 +124,9 @@ class Conversation:
             now=self._clock(),
             knowledge=knowledge,
             misunderstood_before=self.misunderstood,
+            desk=self.desk,
+            caller_id_number=self._caller[0],
+            caller_id_name=self._caller[1],
         )
         buffer = SentenceBuffer()
         spoken: list[str] = []
@@ -141,8 +151,9 @@ class Conversation:
         if extra and (not spoken or action.type.value == "continue"):
             spoken.append(extra)
             yield Sentence(extra)
-        reply = Reply(" ".join(spoken), action, finished.brain, finished.failed, finished.understood)
+        reply = Reply(" ".join(spoken), action, finished.brain, finished.failed, finished.understood, finished.personal)
         self.misunderstood = 0 if reply.understood else self.misunderstood + 1
+        self.desk = finished.desk or DeskState()
         self._remember(caller_text, reply)
         yield ReplyDone(reply)
 
@@ -176,8 +187,8 @@ class Conversation:
             return Action.transfer(config.fallback_destination, config.context), self.prompts.operator
         target = config.target_by_name(decision.target or "")
         if target is None:
-            target, tied = find_target(config, normalise(decision.target or ""))
-            target = None if tied else target
+            match = match_name(config, normalise(decision.target or ""))
+            target = match.target if match is not None and match.sure else None
         if target is None:
             return Action.continue_(), self.prompts.not_found(decision.target or "")
         return Action.transfer(target.extension, config.context), self.prompts.through_to(target.name)

@@ -55,16 +55,20 @@ def smtp_target(config: SecretaryConfig, defaults: SmtpSettings) -> SmtpTarget |
 
 
 def compose(message: TakenMessage, config: SecretaryConfig, sender: str, recipients: str) -> EmailMessage:
-    who = message.caller_id_name or message.caller_id_number or "an unknown caller"
+    who = message.caller_name or message.caller_id_name or message.caller_id_number or "an unknown caller"
     mail = EmailMessage()
     mail["From"] = sender
     mail["To"] = recipients
-    mail["Subject"] = f"Message from {who}" + (f" for {config.company}" if config.company else "")
+    recipient = message.recipient or config.company
+    mail["Subject"] = f"Message from {who}" + (f" for {recipient}" if recipient else "")
     mail["Message-ID"] = f"<{message.message_uuid}@voiceai>"
     when = message.created_at.strftime("%Y-%m-%d %H:%M UTC")
     mail.set_content(
         f"{config.name} took a message on {when}.\n\n"
-        f"Caller: {message.caller_id_name} <{message.caller_id_number}>\n"
+        f"For: {message.recipient or '(anyone)'}\n"
+        f"Caller: {message.caller_name or '(no name given)'}\n"
+        f"Call back on: {message.callback_number or '(no number given)'}\n"
+        f"Caller id: {message.caller_id_name} <{message.caller_id_number}>\n"
         f"Call: {message.call_uuid}\n\n"
         f"Message:\n{message.transcript or '(nothing was understood; listen to the recording)'}\n"
     )

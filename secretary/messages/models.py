@@ -43,6 +43,9 @@ class TakenMessage(BaseModel):
     call_uuid: UUID
     caller_id_number: str = ""
     caller_id_name: str = ""
+    recipient: str = ""  # whom it is for: a directory entry's name ("": the business in general, or not asked)
+    caller_name: str = ""  # as the caller gave it
+    callback_number: str = ""  # as the caller confirmed it
     transcript: str = ""
     audio_file: str | None = None  # our path of the recording (in the spool)
     status: MessageStatus = "new"
@@ -73,6 +76,9 @@ def message_summary(message: TakenMessage, domain_name: str) -> dict[str, object
         "call_uuid": str(message.call_uuid),
         "caller_id_number": message.caller_id_number,
         "caller_id_name": message.caller_id_name,
+        "recipient": message.recipient,
+        "caller_name": message.caller_name,
+        "callback_number": message.callback_number,
         "transcript": message.transcript,
         "created_at": message.created_at.isoformat(),
         "has_audio": message.audio_file is not None,

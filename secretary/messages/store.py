@@ -47,13 +47,18 @@ class PostgresMessageStore:
             async with self._db.connection() as conn, conn.transaction():
                 await conn.execute(
                     """INSERT INTO v_ai_messages (ai_message_uuid, domain_uuid, call_uuid, caller_id_number,
-                           caller_id_name, transcript, audio_file, message_status, insert_date)
-                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (ai_message_uuid) DO NOTHING""",
+                           caller_id_name, message_for, caller_name, callback_number, transcript, audio_file,
+                           message_status, insert_date)
+                       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                       ON CONFLICT (ai_message_uuid) DO NOTHING""",
                     message.message_uuid,
                     message.domain_uuid,
                     message.call_uuid,
                     message.caller_id_number,
                     message.caller_id_name,
+                    message.recipient,
+                    message.caller_name,
+                    message.callback_number,
                     message.transcript,
                     message.audio_file,
                     message.status,
@@ -113,6 +118,9 @@ class PostgresMessageStore:
                 call_uuid=r["call_uuid"],
                 caller_id_number=r["caller_id_number"],
                 caller_id_name=r["caller_id_name"],
+                recipient=r["message_for"],
+                caller_name=r["caller_name"],
+                callback_number=r["callback_number"],
                 transcript=r["transcript"],
                 audio_file=r["audio_file"],
                 status=r["message_status"],
@@ -124,7 +132,9 @@ class PostgresMessageStore:
         ]
 
     _COLUMNS = """ai_message_uuid, domain_uuid, call_uuid, coalesce(caller_id_number, '') AS caller_id_number,
-                  coalesce(caller_id_name, '') AS caller_id_name, coalesce(transcript, '') AS transcript,
+                  coalesce(caller_id_name, '') AS caller_id_name, coalesce(message_for, '') AS message_for,
+                  coalesce(caller_name, '') AS caller_name, coalesce(callback_number, '') AS callback_number,
+                  coalesce(transcript, '') AS transcript,
                   audio_file, message_status, handled_date, insert_date"""
 
     async def get(self, domain_uuid: UUID, message_uuid: UUID) -> TakenMessage | None:

@@ -47,12 +47,16 @@ class MessageTaker:
         else:
             message_uuid = uuid.uuid4()
             audio_file = await self._write(state, message_uuid, audio) if audio.data else None
+        details = state.desk.message  # asked and read back by the front desk (none when another brain chose)
         message = TakenMessage(
             message_uuid=message_uuid,
             domain_uuid=state.domain_uuid,
             call_uuid=state.call_uuid,
             caller_id_number=state.caller_id_number,
             caller_id_name=state.caller_id_name,
+            recipient=(details.recipient or "") if details else "",
+            caller_name=(details.caller_name or "") if details else "",
+            callback_number=(details.callback_number or "") if details else "",
             audio_file=audio_file,
         )
         async with self._courier.holding(message):

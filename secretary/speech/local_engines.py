@@ -107,6 +107,12 @@ class LocalModels:
         return int(config["audio"]["sample_rate"])
 
 
+def whisper_prompt(hints: Sequence[str]) -> str | None:
+    """Whisper's initial prompt for a call: the names it may hear (its 224-token window holds ~60 names)."""
+    names = list(dict.fromkeys(h.strip() for h in hints if h.strip()))[:60]
+    return "Names you may hear: " + ", ".join(names) + "." if names else None
+
+
 class WhisperStt:
     name = "whisper"
 
@@ -116,13 +122,16 @@ class WhisperStt:
         self._beam_size = beam_size
 
     async def transcribe(self, audio: Pcm, language: str, hints: Sequence[str] = ()) -> Transcript:
-        # `hints` are not passed on as Whisper hotwords: measured on tiny.en, they made the model hear the
-        # hint words in unrelated speech ("goodbye" -> "buy") more often than they fixed a name.
+        # `hints` (this call's directory names) go in as the initial prompt, as if said just before: Piper's
+        # "Doctor Okonkwo", "Ms. Szymanska", "Bogdanovic" come out spelled right with it ("Archonco",
+        # "Chaimenska", "bogged the knob" without), and "yes", "no", "goodbye" stay as they are. (As hotwords
+        # they made tiny.en hear hint words in unrelated speech: "goodbye" -> "buy".)
         samples = audio.resampled(WHISPER_RATE).to_float32()
-        text = await self._pool.run(self._run, samples, language.split("-")[0])
+        prompt = whisper_prompt(hints)
+        text = await self._pool.run(self._run, samples, language.split("-")[0], prompt)
         return Transcript(text=text, provider=self.name, audio_seconds=audio.duration_s)
 
-    def _run(self, samples: np.ndarray, language: str) -> str:
+    def _run(self, samples: np.ndarray, language: str, prompt: str | None) -> str:
         model = self._models.whisper()
         segments, _info = model.transcribe(
             samples,
@@ -131,6 +140,7 @@ class WhisperStt:
             vad_filter=False,
             condition_on_previous_text=False,
             without_timestamps=True,
+            initial_prompt=prompt,
         )
         return " ".join(segment.text.strip() for segment in segments).strip()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -84,6 +84,32 @@ class BusinessHours(BaseModel):
         ranges = self.weekly.get(WEEKDAYS[local.weekday()], [])  # type: ignore[call-overload]
         return any(r.contains(local.time()) for r in ranges)
 
+    def ranges_on(self, day: date) -> list[TimeRange]:
+        """The opening times of one local date (none on a closed date)."""
+        if day in self.closed_dates:
+            return []
+        return list(self.weekly.get(WEEKDAYS[day.weekday()], []))  # type: ignore[call-overload]
+
+    def open_until(self, moment: datetime) -> time | None:
+        """When the range open at `moment` ends (local time); None when closed then."""
+        local = moment.astimezone(ZoneInfo(self.timezone))
+        return next((r.end for r in self.ranges_on(local.date()) if r.contains(local.time())), None)
+
+    def next_opening(self, moment: datetime) -> datetime | None:
+        """The next local time the office opens after `moment`, within a fortnight (None: not in that time)."""
+        local = moment.astimezone(ZoneInfo(self.timezone))
+        for offset in range(15):
+            day = local.date() + timedelta(days=offset)
+            for r in sorted(self.ranges_on(day), key=lambda r: r.start):
+                start = datetime.combine(day, r.start, local.tzinfo)
+                if start > local:
+                    return start
+        return None
+
+    def describe_day(self, day: date) -> str:
+        """One day's hours, as said: "9 AM to 5 PM", "9 AM to 12 PM and 2 PM to 6 PM"; "" when closed."""
+        return " and ".join(f"{spoken_time(r.start)} to {spoken_time(r.end)}" for r in self.ranges_on(day))
+
     def describe(self) -> str:
         """Opening hours as a sentence a TTS engine reads well ("Monday to Friday, 9 AM to 5 PM")."""
         groups: list[tuple[int, int, str]] = []
@@ -91,7 +117,7 @@ class BusinessHours(BaseModel):
             ranges = self.weekly.get(day, [])  # type: ignore[call-overload]
             if not ranges:
                 continue
-            spoken = " and ".join(f"{_spoken_time(r.start)} to {_spoken_time(r.end)}" for r in ranges)
+            spoken = " and ".join(f"{spoken_time(r.start)} to {spoken_time(r.end)}" for r in ranges)
             if groups and groups[-1][1] == index - 1 and groups[-1][2] == spoken:
                 groups[-1] = (groups[-1][0], index, spoken)
             else:
@@ -105,7 +131,8 @@ class BusinessHours(BaseModel):
         return "We are open " + "; ".join(parts) + "."
 
 
-def _spoken_time(moment: time) -> str:
+def spoken_time(moment: time) -> str:
+    """A time as a TTS engine reads it well: "9 AM", "5:30 PM", "midnight"."""
     if moment >= time(23, 59):
         return "midnight"
     hour = moment.hour % 12 or 12

@@ -167,6 +167,13 @@ async def test_stt_cloud_transcribes(
         assert query["interim_results"] == "true" and query["endpointing"] == "300"
         assert fake_deepgram.requests[-1]["keyterms"] == ["Billing"]
         assert fake_deepgram.close_streams == 1
+        # a model before nova-3 gets the names as single-word keywords instead
+        older = with_providers(stt=[spec(provider, server.url, model="nova-2", options={"encoding": encoding})])
+        await patient_factory.stt(older, usage).transcribe(
+            speech.say(UTTERANCE, 8000), "en", ["Mrs. Okonkwo", "Billing"]
+        )
+        assert fake_deepgram.requests[-1]["keywords"] == ["Okonkwo", "Billing"]  # titles are no keywords
+        assert fake_deepgram.requests[-1]["keyterms"] == []
     else:
         fields = fake_openai.requests[-1]["fields"]
         assert fields["language"] == "en" and "Billing" in fields["prompt"]

@@ -45,7 +45,13 @@ class FakeDeepgram(FakeServer):
         return app
 
     async def listen(self, request: web.Request) -> web.StreamResponse:
-        self.requests.append({"query": dict(request.query), "keyterms": request.query.getall("keyterm", [])})
+        self.requests.append(
+            {
+                "query": dict(request.query),
+                "keyterms": request.query.getall("keyterm", []),
+                "keywords": request.query.getall("keywords", []),
+            }
+        )
         if request.headers.get("Authorization") != f"Token {self._key}":
             return web.Response(status=401, text="invalid credentials")
         error = self.error_response()

@@ -97,6 +97,9 @@ class DeepgramStt:
         }
         if hints and self._model.startswith("nova-3"):
             params["keyterm"] = list(dict.fromkeys(hints))[:50]
+        elif hints:  # earlier models take single words: the names' own, not abbreviated titles ("Dr.", "Mrs.")
+            words = (w.strip(",") for hint in hints for w in hint.split() if not w.endswith("."))
+            params["keywords"] = [w for w in dict.fromkeys(words) if len(w) > 2][:50]
         stream = DeepgramStream(sample_rate, self._encoding, self._keepalive_s)
         await stream.start(self._client, params, self._connect_timeout_s)
         return stream
