@@ -8,7 +8,7 @@ apology, then the domain's fallback destination). Call control goes over ESL; wi
 sent to FreeSWITCH as a `mod_audio_stream::json` message the dialplan can act on, and counted.
 
 A test call (the console's, from a browser: `test_call`) is this same session with no ESL: its action goes
-over the stream for the page to show, and each turn is sent back as `voiceai.transcript`.
+over the stream for the page to show, and the greeting and each turn are sent back as `voiceai.transcript`.
 
 Over ESL the session also hears the call's events: `mod_audio_stream::play` (event playback; in `module`
 mode, the sign of the community build, which plays nothing itself: the call goes on in `event` mode) and
@@ -185,6 +185,8 @@ class CallSession:
         try:
             with contextlib.suppress(SecretaryError):
                 await self.runtime.call_states.put(self.state)
+            if self.test_call:  # every engine opens with it (`CallLifecycle.greeting`); it is no turn
+                self._tell(transcript(0, "", self.config.opening_line, Action.continue_().wire()))
             ending = await self._converse()
             if ending in SPOKEN_ENDINGS:
                 await self._end_for(ending)

@@ -128,7 +128,8 @@ async def test_a_test_call_is_played_over_the_stream_and_its_transfer_only_repor
         kinds = [m["type"] for m in messages]
         assert kinds[0] == "voiceai.claimed" and "streamAudio" in kinds  # module playback: acme's is event
         assert {m["data"]["sampleRate"] for m in messages if m["type"] == "streamAudio"} == {16000}
-        (turn,) = [m for m in messages if m["type"] == "voiceai.transcript"]
+        greeting, turn = [m for m in messages if m["type"] == "voiceai.transcript"]
+        assert greeting["turn"] == 0 and greeting["caller"] == "" and greeting["secretary"].startswith("Hello")
         assert "sales" in turn["caller"].lower() and "Sales" in turn["secretary"]
         assert turn["action"]["type"] == "transfer" and turn["action"]["destination"] == "1002"
         (action,) = [m for m in messages if m["type"] == "voiceai.action"]

@@ -98,9 +98,7 @@ def mint_test_call_token(settings: BridgeSettings, domain_uuid: UUID, call_uuid:
     return f"{expires}.{_test_call_mac(settings.token_secret.get_secret_value(), domain_uuid, call_uuid, expires)}"
 
 
-def valid_test_call_token(
-    settings: BridgeSettings, token: str, domain_uuid: UUID, call_uuid: UUID, now: float
-) -> bool:
+def valid_test_call_token(settings: BridgeSettings, token: str, domain_uuid: UUID, call_uuid: UUID, now: float) -> bool:
     if settings.token_secret is None or len(token) > 100:
         return False
     expiry, _, mac = token.partition(".")

@@ -15,7 +15,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const transcript = root.querySelector(".transcript");
   const actions = root.querySelector(".call-actions");
   const record = root.querySelector(".record");
-  let ws = null, context = null, microphone = null, playhead = 0, playing = [], claimed = false;
+  let ws = null, context = null, microphone = null, playhead = 0, playing = [], claimed = false, heard = 0;
 
   const say = (text) => { status.textContent = text; };
 
@@ -44,6 +44,8 @@ document.addEventListener("DOMContentLoaded", () => {
     const at = Math.max(context.currentTime + 0.05, playhead);
     source.start(at);
     playhead = at + buffer.duration;
+    heard += buffer.duration;
+    root.dataset.heardMs = String(Math.round(heard * 1000)); // how much of the secretary's voice came
     playing.push(source);
     source.onended = () => { playing = playing.filter((s) => s !== source); };
   }
@@ -87,6 +89,7 @@ document.addEventListener("DOMContentLoaded", () => {
   async function call() {
     callButton.disabled = true;
     claimed = false;
+    heard = 0;
     record.hidden = true;
     transcript.replaceChildren();
     actions.replaceChildren();
