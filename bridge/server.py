@@ -47,7 +47,13 @@ from bridge.protocol import (
 )
 from bridge.session import CallSession
 from freeswitch.esl import EslClient, EslUnavailable
-from secretary.access.stream_tokens import accepted_tokens, token_matches, tokens_required, valid_test_call_token
+from secretary.access.stream_tokens import (
+    TEST_CALL_TOKEN_S,
+    accepted_tokens,
+    token_matches,
+    tokens_required,
+    valid_test_call_token,
+)
 from secretary.errors import NotFound, Refused, SecretaryError
 from secretary.runtime import Runtime
 
@@ -67,6 +73,7 @@ class BridgeServer:
         self.prompts = PromptAudio(runtime)
         self.sessions: dict[str, CallSession] = {}
         self.playback_modes = PlaybackModes()
+        self._test_calls: dict[str, float] = {}  # call uuid -> until when its token would still be valid
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self.port = 0
@@ -327,7 +334,10 @@ class BridgeServer:
         the console's token for this domain and call, unexpired (a bad one is refused, never ignored)."""
         settings = self.runtime.settings.bridge
         if target.test_call is not None:
-            return valid_test_call_token(settings, target.test_call, target.domain_uuid, target.call_uuid, time.time())
+            now = time.time()
+            if not valid_test_call_token(settings, target.test_call, target.domain_uuid, target.call_uuid, now):
+                return False
+            return self._first_use(str(target.call_uuid), now)
         if not tokens_required(settings):
             return True
         header = ws.request.headers.get("Authorization", "") if ws.request is not None else ""
@@ -335,6 +345,15 @@ class BridgeServer:
         if scheme.lower() != "bearer" or not token.strip():
             return False
         return token_matches(token.strip(), accepted_tokens(settings, target.domain_uuid))
+
+    def _first_use(self, call_uuid: str, now: float) -> bool:
+        """A test call's token opens one stream: replayed (from a log, a history) it would reopen the call and
+        overwrite its record. Remembered while it could still be valid."""
+        self._test_calls = {call: until for call, until in self._test_calls.items() if until > now}
+        if call_uuid in self._test_calls:
+            return False
+        self._test_calls[call_uuid] = now + TEST_CALL_TOKEN_S
+        return True
 
     async def _fail(self, ws: ServerConnection, exc: SecretaryError) -> None:
         """A dependency we need to serve the stream safely did not answer: 1011, never served unchecked."""
