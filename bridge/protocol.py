@@ -37,11 +37,12 @@ class StreamTarget:
     domain_uuid: UUID
     call_uuid: UUID
     sample_rate: int | None = None  # from `?sample_rate=` when the dialplan put it in the URL
+    test_call: str | None = None  # `?test_call=`: the console's token for a test call from the browser
 
 
 def parse_path(path: str) -> StreamTarget:
-    """`/stream/{domain_uuid}/{call_uuid}[?sample_rate=16000]` → the call it names. A request target is a path
-    and a query, split by hand: `urlsplit` would read `//…` as a host and raise on `//[`."""
+    """`/stream/{domain_uuid}/{call_uuid}[?sample_rate=16000][&test_call=…]` → the call it names. A request
+    target is a path and a query, split by hand: `urlsplit` would read `//…` as a host and raise on `//[`."""
     route, _, query_text = path.partition("#")[0].partition("?")
     segments = [s for s in route.split("/") if s]
     if len(segments) != 3 or segments[0] != "stream":
@@ -58,7 +59,8 @@ def parse_path(path: str) -> StreamTarget:
         rate = _rate(raw_rate)
         if rate is None:
             raise ProtocolError(f"unsupported sample_rate {raw_rate[:16]!r} in the URL")
-    return StreamTarget(domain, call, rate)
+    test_calls = query.get("test_call")
+    return StreamTarget(domain, call, rate, test_calls[0] if test_calls else None)
 
 
 def _rate(value: Any) -> int | None:
@@ -246,6 +248,12 @@ def call_action(action: dict[str, str]) -> str:
     """What the bridge asks of the dialplan when it can't reach ESL: the module fires it as the event
     `mod_audio_stream::json`, which an event hook (or the dialplan) acts on."""
     return json.dumps({**action, "type": "voiceai.action"}, separators=(",", ":"))
+
+
+def transcript(turn: int, caller: str, secretary: str, action: dict[str, str]) -> str:
+    """A turn of a test call, for the console's page (a FreeSWITCH stream never gets one)."""
+    document = {"type": "voiceai.transcript", "turn": turn, "caller": caller, "secretary": secretary, "action": action}
+    return json.dumps(document, separators=(",", ":"))
 
 
 # -- what the module receives (the simulator's side) ----------------------------------------------------

@@ -3,8 +3,12 @@
 Before any engine starts, a stream must name a call (the path), carry a valid bearer token (sent by the
 module from `STREAM_EXTRA_HEADERS`) when tokens are configured, belong to a domain whose secretary is
 enabled, and name a call of no other domain; otherwise it is closed with code 1008 and a reason, and
-logged. A stream that passes is claimed (`{"type":"voiceai.claimed",…}`, the first text sent back: the Lua
-script hosting the call falls back to turns when none comes). Then every binary frame is checked (whole
+logged. A stream whose URL carries the console's `test_call` token is a test call from a browser
+(`secretary.access.stream_tokens`): the same codec, session and engines, its audio played over the stream
+(`module` mode, whatever the domain's), its turns sent back as `voiceai.transcript`, its record's transport
+`test`, and no ESL command ever sent for it (a transfer is only reported). A stream that passes is claimed
+(`{"type":"voiceai.claimed",…}`, the first text sent back: the Lua script hosting the call falls back to turns
+when none comes). Then every binary frame is checked (whole
 samples, a sane size, no faster than real time) and handed to the call's `CallSession`; bad frames are dropped
 and counted, never fatal to the process or to other calls.
 """
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from http import HTTPStatus
 from typing import Any
 from uuid import UUID
@@ -42,7 +47,13 @@ from bridge.protocol import (
 )
 from bridge.session import CallSession
 from freeswitch.esl import EslClient, EslUnavailable
-from secretary.access.stream_tokens import accepted_tokens, token_matches, tokens_required
+from secretary.access.stream_tokens import (
+    TEST_CALL_TOKEN_S,
+    accepted_tokens,
+    token_matches,
+    tokens_required,
+    valid_test_call_token,
+)
 from secretary.errors import NotFound, Refused, SecretaryError
 from secretary.runtime import Runtime
 
@@ -62,6 +73,7 @@ class BridgeServer:
         self.prompts = PromptAudio(runtime)
         self.sessions: dict[str, CallSession] = {}
         self.playback_modes = PlaybackModes()
+        self._test_calls: dict[str, float] = {}  # call uuid -> until when its token would still be valid
         self._server: Server | None = None
         self._handlers: set[asyncio.Task[Any]] = set()
         self.port = 0
@@ -175,6 +187,9 @@ class BridgeServer:
         except SecretaryError as exc:
             await self._fail(ws, exc)
             return
+        test_call = target.test_call is not None  # `_authorized` has checked its token
+        if test_call:
+            config = config.model_copy(update={"playback_mode": "module"})
         call_uuid = str(target.call_uuid)
         if call_uuid in self.sessions:
             await self._refuse(ws, "call_in_progress", "this call already has a stream")
@@ -190,12 +205,13 @@ class BridgeServer:
         assert metadata is not None
         engine = self.engines.build(self.runtime, config, metadata.sample_rate, self.prompts)
         session = CallSession(
-            self.runtime, config, target, metadata, ws, engine, self.prompts, esl, modes=self.playback_modes
-        )
+            self.runtime, config, target, metadata, ws, engine, self.prompts, esl, modes=self.playback_modes,
+            test_call=test_call,
+        )  # fmt: skip
         self.sessions[call_uuid] = session
         run = asyncio.create_task(session.run(), name="session")
         vouch = None
-        if esl is None and self.esl is not None:  # admitted on the store's word: ESL waits for FreeSWITCH's
+        if esl is None and self.esl is not None and not test_call:  # admitted on the store's word: ESL waits
             vouch = asyncio.create_task(self._vouch_when_esl_returns(ws, target, session), name="vouch")
         try:
             dropped: set[DropReason] = set()
@@ -258,9 +274,13 @@ class BridgeServer:
         """Tenants are walls: a stream may only name a call of its own domain, or it would overwrite that call's
         state and its actions (transfer, hangup) would reach another tenant's call. It is served when FreeSWITCH
         says the channel is its domain's, or none's, and the call-state store's claim (call uuid → domain) is its
-        domain's; when neither FreeSWITCH nor the store can answer, it is not served (1011). Closes the stream
-        when refused; returns whether to serve it, and the ESL client the call may act through."""
-        channel_domain, esl = await self._channel_domain(str(target.call_uuid))
+        domain's; when neither FreeSWITCH nor the store can answer, it is not served (1011). A test call
+        has no channel: FreeSWITCH is not asked. Closes the stream when refused; returns whether to serve it, and
+        the ESL client the call may act through."""
+        if target.test_call is not None:
+            channel_domain, esl = None, None
+        else:
+            channel_domain, esl = await self._channel_domain(str(target.call_uuid))
         if channel_domain not in (None, target.domain_uuid):
             await self._refuse(ws, "wrong_domain", "the call belongs to another domain")
             return False, None
@@ -310,8 +330,14 @@ class BridgeServer:
 
     def _authorized(self, ws: ServerConnection, target: StreamTarget) -> bool:
         """The shared `auth_token`, or the token of the domain the path names (its `domain_tokens` entry, or the
-        one derived from `token_secret`): a domain's token never opens another domain's stream."""
+        one derived from `token_secret`): a domain's token never opens another domain's stream. A test call:
+        the console's token for this domain and call, unexpired (a bad one is refused, never ignored)."""
         settings = self.runtime.settings.bridge
+        if target.test_call is not None:
+            now = time.time()
+            if not valid_test_call_token(settings, target.test_call, target.domain_uuid, target.call_uuid, now):
+                return False
+            return self._first_use(str(target.call_uuid), now)
         if not tokens_required(settings):
             return True
         header = ws.request.headers.get("Authorization", "") if ws.request is not None else ""
@@ -319,6 +345,15 @@ class BridgeServer:
         if scheme.lower() != "bearer" or not token.strip():
             return False
         return token_matches(token.strip(), accepted_tokens(settings, target.domain_uuid))
+
+    def _first_use(self, call_uuid: str, now: float) -> bool:
+        """A test call's token opens one stream: replayed (from a log, a history) it would reopen the call and
+        overwrite its record. Remembered while it could still be valid."""
+        self._test_calls = {call: until for call, until in self._test_calls.items() if until > now}
+        if call_uuid in self._test_calls:
+            return False
+        self._test_calls[call_uuid] = now + TEST_CALL_TOKEN_S
+        return True
 
     async def _fail(self, ws: ServerConnection, exc: SecretaryError) -> None:
         """A dependency we need to serve the stream safely did not answer: 1011, never served unchecked."""

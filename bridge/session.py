@@ -7,6 +7,9 @@ maximum duration, the caller stays silent (a prompt first, then goodbye), or the
 apology, then the domain's fallback destination). Call control goes over ESL; without ESL, the action is
 sent to FreeSWITCH as a `mod_audio_stream::json` message the dialplan can act on, and counted.
 
+A test call (the console's, from a browser: `test_call`) is this same session with no ESL: its action goes
+over the stream for the page to show, and the greeting and each turn are sent back as `voiceai.transcript`.
+
 Over ESL the session also hears the call's events: `mod_audio_stream::play` (event playback; in `module`
 mode, the sign of the community build, which plays nothing itself: the call goes on in `event` mode) and
 `DTMF`. Keys mean what they mean in the turn-based mode (`secretary.conversation.keys`): the first stops the
@@ -30,7 +33,7 @@ from websockets.exceptions import ConnectionClosed
 from bridge.engines.base import KeyAware, RealtimeEngine
 from bridge.playback import PLAY_EVENT, EventTransport, ModuleTransport, Playback, PlaybackModes, PlaybackTransport
 from bridge.prompts import PromptAudio
-from bridge.protocol import StreamMetadata, StreamTarget, call_action
+from bridge.protocol import StreamMetadata, StreamTarget, call_action, transcript
 from freeswitch.esl import EslClient, EslUnavailable
 from freeswitch.esl_protocol import EslEvent, EslMessage
 from secretary.calls.lifecycle import UNTIMED, CallLifecycle, Timings
@@ -51,6 +54,7 @@ from secretary.tenants.config import SecretaryConfig
 log = structlog.get_logger(__name__)
 
 TRANSPORT = "realtime"
+TEST_TRANSPORT = "test"  # a test call's record says so
 TICK_S = 0.25
 KEY_CUT_IN_S = 0.3  # how long a key waits for the engine to stop before the session stops the audio itself
 
@@ -85,8 +89,11 @@ class CallSession:
         esl: EslClient | None,
         *,
         modes: PlaybackModes,
+        test_call: bool = False,
     ) -> None:
         self.runtime = runtime
+        self.test_call = test_call
+        self.transport = TEST_TRANSPORT if test_call else TRANSPORT
         self.config = config
         self.sample_rate = metadata.sample_rate
         self.call_uuid = str(target.call_uuid)
@@ -94,7 +101,7 @@ class CallSession:
             call_uuid=target.call_uuid,
             domain_uuid=config.domain_uuid,
             domain_name=config.domain_name,
-            transport=TRANSPORT,
+            transport=self.transport,
             caller_id_number=metadata.caller_id_number,
             caller_id_name=metadata.caller_id_name,
             destination_number=metadata.destination_number,
@@ -136,6 +143,7 @@ class CallSession:
         self._digits: asyncio.Future[str] | None = None  # the entry under way
         self._key_timer: asyncio.TimerHandle | None = None
         self._key_tasks: set[asyncio.Task[None]] = set()
+        self._sends: set[asyncio.Task[None]] = set()  # `_tell`'s
         self._keys_lock = asyncio.Lock()
         self._keyed = asyncio.Event()  # keys ended the conversation: `_key_reply` says how
         self._key_reply: tuple[Reply, str, float] | None = None  # the reply, the keys' text, their start
@@ -171,13 +179,15 @@ class CallSession:
 
     async def run(self) -> Ending:
         metrics = self.runtime.metrics
-        metrics.calls_started.labels(TRANSPORT).inc()
-        metrics.active_calls.labels(TRANSPORT).inc()
+        metrics.calls_started.labels(self.transport).inc()
+        metrics.active_calls.labels(self.transport).inc()
         structlog.contextvars.bind_contextvars(call_uuid=self.call_uuid, domain_uuid=str(self.config.domain_uuid))
         log.info("call_started", engine=self._engine.name, rate=self.sample_rate, mode=self.config.playback_mode)
         try:
             with contextlib.suppress(SecretaryError):
                 await self.runtime.call_states.put(self.state)
+            if self.test_call:  # every engine opens with it (`CallLifecycle.greeting`); it is no turn
+                self._tell(transcript(0, "", self.config.opening_line, Action.continue_().wire()))
             ending = await self._converse()
             if ending in SPOKEN_ENDINGS:
                 await self._end_for(ending)
@@ -185,7 +195,7 @@ class CallSession:
             return ending
         finally:
             await self._close()
-            metrics.active_calls.labels(TRANSPORT).dec()
+            metrics.active_calls.labels(self.transport).dec()
 
     # -- CallContext: what engines call ---------------------------------------------------------------------
 
@@ -215,11 +225,13 @@ class CallSession:
             datetime.now(UTC), caller_text, secretary_text, action=action, brain=brain, heard_text=heard_text,
             timings=timings,
         )  # fmt: skip
-        self.runtime.metrics.turns.labels(TRANSPORT, turn.action.type.value).inc()
+        self.runtime.metrics.turns.labels(self.transport, turn.action.type.value).inc()
         for stage in ("stt", "brain", "tts", "total"):
             value = getattr(turn, f"{stage}_ms")
             if value is not None:
                 self.runtime.metrics.stage_seconds.labels(stage).observe(value / 1000)
+        if self.test_call:
+            self._tell(transcript(turn.index, turn.caller_text, turn.secretary_text, turn.action.wire()))
         return turn
 
     def note_barge_in(self) -> None:
@@ -361,11 +373,14 @@ class CallSession:
                 log.warning("esl_command_refused", command=name, reply=reply.reply_text)
             except EslUnavailable as exc:
                 log.warning("esl_command_failed", command=name, error=str(exc))
-        self._esl_failed(name)
         wire = action.wire()
         message = call_action({"call_uuid": self.call_uuid, "action": wire.pop("type"), **wire})
         with contextlib.suppress(ConnectionClosed, OSError):
             await self._ws.send(message)
+        if self.test_call:  # shown on the console's page: there is no call to act on
+            log.info("test_call_action", command=name, destination=action.destination)
+            return
+        self._esl_failed(name)
         log.warning("call_control_via_stream", command=name, message=message)
 
     def _esl_failed(self, command: str) -> None:
@@ -373,6 +388,17 @@ class CallSession:
 
     async def _send(self, text: str) -> None:
         await self._ws.send(text)
+
+    def _tell(self, text: str) -> None:
+        """A message for a test call's page, sent from synchronous code (a page gone is no error)."""
+
+        async def send() -> None:
+            with contextlib.suppress(ConnectionClosed, OSError):
+                await self._ws.send(text)
+
+        task = self._loop.create_task(send(), name="tell")
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
 
     # -- ESL events: playback and keys --------------------------------------------------------------------
 
@@ -478,7 +504,7 @@ class CallSession:
     async def _close(self) -> None:
         if self._key_timer is not None:
             self._key_timer.cancel()
-        await cancel_and_wait(*self._key_tasks)
+        await cancel_and_wait(*self._key_tasks, *self._sends)
         await self.playback.close()
         if isinstance(self._transport, EventTransport):
             await self._transport.close()
@@ -495,8 +521,8 @@ class CallSession:
         except Exception:
             log.exception("call_record_not_saved")
         with contextlib.suppress(SecretaryError):
-            await self.runtime.call_states.delete(self.state.domain_uuid, self.state.call_uuid, TRANSPORT)
+            await self.runtime.call_states.delete(self.state.domain_uuid, self.state.call_uuid, self.transport)
         self.finished.set()
-        self.runtime.metrics.calls_ended.labels(TRANSPORT, record.outcome).inc()
+        self.runtime.metrics.calls_ended.labels(self.transport, record.outcome).inc()
         log.info("call_ended", outcome=record.outcome, turns=len(record.turns), duration_ms=record.duration_ms,
                  ending=(self._ending or Ending.SOCKET_CLOSED).value)  # fmt: skip

@@ -144,6 +144,12 @@ class BridgeSettings(BaseModel):
             raise ValueError("must be at least 32 characters (e.g. `openssl rand -hex 32`)")
         return value
 
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^wss?://[^\s?#]+$",
+        description="where admins' browsers reach the bridge for the console's test calls (wss://… behind a TLS "
+        "proxy); unset: ws://<host>:<port> (the console's own host name when `host` listens everywhere)",
+    )
     default_sample_rate: Literal[8000, 16000] = 8000
     engine: str | None = Field(default=None, description="force one realtime engine for every domain (benchmarks)")
     metadata_timeout_s: float = Field(default=2.0, gt=0, description="wait for the metadata frame this long")

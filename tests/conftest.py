@@ -65,6 +65,7 @@ LONGEST_MODULES = [
     "test_cross_transport",
     "test_faults",
     "test_bridge_call_control",
+    "test_console_test_call",
     "test_admin_api",
     "test_bridge_openai_realtime",
     "test_bridge_pipeline",

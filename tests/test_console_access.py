@@ -1,7 +1,8 @@
 """Who gets into the console and what a session may do, over real HTTP: the FusionPBX app's PHP page mints a
 token (run by php-cli) that the service accepts once, for that domain only, and a tampered, expired or replayed
 one is refused; the session cookie's flags; CSRF on forms and on the page scripts' API calls; a revoked key
-ends its sessions. The token's rules themselves are checked on an injected clock."""
+ends its sessions; a test call's stream URL is minted for the session's own domain only. The token's rules
+themselves are checked on an injected clock."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import asyncio
 import json
 import shutil
 import subprocess
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +20,8 @@ import asyncpg
 import pytest
 
 from secretary.access.console_tokens import ConsoleTokenVerifier, TokenRefused, sign
+from secretary.access.stream_tokens import valid_test_call_token
+from secretary.settings import BridgeSettings
 from secretary.speech.local_engines import LocalModels
 from tests.support import admin_env, databases
 from tests.support.admin_env import ACME, GLOBEX
@@ -27,6 +32,8 @@ PHP = shutil.which("php")
 needs_php = pytest.mark.skipif(PHP is None, reason="needs Debian's php-cli (apt-get install php-cli)")
 NOW = 1_800_000_000.0
 NONCE = "0123456789abcdef0123"
+BRIDGE_SECRET = "console-access-bridge-secret-" + "b" * 32
+PUBLIC_BRIDGE = "wss://pbx.example.com/voiceai-bridge"
 
 
 # -- the token's rules, on an injected clock -------------------------------------------------------------
@@ -116,7 +123,8 @@ def test_the_app_page_checks_the_permission_and_uses_fusionpbx_session() -> None
 def service(models: LocalModels, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleService]:
     name, url = asyncio.run(admin_env.prepare("5.5"))
     try:
-        with console_service(url, tmp_path_factory.mktemp("console-access"), models) as served:
+        bridge = {"token_secret": BRIDGE_SECRET, "public_url": PUBLIC_BRIDGE}
+        with console_service(url, tmp_path_factory.mktemp("console-access"), models, bridge=bridge) as served:
             yield served
     finally:
         asyncio.run(databases.drop_database(name))
@@ -256,3 +264,25 @@ async def test_signing_out_needs_the_csrf_token_and_ends_the_session(service: Co
         async with http.post(f"{service.url}/console/logout", data={"csrf": csrf}, allow_redirects=False) as response:
             assert response.status == 303
         assert await status_of(http, f"{service.url}/console/") == 303
+
+
+async def test_a_test_call_is_minted_for_the_sessions_domain_only(service: ConsoleService) -> None:
+    async with client() as http:
+        await http.post(f"{service.url}/console/login", data={"api_key": service.keys["acme"]})
+        page = f"{service.url}/console/domains/{ACME}/test-call"
+        async with http.get(page) as response:
+            assert "connect-src 'self' wss://pbx.example.com" in response.headers["Content-Security-Policy"]
+        async with http.post(page, data={"sample_rate": "16000"}) as response:
+            assert response.status == 403  # no CSRF token: no call
+        csrf = await csrf_of(http, page)
+        async with http.post(page, data={"csrf": csrf, "sample_rate": "16000"}) as response:
+            minted = await response.json()
+        call = uuid.UUID(minted["call_uuid"])
+        stream, _, query = minted["url"].partition("?sample_rate=16000&test_call=")
+        assert stream == f"{PUBLIC_BRIDGE}/stream/{ACME}/{call}" and BRIDGE_SECRET not in query
+        assert minted["record"] == f"/console/domains/{ACME}/calls/{call}"
+        settings = BridgeSettings(token_secret=BRIDGE_SECRET)
+        assert valid_test_call_token(settings, query, ACME, call, time.time())
+        assert not valid_test_call_token(settings, query, GLOBEX, call, time.time())
+        async with http.post(f"{service.url}/console/domains/{GLOBEX}/test-call", data={"csrf": csrf}) as response:
+            assert response.status == 404 and "test_call" not in await response.text()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from uuid import UUID, uuid4
 
 import aiohttp_jinja2
 import jinja2
@@ -31,9 +32,10 @@ from ivr_service.console.sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, Sessio
 from ivr_service.statuses import status_for
 from secretary.access.api_keys import KEY_PREFIX, Principal
 from secretary.access.console_tokens import ConsoleTokenVerifier, TokenRefused
+from secretary.access.stream_tokens import mint_test_call_token
 from secretary.calls.models import Outcome
 from secretary.errors import BadInput, NoSecretary, SecretaryError, UnknownDomain
-from secretary.settings import ConsoleSettings
+from secretary.settings import BridgeSettings, ConsoleSettings
 
 log = structlog.get_logger(__name__)
 
@@ -418,6 +420,43 @@ async def delete_credential(request: web.Request, page: Page) -> web.Response:
     return page.back(domain_url(request.match_info["domain"], "/credentials"), text=f"{name} is deleted.")
 
 
+# -- a test call from the browser ---------------------------------------------------------------------------
+
+
+def bridge_url(request: web.Request, settings: BridgeSettings) -> str:
+    """Where the admin's browser reaches the bridge: `bridge.public_url`, else its host and port (the host the
+    console was reached at when the bridge listens on every address)."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    host = settings.host if settings.host not in ("0.0.0.0", "::", "") else (request.url.host or "127.0.0.1")
+    return f"ws://{f'[{host}]' if ':' in host else host}:{settings.port}"
+
+
+async def browser_call(request: web.Request, page: Page) -> web.Response:
+    """The page (GET); a press of "Call" (POST) gets a fresh call uuid and the stream URL with its token for
+    this domain, minted here so the page never holds more than one call's right to the bridge."""
+    domain = await page.call(secretaries_api.get_domain)  # the API's own check: another domain's is a 404
+    settings = page.console.services.runtime.settings.bridge
+    url = bridge_url(request, settings)
+    if page.form is None:
+        response = page.render(
+            "test_call.html", domain=domain, available=settings.token_secret is not None,
+            default_rate=settings.default_sample_rate,
+        )  # fmt: skip
+        bridge = urlsplit(url)
+        policy = PAGE_HEADERS["Content-Security-Policy"]
+        response.headers["Content-Security-Policy"] = f"{policy}; connect-src 'self' {bridge.scheme}://{bridge.netloc}"
+        return response
+    rate = 16000 if page.form.get("sample_rate") == "16000" else 8000
+    call_uuid = uuid4()
+    token = mint_test_call_token(settings, UUID(domain["domain_uuid"]), call_uuid, time.time())
+    if token is None:
+        return web.json_response({"error": "test calls need bridge.token_secret"}, status=409)
+    stream = f"{url}/stream/{domain['domain_uuid']}/{call_uuid}?sample_rate={rate}&test_call={token}"
+    record = domain_url(domain["domain_uuid"], f"/calls/{call_uuid}")
+    return web.json_response({"url": stream, "call_uuid": str(call_uuid), "sample_rate": rate, "record": record})
+
+
 # -- health ------------------------------------------------------------------------------------------------
 
 
@@ -449,7 +488,8 @@ PAGE_HEADERS = {
 
 async def page_headers(request: web.Request, response: web.StreamResponse) -> None:
     if request.path.startswith(PREFIX) and not request.path.startswith(f"{PREFIX}/static/"):
-        response.headers.update(PAGE_HEADERS)
+        for name, value in PAGE_HEADERS.items():
+            response.headers.setdefault(name, value)  # a page may widen its own CSP (the test call's bridge)
 
 
 def setup_console(app: web.Application, services: AdminServices | None, settings: ConsoleSettings) -> None:
@@ -494,6 +534,7 @@ def setup_console(app: web.Application, services: AdminServices | None, settings
     add.add_post(f"{d}/messages/{{message_uuid}}/status", page(mark_message))
     add.add_post(f"{d}/messages/{{message_uuid}}/redeliver", page(redeliver_message))
     add.add_route("*", f"{d}/credentials", page(credentials))
+    add.add_route("*", f"{d}/test-call", page(browser_call))
     add.add_post(f"{d}/credentials/{{name}}/delete", page(delete_credential))
     add.add_static(f"{PREFIX}/static", STATIC)
     for operation in OPERATIONS:  # the page scripts' way to the same operations

@@ -70,3 +70,39 @@ def token_matches(presented: str, accepted: list[str]) -> bool:
     for token in accepted:
         found |= hmac.compare_digest(presented.encode(), token.encode())
     return found
+
+
+# -- the console's test calls ---------------------------------------------------------------------------------
+#
+# A browser can't set an `Authorization` header on a WebSocket, and a test call must be told apart from a call
+# FreeSWITCH streams (it is played over the stream, its actions are only shown): the console mints a token for
+# one domain and one call uuid, valid a short while, carried in the stream's URL (`?test_call=`). It is an HMAC
+# under `token_secret` with a context of its own, so it reveals neither the secret nor the domain's bearer token,
+# and no client can make a normal stream a test call, or a test call of another domain or call.
+
+_TEST_CALL_CONTEXT = b"voiceai bridge test call v1\x00"
+TEST_CALL_TOKEN_S = 60  # from minting to the handshake: one press of "Call"
+
+
+def _test_call_mac(secret: str, domain_uuid: UUID, call_uuid: UUID, expires: int) -> str:
+    message = _TEST_CALL_CONTEXT + f"{domain_uuid}/{call_uuid}/{expires}".encode()
+    digest = hmac.new(secret.encode(), message, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def mint_test_call_token(settings: BridgeSettings, domain_uuid: UUID, call_uuid: UUID, now: float) -> str | None:
+    """`<expiry>.<mac>` for one test call of one domain; None without `token_secret` (no test calls then)."""
+    if settings.token_secret is None:
+        return None
+    expires = int(now) + TEST_CALL_TOKEN_S
+    return f"{expires}.{_test_call_mac(settings.token_secret.get_secret_value(), domain_uuid, call_uuid, expires)}"
+
+
+def valid_test_call_token(settings: BridgeSettings, token: str, domain_uuid: UUID, call_uuid: UUID, now: float) -> bool:
+    if settings.token_secret is None or len(token) > 100:
+        return False
+    expiry, _, mac = token.partition(".")
+    if not expiry.isdigit() or not (now < int(expiry) <= now + TEST_CALL_TOKEN_S):
+        return False
+    expected = _test_call_mac(settings.token_secret.get_secret_value(), domain_uuid, call_uuid, int(expiry))
+    return hmac.compare_digest(mac.encode(), expected.encode())

@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -168,3 +169,23 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes], timeout_s: float) 
         except (URLError, OSError):
             time.sleep(0.2)  # it is still loading its models
     raise RuntimeError("the bridge process did not come up")
+
+
+@contextmanager
+def bridge_thread(settings: Settings, models: LocalModels) -> Iterator[BridgeServer]:
+    """The real bridge (no ESL) on `settings.bridge.port`, in a thread and event loop of its own: for tests whose
+    client blocks (Playwright's sync API drives a browser from the test's thread)."""
+    loop = asyncio.new_event_loop()
+    runtime = Runtime.create(settings, models=models)
+    server = BridgeServer(runtime)
+    thread = threading.Thread(target=loop.run_forever, name="test-bridge", daemon=True)
+    thread.start()
+    try:
+        asyncio.run_coroutine_threadsafe(server.start(), loop).result(30)
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(server.close(), loop).result(30)
+        asyncio.run_coroutine_threadsafe(runtime.close(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(30)
+        loop.close()
