@@ -34,7 +34,13 @@ async def dialplan_page(request: web.Request, page: Page, result: dict[str, Any]
             error, status = exc.message, status_for(exc)
     current = await page.call(dialplan_api.get_dialplan)
     return page.render(
-        "dialplan.html", status=status, domain=domain, dialplan=current, result=result, error=error, form=page.form or {}
+        "dialplan.html",
+        status=status,
+        domain=domain,
+        dialplan=current,
+        result=result,
+        error=error,
+        form=page.form or {},
     )
 
 
