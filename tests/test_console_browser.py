@@ -275,7 +275,7 @@ def test_the_dialplan_is_installed_from_the_page_and_a_call_in_progress_is_live(
         {"domain_uuid": acme, "call_uuid": call_uuid, "caller_id_number": "5550144", "caller_id_name": "Lee Park"},
     )
     try:
-        page.get_by_role("link", name="Live calls").click()
+        page.get_by_role("link", name="Live", exact=True).click()
         row = page.get_by_role("row", name=re.compile("Lee Park"))
         expect(row).to_contain_text("5550144")
         expect(row).to_contain_text("turn")
