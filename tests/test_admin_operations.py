@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from freeswitch.esl import EslClient
+from freeswitch.esl_server_sim import EslServerSimulator
 from ivr_service.app import create_admin_app, create_app
 from secretary.access.stream_tokens import derive_domain_token
 from secretary.credentials.secret_box import generate_secret_key
@@ -22,7 +24,7 @@ from secretary.db.database import Database
 from secretary.fusionpbx.dialplan import APP_UUID
 from secretary.fusionpbx.dialplan_cache import cache_file, checked_context, flush_instructions
 from secretary.runtime import Runtime
-from secretary.settings import Settings
+from secretary.settings import EslSettings, Settings
 from secretary.speech.local_engines import LocalModels
 from secretary.tenants.pg_store import PostgresSecretaryStore
 from tests.conftest import REDIS_URL
@@ -184,6 +186,34 @@ async def test_without_the_cache_folder_the_answer_says_what_the_admin_must_run(
         assert not installed["cache"]["flushed"] and "no ESL connection" in installed["cache"]["detail"]
         assert "memcache delete dialplan:acme.example.com" in installed["cache"]["flush_instructions"]
         assert (await service.call("DELETE", f"/{ACME}/dialplan/5777", "acme"))[0] == 200
+
+
+async def test_with_memcache_the_contexts_entry_is_deleted_over_the_bridges_esl(serve: Make) -> None:
+    """The bridge in the same process (`voiceai serve`) lends its ESL connection: a real socket to the simulator."""
+    switch = EslServerSimulator()
+    port = await switch.start()
+    esl = EslClient(EslSettings(port=port))
+    esl.start()
+    try:
+        assert await esl.wait_connected(5)
+        switch.memcache |= {"dialplan:acme.example.com": "<stale/>", "dialplan:globex.example.com": "<globex/>"}
+        async with serve(fusionpbx={"cache_method": "memcache"}) as service:
+            service.runtime.esl = esl
+            status, installed = await service.call("PUT", f"/{ACME}/dialplan/5777", "acme", json={})
+            assert status == 201
+            assert installed["cache"] == {
+                "method": "memcache",
+                "flushed": True,
+                "detail": "memcache delete dialplan:acme.example.com: +OK",
+                "flush_instructions": None,
+            }
+            assert switch.memcache == {"dialplan:globex.example.com": "<globex/>"}  # only this context's
+            status, removed = await service.call("DELETE", f"/{ACME}/dialplan/5777", "acme")
+            assert removed["cache"]["flushed"] and "NOT FOUND" in removed["cache"]["detail"]  # nothing cached
+            assert switch.commands_for("memcache") == ["memcache delete dialplan:acme.example.com"] * 2
+    finally:
+        await esl.close()
+        await switch.close()
 
 
 @pytest.mark.parametrize(
