@@ -134,9 +134,16 @@ def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
     from secretary.db.database import Database
     from secretary.errors import NoSecretary, SecretaryError
     from secretary.fusionpbx.dialplan import DialplanInstaller
-    from secretary.fusionpbx.dialplan_cache import flush_instructions
+    from secretary.fusionpbx.dialplan_cache import flush_dialplan_cache
     from secretary.fusionpbx.domains import DomainDirectory
     from secretary.tenants.pg_store import PostgresSecretaryStore
+
+    async def flush(context: str) -> None:
+        """As the admin API does; this process has no ESL connection (memcache: the commands are printed)."""
+        flushed = await flush_dialplan_cache(settings.fusionpbx, context, None)
+        print(f"FusionPBX cache: {flushed.detail}")
+        if flushed.flush_instructions:
+            print(flushed.flush_instructions)
 
     async def body(database: Database) -> int:
         domain = await DomainDirectory(database).get(args.domain)
@@ -147,7 +154,7 @@ def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
                 f"{'removed' if removed else 'nothing to remove for'} extension {args.extension} "
                 f"in {domain.domain_name}"
             )
-            print(flush_instructions(domain.domain_name, settings.fusionpbx.cache_dir))
+            await flush(domain.domain_name)
             return 0
         fallback = args.fallback
         playback_module = False
@@ -202,7 +209,7 @@ def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
                 f"{args.extension} XML {domain.domain_name}'",
                 file=sys.stderr,
             )
-        print(flush_instructions(domain.domain_name, settings.fusionpbx.cache_dir))
+        await flush(domain.domain_name)
         return 0
 
     return _run(settings, "dialplan", body)
