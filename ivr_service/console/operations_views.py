@@ -4,6 +4,7 @@ every page, they go through the admin API's operations (`Page.call`)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -16,7 +17,7 @@ from secretary.errors import NoSecretary, SecretaryError
 from secretary.runtime import Runtime
 
 if TYPE_CHECKING:
-    from ivr_service.console.views import Page
+    from ivr_service.console.views import Page, View
 
 
 async def dialplan_page(request: web.Request, page: Page, result: dict[str, Any] | None = None) -> web.Response:
@@ -49,10 +50,6 @@ async def uninstall_dialplan(request: web.Request, page: Page) -> web.Response:
     return await dialplan_page(request, page, result=removed)
 
 
-async def install_dialplan(request: web.Request, page: Page) -> web.Response:
-    return await dialplan_page(request, page)
-
-
 async def live_calls(request: web.Request, page: Page) -> web.Response:
     domain = await page.call(secretaries_api.get_domain)
     found = await page.call(live_api.list_live_calls)
@@ -78,9 +75,8 @@ def esl_state(runtime: Runtime) -> str:
     return "not in this process" if runtime.settings.bridge.esl.enabled else "disabled"
 
 
-def add_routes(router: web.UrlDispatcher, page: Any, domain_path: str) -> None:
+def add_routes(router: web.UrlDispatcher, page: Callable[[View], Any], domain_path: str) -> None:
     """`page` wraps a view as a signed-in page (`Console.page`)."""
-    router.add_get(f"{domain_path}/dialplan", page(dialplan_page))
-    router.add_post(f"{domain_path}/dialplan", page(install_dialplan))
+    router.add_route("*", f"{domain_path}/dialplan", page(dialplan_page))
     router.add_post(f"{domain_path}/dialplan/{{extension}}/delete", page(uninstall_dialplan))
     router.add_get(f"{domain_path}/live", page(live_calls))
