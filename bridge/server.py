@@ -374,4 +374,5 @@ async def start_bridge(runtime: Runtime) -> BridgeServer:
     esl = EslClient(esl_settings) if esl_settings.enabled else None
     if esl is not None:
         esl.start()
+    runtime.esl = esl  # the admin console in this process shows its state and flushes memcache over it
     return await BridgeServer(runtime, esl=esl).start()

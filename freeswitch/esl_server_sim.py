@@ -1,7 +1,8 @@
 """A FreeSWITCH event socket as FreeSWITCH serves it, for tests and `voiceai call --realtime`.
 
 It authenticates, answers `api` commands on the channels the stream simulator registered (`uuid_transfer`,
-`uuid_kill`, `uuid_broadcast`, `uuid_break`), records every command it got, and fires events (JSON) to the
+`uuid_kill`, `uuid_broadcast`, `uuid_break`) and mod_memcache's `memcache delete <key>` (on `memcache`, the keys
+FusionPBX would have cached), records every command it got, and fires events (JSON) to the
 connections whose subscriptions and `filter`s match, as mod_event_socket does: `event json DTMF CUSTOM a::b`
 subscribes to the event DTMF and the CUSTOM subclass `a::b` (every word after CUSTOM is a subclass; CUSTOM
 alone delivers no custom event; `ALL` delivers everything). `press` is a caller pressing a key on a channel:
@@ -69,6 +70,7 @@ class EslServerSimulator:
         self.password = password
         self.commands: list[str] = []  # every api command line, in order of arrival
         self.channels: dict[str, ChannelHooks] = {}
+        self.memcache: dict[str, str] = {}  # mod_memcache's entries (FusionPBX's `dialplan:<context>`)
         self.reply_delay_s = 0.0  # fault injection: answer api commands this late
         self._clients: set[_Client] = set()
         self._server: asyncio.Server | None = None
@@ -217,6 +219,8 @@ class EslServerSimulator:
         name, args = words[0], words[1:]
         if name == "status":
             return "UP 0 years, 0 days (simulated)\nFreeSWITCH (simulator) is ready\n"
+        if name == "memcache" and len(args) == 2 and args[0] == "delete":
+            return "+OK\n" if self.memcache.pop(args[1], None) is not None else "-ERR NOT FOUND\n"
         if name not in ("uuid_transfer", "uuid_kill", "uuid_broadcast", "uuid_break", "uuid_getvar"):
             return f"-ERR {name} Command not found!\n"
         channel = self.channels.get(args[0]) if args else None

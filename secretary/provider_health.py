@@ -71,6 +71,11 @@ class ProviderHealth:
     def available(self, key: str) -> bool:
         return key not in self._benched
 
+    def reason(self, key: str) -> str | None:
+        """Why `key` is benched; None when it is not."""
+        bench = self._benched.get(key)
+        return None if bench is None else bench.reason
+
     def unhealthy(self) -> dict[str, str]:
         """Benched providers and why (for /health and logs)."""
         return {key: bench.reason for key, bench in self._benched.items()}

@@ -102,6 +102,11 @@ class ProviderFactory:
     def local_tts(self) -> PiperTts:
         return self._piper
 
+    def benched(self, kind: str, spec: ProviderSpec, config: SecretaryConfig) -> str | None:
+        """Why the domain's entry is benched (None: it is not), by the key its adapter has: only `config`'s own
+        entries are asked about, so no other domain's endpoint or key is ever looked at."""
+        return self.health.reason(self.credentials.identify(spec, config).health_key(kind, spec))
+
     # -- chains ----------------------------------------------------------------------------------------------
 
     def stt(self, config: SecretaryConfig, usage: UsageMeter | None = None) -> SttChain:

@@ -8,6 +8,7 @@ Production sets them; the tests exercise both paths.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from secretary.calls.record_store import (
@@ -41,6 +42,9 @@ from secretary.tenants.pg_store import PostgresSecretaryStore
 from secretary.tenants.store import CachedSecretaryStore
 from secretary.tenants.yaml_store import YamlSecretaryStore
 
+if TYPE_CHECKING:
+    from freeswitch.esl import EslClient
+
 
 @dataclass
 class Runtime:
@@ -59,6 +63,7 @@ class Runtime:
     credentials: CredentialStore | None
     knowledge: KnowledgeBase
     record_retry: RetryLoop | None  # saves the call records spilled while PostgreSQL was down
+    esl: EslClient | None = None  # the realtime bridge's ESL connection, when the bridge runs in this process
 
     @classmethod
     def create(cls, settings: Settings, models: LocalModels | None = None) -> Runtime:

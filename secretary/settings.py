@@ -300,6 +300,16 @@ class ConsoleSettings(BaseModel):
     token_max_age_s: int = Field(default=120, ge=5, le=900, description="longest lifetime a token may claim")
 
 
+class FusionPbxSettings(BaseModel):
+    """How FusionPBX caches each context's dialplan, so installing the secretary's row can flush it
+    (FusionPBX's `/etc/fusionpbx/config.conf`: `cache.method`, `cache.location`)."""
+
+    cache_method: Literal["file", "memcache"] = Field(
+        default="file", description="file: delete <cache_dir>/dialplan.<context>; memcache: over ESL"
+    )
+    cache_dir: Path = Field(default=Path("/var/cache/fusionpbx"), description="FusionPBX's cache.location")
+
+
 class AdminSettings(BaseModel):
     """The admin API under /api/v1/admin, on its own listener: exposing it (to an admin network, behind a
     proxy) exposes none of the v1 routes FreeSWITCH uses. 8087: next to v1, clear of FusionPBX's 8080."""
@@ -430,6 +440,7 @@ class Settings(BaseSettings):
     smtp: SmtpSettings = SmtpSettings()
     messages: MessageDeliverySettings = MessageDeliverySettings()
     admin: AdminSettings = AdminSettings()
+    fusionpbx: FusionPbxSettings = FusionPbxSettings()
     knowledge: KnowledgeSettings = KnowledgeSettings()
     fallback: FallbackSettings = FallbackSettings()
 

@@ -70,6 +70,29 @@ async def test_the_bridge_finishing_late_leaves_the_turn_based_rest_of_its_call(
     assert await store.get(call_uuid) is None
 
 
+async def test_a_domain_lists_its_own_calls_in_progress_and_no_others(store: CallStateStore) -> None:
+    """Invented domains of their own (the Redis database is shared by the module's tests)."""
+    first, second = uuid.uuid4(), uuid.uuid4()
+    states = [state(first, uuid.uuid4(), "first.example.net") for _ in range(3)]
+    calls = [s.call_uuid for s in states]
+    for one in states:
+        await store.put(one)
+    await store.put(state(second, uuid.uuid4(), "second.example.net"))
+    await store.put(states[0].model_copy(update={"conversation_turns": 2}))
+    listed = await store.active(first, limit=10)
+    assert [s.call_uuid for s in listed] == calls  # oldest first, each once, its newest state
+    assert listed[0].conversation_turns == 2
+    assert {s.domain_uuid for s in await store.active(second, limit=10)} == {second}
+    assert len(await store.active(first, limit=2)) == 2
+    await store.delete(second, calls[1])  # not second's call: still listed under first
+    await store.delete(first, calls[2])
+    assert [s.call_uuid for s in await store.active(first, limit=10)] == calls[:2]
+    assert await store.active(uuid.uuid4(), limit=10) == []
+    for call_uuid in calls[:2]:
+        await store.delete(first, call_uuid)
+    assert await store.active(first, limit=10) == []
+
+
 async def test_an_unknown_call_has_no_state(store: CallStateStore) -> None:
     assert await store.get(uuid.uuid4()) is None
 

@@ -21,6 +21,8 @@ import pytest
 
 from secretary.access.console_tokens import ConsoleTokenVerifier, TokenRefused, sign
 from secretary.access.stream_tokens import valid_test_call_token
+from secretary.db.database import Database
+from secretary.fusionpbx.dialplan import APP_UUID
 from secretary.settings import BridgeSettings
 from secretary.speech.local_engines import LocalModels
 from tests.support import admin_env, databases
@@ -286,3 +288,31 @@ async def test_a_test_call_is_minted_for_the_sessions_domain_only(service: Conso
         assert not valid_test_call_token(settings, query, GLOBEX, call, time.time())
         async with http.post(f"{service.url}/console/domains/{GLOBEX}/test-call", data={"csrf": csrf}) as response:
             assert response.status == 404 and "test_call" not in await response.text()
+
+
+async def test_a_domain_admin_can_neither_install_a_dialplan_nor_list_live_calls_for_another_domain(
+    service: ConsoleService,
+) -> None:
+    async with client() as http:
+        await http.post(f"{service.url}/console/login", data={"api_key": service.keys["globex"]})
+        own = f"{service.url}/console/domains/{GLOBEX}/dialplan"
+        csrf = await csrf_of(http, own)
+        for domain in (ACME, UMBRELLA):
+            form = {"csrf": csrf, "extension": "5321", "mode": "turn", "fallback": "201"}
+            async with http.post(f"{service.url}/console/domains/{domain}/dialplan", data=form) as response:
+                assert response.status == 404 and "unknown domain" in await response.text()
+            delete = f"{service.url}/console/domains/{domain}/dialplan/5321/delete"
+            async with http.post(delete, data={"csrf": csrf}) as response:
+                assert response.status == 404
+            assert await status_of(http, f"{service.url}/console/domains/{domain}/live") == 404
+            api = f"{service.url}/console/api/v1/admin/domains/{domain}"
+            async with http.put(f"{api}/dialplan/5321", json={"mode": "turn"}, headers={"X-CSRF-Token": csrf}) as r:
+                assert r.status == 404
+            assert await status_of(http, f"{api}/live-calls") == 404
+        async with http.get(own) as response:  # its own: the page, and nothing installed anywhere
+            assert response.status == 200 and "Not installed" in await response.text()
+    database = Database(service.database_url)
+    try:
+        assert await database.fetchval("SELECT count(*) FROM v_dialplans WHERE app_uuid = $1", APP_UUID) == 0
+    finally:
+        await database.close()

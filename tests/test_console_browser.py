@@ -6,9 +6,12 @@ With VOICEAI_SCREENSHOTS=<folder> the pages are also saved there as PNG (docs/ h
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -238,10 +241,62 @@ def test_the_inbox_marks_a_message_handled_and_redelivers_it(page: Page, service
     shot(page, "health")
 
 
+def _v1(service: ConsoleService, path: str, body: dict[str, str]) -> None:
+    """FreeSWITCH's side of a call: the Lua script's requests to the v1 listener."""
+    request = urllib.request.Request(
+        f"{service.v1_url}{path}", json.dumps(body).encode(), {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+
+
+def test_the_dialplan_is_installed_from_the_page_and_a_call_in_progress_is_live(
+    page: Page, service: ConsoleService
+) -> None:
+    cached = service.fusionpbx_cache / "dialplan.acme.example.com"
+    cached.write_text("<stale/>")
+    sign_in(page, service, "acme")
+    expect(page.locator(".chains")).to_contain_text("serving")  # each provider's health beside its chain
+    page.get_by_role("link", name="Dialplan").click()
+    expect(page.get_by_role("row", name=re.compile("Not installed"))).to_be_visible()
+    page.get_by_label("Extension", exact=True).fill("5123")
+    page.get_by_label("Mode").select_option("turn")
+    page.get_by_role("button", name="Install").click()
+    expect(page.get_by_role("heading", name="Extension 5123 is installed (turn mode)")).to_be_visible()
+    expect(page.locator(".result")).to_contain_text("FusionPBX cache: flushed, deleted")
+    expect(page.get_by_role("row", name=re.compile("5123"))).to_contain_text("turn")
+    assert not cached.exists()
+    shot(page, "dialplan")
+
+    call_uuid, acme = str(uuid.uuid4()), str(ACME)
+    _v1(
+        service,
+        "/api/v1/calls",
+        {"domain_uuid": acme, "call_uuid": call_uuid, "caller_id_number": "5550144", "caller_id_name": "Lee Park"},
+    )
+    try:
+        page.get_by_role("link", name="Live", exact=True).click()
+        row = page.get_by_role("row", name=re.compile("Lee Park"))
+        expect(row).to_contain_text("5550144")
+        expect(row).to_contain_text("turn")
+        shot(page, "live")
+    finally:
+        _v1(service, f"/api/v1/calls/{call_uuid}/end", {"domain_uuid": acme})
+    page.reload()
+    expect(page.get_by_role("row", name=re.compile("No call in progress"))).to_be_visible()
+
+    page.get_by_role("link", name="Dialplan").click()
+    page.get_by_role("row", name=re.compile("5123")).get_by_role("button", name="Uninstall").click()
+    expect(page.get_by_role("heading", name="Extension 5123 is uninstalled")).to_be_visible()
+    expect(page.get_by_role("row", name=re.compile("Not installed"))).to_be_visible()
+    page.get_by_role("link", name="Health").click()
+    expect(page.get_by_role("row", name=re.compile("freeswitch esl"))).to_contain_text("not in this process")
+
+
 def test_a_domain_admin_is_refused_another_domains_pages(page: Page, service: ConsoleService) -> None:
     sign_in(page, service, "acme")
     expect(page.get_by_role("link", name="globex.example.com")).to_have_count(0)
-    for tail in ("", "/directory", "/documents", "/calls", "/messages", "/credentials"):
+    for tail in ("", "/directory", "/documents", "/calls", "/messages", "/credentials", "/dialplan", "/live"):
         response = page.goto(f"{service.url}/console/domains/{GLOBEX}{tail}")
         assert response is not None and response.status == 404
         expect(page.get_by_role("alert")).to_contain_text("unknown domain")

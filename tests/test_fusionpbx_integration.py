@@ -423,7 +423,7 @@ def _voiceai(url: str, *args: str, **env_vars: str) -> subprocess.CompletedProce
     )
 
 
-async def test_cli_creates_keys_and_installs_the_dialplan(writable_fusionpbx_url: str) -> None:
+async def test_cli_creates_keys_and_installs_the_dialplan(writable_fusionpbx_url: str, tmp_path: Path) -> None:
     url = writable_fusionpbx_url
     created = _voiceai(url, "apikey", "create", "--domain", "acme.example.com", "--description", "ops")
     assert created.returncode == 0, created.stderr
@@ -452,9 +452,11 @@ async def test_cli_creates_keys_and_installs_the_dialplan(writable_fusionpbx_url
             "turn",
             "--ivr-url",
             "http://10.0.0.5:8086",
+            VOICEAI_FUSIONPBX__CACHE_DIR=str(tmp_path / "not-a-fusionpbx-host"),
         )
         assert installed.returncode == 0, installed.stderr
         assert "installed" in installed.stdout and "memcache delete dialplan:acme.example.com" in installed.stdout
+        assert "is not on this machine" in installed.stdout  # what to run, since it could not flush
         xml = await database.fetchval("SELECT dialplan_xml FROM v_dialplans WHERE app_uuid = $1", APP_UUID)
         assert "voiceai_url=http://10.0.0.5:8086" in xml and "voiceai_fallback=1001" in xml
         assert (
@@ -463,8 +465,14 @@ async def test_cli_creates_keys_and_installs_the_dialplan(writable_fusionpbx_url
         )
         clash = _voiceai(url, "dialplan", "install", "--domain", "acme.example.com", "--extension", "1002")
         assert clash.returncode == 0 and "extension 1002 also answers 1002" in clash.stderr
-        removed = _voiceai(url, "dialplan", "uninstall", "--domain", "acme.example.com", "--extension", "5000")
+        (tmp_path / "dialplan.acme.example.com").write_text("<stale/>")
+        removed = _voiceai(
+            url,
+            *("dialplan", "uninstall", "--domain", "acme.example.com", "--extension", "5000"),
+            VOICEAI_FUSIONPBX__CACHE_DIR=str(tmp_path),
+        )
         assert removed.returncode == 0 and "removed" in removed.stdout
+        assert f"deleted {tmp_path}/dialplan.acme.example.com" in removed.stdout
         bad = _voiceai(url, "dialplan", "install", "--domain", "acme.example.com", "--extension", "50;00")
         assert bad.returncode == 1 and "extension" in bad.stderr
         assert isinstance(

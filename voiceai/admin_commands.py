@@ -8,7 +8,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from uuid import UUID
 
-from secretary.fusionpbx.dialplan import DialplanRequest
+from secretary.fusionpbx.dialplan import DialplanRequest, service_request
 from secretary.settings import Settings
 
 
@@ -80,25 +80,19 @@ def dialplan_request(
     fallback: str,
     playback_module: bool,
 ) -> DialplanRequest:
-    """What `install` writes and `show` prints: the service's addresses as FreeSWITCH reaches them, and the
-    domain's own bridge token (or the shared one)."""
-    from secretary.access.stream_tokens import token_for_dialplan
-
-    token = token_for_dialplan(settings.bridge, domain_uuid).value if args.mode == "realtime" else None
-    spool = settings.spool.freeswitch_dir or settings.spool.dir.resolve()
-    return DialplanRequest(
-        domain_uuid=domain_uuid,
-        domain_name=domain_name,
-        extension=args.extension,
-        mode=args.mode,
-        fallback=fallback,
-        ivr_url=args.ivr_url or f"http://{settings.ivr.host}:{settings.ivr.port}",
-        bridge_url=args.bridge_url or f"ws://{settings.bridge.host}:{settings.bridge.port}",
-        bridge_token=token,
+    """What `install` writes and `show` prints (the addresses given on the command line, if any)."""
+    return service_request(
+        settings,
+        domain_uuid,
+        domain_name,
+        args.extension,
+        args.mode,
+        fallback,
+        playback_module,
+        ivr_url=args.ivr_url,
+        bridge_url=args.bridge_url,
         sample_rate=args.rate,
-        playback_module=playback_module,
         order=args.order,
-        spool_dir=str(spool),
     )
 
 
@@ -139,9 +133,17 @@ def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
     from secretary.access.stream_tokens import token_for_dialplan
     from secretary.db.database import Database
     from secretary.errors import NoSecretary, SecretaryError
-    from secretary.fusionpbx.dialplan import DialplanInstaller, flush_instructions
+    from secretary.fusionpbx.dialplan import DialplanInstaller
+    from secretary.fusionpbx.dialplan_cache import flush_dialplan_cache
     from secretary.fusionpbx.domains import DomainDirectory
     from secretary.tenants.pg_store import PostgresSecretaryStore
+
+    async def flush(context: str) -> None:
+        """As the admin API does; this process has no ESL connection (memcache: the commands are printed)."""
+        flushed = await flush_dialplan_cache(settings.fusionpbx, context, None)
+        print(f"FusionPBX cache: {flushed.detail}")
+        if flushed.flush_instructions:
+            print(flushed.flush_instructions)
 
     async def body(database: Database) -> int:
         domain = await DomainDirectory(database).get(args.domain)
@@ -152,7 +154,7 @@ def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
                 f"{'removed' if removed else 'nothing to remove for'} extension {args.extension} "
                 f"in {domain.domain_name}"
             )
-            print(flush_instructions(domain.domain_name))
+            await flush(domain.domain_name)
             return 0
         fallback = args.fallback
         playback_module = False
@@ -207,7 +209,7 @@ def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
                 f"{args.extension} XML {domain.domain_name}'",
                 file=sys.stderr,
             )
-        print(flush_instructions(domain.domain_name))
+        await flush(domain.domain_name)
         return 0
 
     return _run(settings, "dialplan", body)

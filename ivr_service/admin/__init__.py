@@ -1,5 +1,5 @@
-"""The admin API under /api/v1/admin (domains, secretaries, directory, knowledge documents, calls, messages,
-credentials) and its OpenAPI document at /api/v1/openapi.json."""
+"""The admin API under /api/v1/admin (domains, secretaries, directory, knowledge documents, calls, live calls,
+messages, credentials, dialplan, provider health) and its OpenAPI document at /api/v1/openapi.json."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from ivr_service.admin import calls, credentials, documents, messages, secretaries
+from ivr_service.admin import calls, credentials, dialplan, documents, live, messages, secretaries
 from ivr_service.admin.context import (
     AdminRequest,
     AdminServices,
@@ -29,6 +29,8 @@ OPERATIONS: list[Operation] = [
     *calls.OPERATIONS,
     *messages.OPERATIONS,
     *credentials.OPERATIONS,
+    *dialplan.OPERATIONS,
+    *live.OPERATIONS,
 ]
 OPENAPI_PATH = "/api/v1/openapi.json"
 

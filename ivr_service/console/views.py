@@ -28,6 +28,7 @@ from ivr_service.admin import secretaries as secretaries_api
 from ivr_service.admin.context import AdminRequest, AdminServices, Unauthorized
 from ivr_service.admin.registry import AdminHandler
 from ivr_service.api_models import refuse_unstorable_text
+from ivr_service.console import operations_views
 from ivr_service.console.sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions, set_cookie
 from ivr_service.statuses import status_for
 from secretary.access.api_keys import KEY_PREFIX, Principal
@@ -264,7 +265,10 @@ async def secretary(request: web.Request, page: Page) -> web.Response:
     except NoSecretary:
         stored = None
     if page.form is None:
-        return page.render("secretary.html", domain=domain, secretary=stored or {}, exists=stored is not None)
+        health = await operations_views.providers_health(page)
+        return page.render(
+            "secretary.html", domain=domain, secretary=stored or {}, exists=stored is not None, provider_health=health
+        )
     try:
         payload = secretary_payload(page.form)
         if stored is None:
@@ -465,6 +469,7 @@ async def health(request: web.Request, page: Page) -> web.Response:
     checks = await runtime.health()
     # Benched providers name every domain's endpoints and credentials' fingerprints: for the operator only.
     benched = runtime.providers.health.unhealthy() if page.session.principal.is_superadmin else None
+    checks["freeswitch esl"] = operations_views.esl_state(runtime)
     return page.render("health.html", checks=checks, benched=benched)
 
 
@@ -536,6 +541,7 @@ def setup_console(app: web.Application, services: AdminServices | None, settings
     add.add_route("*", f"{d}/credentials", page(credentials))
     add.add_route("*", f"{d}/test-call", page(browser_call))
     add.add_post(f"{d}/credentials/{{name}}/delete", page(delete_credential))
+    operations_views.add_routes(add, page, d)
     add.add_static(f"{PREFIX}/static", STATIC)
     for operation in OPERATIONS:  # the page scripts' way to the same operations
         add.add_route(operation.method, PREFIX + operation.full_path, route(operation, services, console.api_principal))

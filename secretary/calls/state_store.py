@@ -3,6 +3,8 @@
 Tenants are walls here too: a call uuid is claimed by the first domain that stores it (atomically: Redis runs
 the check and the write as one script), its state lives under that domain and call, and another domain can
 neither read, overwrite nor delete it. The v1 routes name no domain, so `get` finds the claiming domain.
+`active` lists one domain's calls (the console's live calls): Redis keeps a sorted set per domain (call uuid,
+scored by when its state expires), written beside the state and pruned as it is read.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from secretary.calls.models import CallState
 from secretary.errors import DependencyUnavailable, UnknownCall
 
 KEY_PREFIX = "voiceai:call:"
+DOMAIN_PREFIX = "voiceai:domain-calls:"
 T = TypeVar("T")
 
 # KEYS: the claim, [the state]; ARGV: domain, ttl, [state JSON]. 0 when another domain holds the claim.
@@ -56,6 +59,11 @@ def _state_key(call_uuid: UUID, domain_uuid: UUID) -> str:
     return f"{KEY_PREFIX}{{{call_uuid}}}:{domain_uuid}"
 
 
+def _domain_key(domain_uuid: UUID) -> str:
+    """Outside the call's slot on purpose: it is written after the claim script, never inside it."""
+    return f"{DOMAIN_PREFIX}{domain_uuid}"
+
+
 class CallClaimed(UnknownCall):
     """The call uuid belongs to another domain: refused, and nothing of that call is touched."""
 
@@ -80,6 +88,10 @@ class CallStateStore(Protocol):
         """Removes the domain's own state and claim; another domain's call is left as it is, and so is, with
         `transport`, a state of another transport (a realtime call that went on turn-based keeps its new state
         when the bridge finishes its part late)."""
+        ...
+
+    async def active(self, domain_uuid: UUID, limit: int) -> list[CallState]:
+        """The domain's calls in progress (at most `limit`, oldest first); never another domain's."""
         ...
 
     async def ping(self) -> bool: ...
@@ -130,6 +142,15 @@ class MemoryCallStateStore:
         if self._owner(call_uuid) == domain_uuid:
             del self._owners[call_uuid]
 
+    async def active(self, domain_uuid: UUID, limit: int) -> list[CallState]:
+        now = time.monotonic()
+        states = [
+            CallState.model_validate_json(raw)
+            for (domain, _call), (until, raw) in self._calls.items()
+            if domain == domain_uuid and until > now
+        ]
+        return sorted(states, key=lambda s: s.started_at)[:limit]
+
     async def ping(self) -> bool:
         return True
 
@@ -163,6 +184,10 @@ class RedisCallStateStore:
         args: list[str | int] = [str(state.domain_uuid), self._ttl, state.model_dump_json()]
         if not await self._call(self._claim(keys=keys, args=args)):
             raise CallClaimed()
+        listed = self._redis.pipeline(transaction=False)
+        listed.zadd(_domain_key(state.domain_uuid), {str(state.call_uuid): time.time() + self._ttl})
+        listed.expire(_domain_key(state.domain_uuid), self._ttl)
+        await self._call(listed.execute())
 
     async def get(self, call_uuid: UUID) -> CallState | None:
         owner = await self._call(self._redis.get(_claim_key(call_uuid)))
@@ -174,7 +199,22 @@ class RedisCallStateStore:
     async def delete(self, domain_uuid: UUID, call_uuid: UUID, transport: str | None = None) -> None:
         keys = [_claim_key(call_uuid), _state_key(call_uuid, domain_uuid)]
         args = [str(domain_uuid)] if transport is None else [str(domain_uuid), transport]
-        await self._call(self._release(keys=keys, args=args))
+        if await self._call(self._release(keys=keys, args=args)):
+            await self._call(self._redis.zrem(_domain_key(domain_uuid), str(call_uuid)))
+
+    async def active(self, domain_uuid: UUID, limit: int) -> list[CallState]:
+        key = _domain_key(domain_uuid)
+        await self._call(self._redis.zremrangebyscore(key, "-inf", time.time()))
+        calls = await self._call(self._redis.zrange(key, 0, max(0, limit - 1)))
+        if not calls:
+            return []
+        # Only this domain's own state keys are read (one GET each: they live in their calls' slots).
+        reads = self._redis.pipeline(transaction=False)
+        for call in calls:
+            reads.get(_state_key(UUID(call.decode()), domain_uuid))
+        raws = await self._call(reads.execute())
+        states = [CallState.model_validate_json(raw) for raw in raws if raw is not None]
+        return sorted(states, key=lambda s: s.started_at)
 
     async def ping(self) -> bool:
         try:

@@ -25,8 +25,10 @@ from uuid import UUID
 
 from lxml import etree
 
+from secretary.access.stream_tokens import token_for_dialplan
 from secretary.db.database import Database
 from secretary.errors import BadInput
+from secretary.settings import Settings
 
 APP_UUID = UUID("5ec2e7a1-a1d0-4c2e-9b6f-7f3c0a1e5e01")  # "voiceai secretary", ours, fixed forever
 DIALPLAN_NAME = "voiceai_secretary"
@@ -71,6 +73,40 @@ class DialplanRequest:
             raise BadInput("spool_dir must be a plain absolute path", field="spool_dir")
         if not 1 <= self.timeout_s <= 300:
             raise BadInput("timeout_s must be 1..300 seconds", field="timeout_s")
+
+
+def service_request(
+    settings: Settings,
+    domain_uuid: UUID,
+    domain_name: str,
+    extension: str,
+    mode: Mode,
+    fallback: str,
+    playback_module: bool,
+    *,
+    ivr_url: str | None = None,
+    bridge_url: str | None = None,
+    sample_rate: int = 16000,
+    order: int = 101,
+) -> DialplanRequest:
+    """The row for this service (the CLI and the admin API alike): its addresses as FreeSWITCH reaches them
+    unless given, its spool, and in realtime mode the domain's own bridge token (or the shared one)."""
+    token = token_for_dialplan(settings.bridge, domain_uuid).value if mode == "realtime" else None
+    spool = settings.spool.freeswitch_dir or settings.spool.dir.resolve()
+    return DialplanRequest(
+        domain_uuid=domain_uuid,
+        domain_name=domain_name,
+        extension=extension,
+        mode=mode,
+        fallback=fallback,
+        ivr_url=ivr_url or f"http://{settings.ivr.host}:{settings.ivr.port}",
+        bridge_url=bridge_url or f"ws://{settings.bridge.host}:{settings.bridge.port}",
+        bridge_token=token,
+        sample_rate=sample_rate,
+        playback_module=playback_module,
+        order=order,
+        spool_dir=str(spool),
+    )
 
 
 def dialplan_uuid(domain_uuid: UUID, extension: str) -> UUID:
@@ -122,14 +158,15 @@ def validate_xml(element: etree._Element) -> None:
         raise BadInput(f"generated dialplan XML is invalid: {schema.error_log.last_error}", field="dialplan_xml")
 
 
-def flush_instructions(context: str) -> str:
-    return (
-        f"Clear FusionPBX's dialplan cache for {context} so FreeSWITCH reads the change:\n"
-        f"  cache.method = file (FusionPBX's default, /etc/fusionpbx/config.conf): "
-        f"rm -f /var/cache/fusionpbx/dialplan.{context}\n"
-        f"  cache.method = memcache: fs_cli -x 'memcache delete dialplan:{context}'\n"
-        f"  or in the web UI: Status > SIP Status > Flush Cache (Flush Memcache in older versions)"
-    )
+@dataclass(frozen=True)
+class DialplanRow:
+    """A secretary row as it is in `v_dialplans` now."""
+
+    dialplan_uuid: UUID
+    extension: str
+    mode: Mode
+    enabled: bool
+    order: int
 
 
 @dataclass(frozen=True)
@@ -201,6 +238,26 @@ class DialplanInstaller:
             extension,
         )
         return not status.endswith(" 0")
+
+    async def installed(self, domain_uuid: UUID) -> list[DialplanRow]:
+        """The domain's secretary rows (ours by `app_uuid`), by extension; the mode is read from the XML."""
+        rows = await self._db.fetch(
+            """SELECT dialplan_uuid, dialplan_number, dialplan_xml, dialplan_enabled::text AS enabled,
+                      dialplan_order FROM v_dialplans
+               WHERE app_uuid = $1 AND domain_uuid = $2 ORDER BY dialplan_number""",
+            APP_UUID,
+            domain_uuid,
+        )
+        return [
+            DialplanRow(
+                dialplan_uuid=r["dialplan_uuid"],
+                extension=r["dialplan_number"],
+                mode="realtime" if "voiceai_mode=realtime" in (r["dialplan_xml"] or "") else "turn",
+                enabled=r["enabled"] == "true",
+                order=int(r["dialplan_order"] or 0),
+            )
+            for r in rows
+        ]
 
     async def conflicts(self, domain_uuid: UUID, extension: str) -> list[str]:
         """Other enabled things in the domain that already answer this number (warnings for the admin)."""

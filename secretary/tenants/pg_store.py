@@ -84,6 +84,11 @@ class PostgresSecretaryStore:
             return None
         return await self._build(row)
 
+    async def admin_get_resolved(self, domain_uuid: UUID) -> SecretaryConfig | None:
+        """`admin_get` with the credentials its providers would use attached (to name their health keys)."""
+        config = await self.admin_get(domain_uuid)
+        return None if config is None else await self._with_secrets(config)
+
     async def delete(self, domain_uuid: UUID) -> bool:
         status = await self._db.execute("DELETE FROM v_ai_secretaries WHERE domain_uuid = $1", domain_uuid)
         return status.endswith(" 1")

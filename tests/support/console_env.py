@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from ivr_service.app import create_admin_app
+from ivr_service.app import create_admin_app, create_app
 from secretary.access.api_keys import ApiKeyStore
 from secretary.calls.models import CallRecord, TurnRecord
 from secretary.calls.record_store import PostgresCallRecordStore
@@ -32,7 +32,7 @@ from secretary.speech.audio import Pcm, wav_bytes
 from secretary.speech.local_engines import LocalModels
 from tests.conftest import EXAMPLE_SECRETARIES
 from tests.support.admin_env import ACME, GLOBEX
-from tests.support.threaded_app import serve_app
+from tests.support.threaded_app import serve_apps
 
 CHROMIUM = "/usr/bin/chromium"
 UMBRELLA = uuid.UUID("d0000000-0042-4000-8000-000000000042")  # invented here: enabled, no secretary yet
@@ -45,6 +45,8 @@ class ConsoleService:
     keys: dict[str, str]
     acme_call: uuid.UUID
     database_url: str
+    v1_url: str  # the same service's v1 listener (FreeSWITCH's): calls started there are live in the console
+    fusionpbx_cache: Path
 
 
 async def _seed(url: str, spool: Path) -> tuple[dict[str, str], uuid.UUID]:
@@ -156,10 +158,12 @@ def console_service(database_url: str, tmp: Path, models: LocalModels, **setting
         "secret_key": generate_secret_key(),
         "messages": {"enabled": False},
         "admin": {"port": 0, "console": {"fusionpbx_secret": FUSIONPBX_SECRET}},
+        "fusionpbx": {"cache_dir": tmp / "fusionpbx-cache"},
     }
+    (tmp / "fusionpbx-cache").mkdir()
     runtime = Runtime.create(Settings(**(values | settings)), models=models)
-    with serve_app(create_admin_app(runtime, own_runtime=True)) as url:
-        yield ConsoleService(url, keys, call_uuid, database_url)
+    with serve_apps(create_admin_app(runtime, own_runtime=True), create_app(runtime)) as (url, v1_url):
+        yield ConsoleService(url, keys, call_uuid, database_url, v1_url, tmp / "fusionpbx-cache")
 
 
 def chromium_or_skip() -> str:
