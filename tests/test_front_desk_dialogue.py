@@ -416,3 +416,71 @@ async def test_the_read_back_is_never_cached_as_audio_and_other_replies_are() ->
     asked = await desk.respond("Can I leave a message?")
     assert not asked.personal
     assert (await desk.respond("Parts.")).personal  # the read-back: the caller's name and number
+
+
+# -- urgent callers, and a department by what it does ---------------------------------------------------------
+
+VETS = _tenant(
+    "willow-vets.example",
+    "Willow Veterinary Practice",
+    [
+        {"name": "Dr. Hussain", "extension": "501", "description": "Small animals"},
+        {"name": "Out of hours vet", "extension": "599", "aliases": ["emergency vet"]},
+        {"name": "Pharmacy", "extension": "502", "description": "Repeat medicines, flea and worming treatments"},
+    ],
+    "500",
+)
+PLUMBER = _tenant(
+    "brightwater-plumbing.example",
+    "Brightwater Plumbing",
+    [
+        {"name": "Quotes", "extension": "601", "description": "New bathrooms and boiler installations"},
+        {"name": "Callouts", "extension": "602", "description": "Leaks, burst pipes and blocked drains"},
+    ],
+    "600",
+)
+
+
+@pytest.mark.parametrize(
+    ("config", "heard", "extension"),
+    [
+        (VETS, "It's an emergency, my dog has been hit by a car.", "599"),  # the urgent line of the directory
+        (VETS, "I need someone urgently, my cat can't breathe.", "599"),
+        (PLUMBER, "It's urgent, water is coming through the ceiling.", "600"),  # no urgent line: a person
+    ],
+)
+async def test_an_urgent_caller_is_put_through_at_once(config: SecretaryConfig, heard: str, extension: str) -> None:
+    reply = await talk(config).respond(heard)
+    assert transferred_to(reply) == extension and "urgent" in reply.text
+
+
+@pytest.mark.parametrize(
+    ("config", "heard", "extension"),
+    [
+        (PLUMBER, "I've got a burst pipe under the sink.", "602"),
+        (PLUMBER, "We want a quote for a new boiler installation.", "601"),
+        (VETS, "I need more flea treatment for my cat.", "502"),
+    ],
+)
+async def test_a_need_reaches_the_department_that_serves_it(
+    config: SecretaryConfig, heard: str, extension: str
+) -> None:
+    assert transferred_to(await talk(config).respond(heard)) == extension
+
+
+async def test_a_need_no_department_or_several_serve_is_not_a_transfer() -> None:
+    assert transferred_to(await talk(PLUMBER).respond("Do you sell garden furniture?")) is None
+    assert transferred_to(await talk(VETS).respond("What treatments do you have?")) is None  # a question
+    assert transferred_to(await talk(PLUMBER).respond("I need a new boiler and a blocked drain seen to.")) is None
+
+
+async def test_is_it_open_now_is_an_hours_question_even_naming_reception() -> None:
+    hours = BusinessHours.model_validate(
+        {
+            "timezone": "UTC",
+            "weekly": {day: ["00:00-23:59"] for day in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")},
+        }
+    )
+    hotel = LAW_FIRM.model_copy(update={"business_hours": hours})
+    reply = await talk(hotel).respond("Is reception open right now?")
+    assert reply.action.type is ActionType.CONTINUE and "open" in reply.text.lower()

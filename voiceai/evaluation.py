@@ -61,17 +61,25 @@ class Turn(BaseModel):
     wav: Path | None = None  # or a recording (relative to the scenario file)
     keys: str | None = None  # or DTMF
     silence: float | None = None  # or this many seconds of line noise
+    # or the caller answers what the secretary asks — the reply whose key the question contains ("name":
+    # "Sam Turner.") — until the secretary's action is `until` (whatever questions a brain asks, in any order)
+    answers: dict[str, str] | None = None
+    until: ActionName | None = None
     expect: Expect = Field(default_factory=Expect)
     optional: bool = False  # said only if the call is still on (e.g. "yes" to a confirmation it may skip)
 
     @model_validator(mode="after")
     def _one_input(self) -> Turn:
-        given = [x for x in (self.say, self.wav, self.keys, self.silence) if x is not None]
+        given = [x for x in (self.say, self.wav, self.keys, self.silence, self.answers) if x is not None]
         if len(given) != 1:
-            raise ValueError("a turn is exactly one of say, wav, keys or silence")
+            raise ValueError("a turn is exactly one of say, wav, keys, silence or answers")
+        if (self.answers is None) != (self.until is None):
+            raise ValueError("answers and until go together")
         return self
 
     def describe(self) -> str:
+        if self.answers is not None:
+            return f"[answers until {self.until}]"
         if self.say is not None:
             return self.say
         if self.keys is not None:
@@ -89,6 +97,7 @@ class Scenario(BaseModel):
     greeting: Expect = Field(default_factory=Expect)  # checked against the greeting
     turns: list[Turn] = Field(min_length=1)
     ends: Expect | None = None  # checked against the call's last answer (its action, where it went)
+    message_for: str | None = None  # the call leaves one message, saved for this directory entry
 
 
 class Document(BaseModel):
@@ -233,6 +242,63 @@ async def _post(http: aiohttp.ClientSession, url: str, **kwargs: Any) -> dict[st
         return result
 
 
+@dataclass
+class _CallSession:
+    """One evaluated call's requests to the v1 API."""
+
+    http: aiohttp.ClientSession
+    url: str
+    call_uuid: str
+    domain: str
+    caller: Caller
+    base: Path
+
+    async def turn(self, turn: Turn, seed: int) -> dict[str, Any]:
+        calls = f"{self.url}/api/v1/calls/{self.call_uuid}"
+        if turn.keys is not None:
+            return await _post(self.http, f"{calls}/dtmf?domain_uuid={self.domain}", json={"digits": turn.keys})
+        if turn.say is not None:
+            audio = await asyncio.to_thread(self.caller.speak, turn.say, seed)
+        elif turn.silence is not None:
+            audio = line_noise(turn.silence, seed)
+        else:
+            assert turn.wav is not None
+            audio = phone_line(parse_wav((self.base / turn.wav).read_bytes()), 60.0, seed)
+        return await _post(
+            self.http,
+            f"{calls}/turns?domain_uuid={self.domain}",
+            data=wav_bytes(audio),
+            headers={"Content-Type": "audio/wav"},
+        )
+
+
+MAX_ANSWERS = 6
+
+
+async def _answer_until(session: _CallSession, turn: Turn, last: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Answers the secretary's questions from `turn.answers` until its action is `turn.until`."""
+    assert turn.answers is not None
+    for attempt in range(MAX_ANSWERS):
+        if last["action"]["type"] == turn.until or last["action"]["type"] in ("transfer", "hangup"):
+            return last
+        asked = (last["say"]["text"] if last.get("say") else "").lower()
+        reply = next((text for key, text in turn.answers.items() if key.lower() in asked), None)
+        if reply is None:
+            raise RuntimeError(f"the secretary asked what the caller has no answer to: {asked!r}")
+        last = await session.turn(Turn(say=reply), seed * 10 + attempt)
+    return last
+
+
+async def _message_checked(runtime: Any, config: SecretaryConfig, call_uuid: str, recipient: str) -> TurnResult:
+    taken = [m for m in await runtime.messages.list_messages(config.domain_uuid) if str(m.call_uuid) == call_uuid]
+    failures = []
+    if len(taken) != 1:
+        failures.append(f"{len(taken)} messages saved, expected one")
+    elif taken[0].recipient != recipient:
+        failures.append(f"message for {taken[0].recipient!r}, expected {recipient!r}")
+    return TurnResult("[the message saved]", "", "", "", None, failures)
+
+
 def _checked(turn: str, expect: Expect, answer: dict[str, Any]) -> TurnResult:
     action = answer["action"]
     said = answer["say"]["text"] if answer.get("say") else ""
@@ -241,11 +307,18 @@ def _checked(turn: str, expect: Expect, answer: dict[str, Any]) -> TurnResult:
 
 
 async def run_scenario(
-    http: aiohttp.ClientSession, url: str, config: SecretaryConfig, scenario: Scenario, caller: Caller, base: Path
+    http: aiohttp.ClientSession,
+    url: str,
+    runtime: Any,
+    config: SecretaryConfig,
+    scenario: Scenario,
+    caller: Caller,
+    base: Path,
 ) -> ScenarioResult:
     result = ScenarioResult(config.company or config.domain_name, scenario.name)
     call_uuid = str(uuid.uuid4())
     domain = str(config.domain_uuid)
+    session = _CallSession(http, url, call_uuid, domain, caller, base)
     try:
         start = await _post(
             http,
@@ -263,28 +336,16 @@ async def run_scenario(
                     result.error = f"turn {index - 1}: the call ended ({last['action']['type']}) with turns to say"
                 break
             seed = index + 1
-            if turn.keys is not None:
-                answer = await _post(
-                    http, f"{url}/api/v1/calls/{call_uuid}/dtmf?domain_uuid={domain}", json={"digits": turn.keys}
-                )
+            if turn.answers is not None:
+                answer = await _answer_until(session, turn, last, seed)
             else:
-                if turn.say is not None:
-                    audio = await asyncio.to_thread(caller.speak, turn.say, seed)
-                elif turn.silence is not None:
-                    audio = line_noise(turn.silence, seed)
-                else:
-                    assert turn.wav is not None
-                    audio = phone_line(parse_wav((base / turn.wav).read_bytes()), 60.0, seed)
-                answer = await _post(
-                    http,
-                    f"{url}/api/v1/calls/{call_uuid}/turns?domain_uuid={domain}",
-                    data=wav_bytes(audio),
-                    headers={"Content-Type": "audio/wav"},
-                )
+                answer = await session.turn(turn, seed)
             result.turns.append(_checked(turn.describe(), turn.expect, answer))
             last = answer
         if scenario.ends is not None and result.error is None:
             result.turns.append(_checked("[the call's end]", scenario.ends, last))
+        if scenario.message_for is not None and result.error is None:
+            result.turns.append(await _message_checked(runtime, config, call_uuid, scenario.message_for))
     except (RuntimeError, aiohttp.ClientError, KeyError) as exc:
         result.error = str(exc) or type(exc).__name__
     finally:
@@ -372,7 +433,7 @@ async def evaluate(
                     for scenario in business.scenarios:
                         if only and only.lower() not in scenario.name.lower():
                             continue
-                        results.append(await run_scenario(http, url, config, scenario, caller, path.parent))
+                        results.append(await run_scenario(http, url, runtime, config, scenario, caller, path.parent))
     label = f"llm ({llm_model or 'default'}) + front_desk" if llm_base_url else brain
     return Report(label, results, time.perf_counter() - started)
 

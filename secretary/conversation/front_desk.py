@@ -33,7 +33,7 @@ from secretary.conversation.brain import (
 from secretary.conversation.desk_state import Awaiting, DeskState, MessageDetails
 from secretary.conversation.names import TITLES, NameMatch, match_name, normalise
 from secretary.knowledge import grounding
-from secretary.tenants.config import WEEKDAY_NAMES, BusinessHours, SecretaryConfig, spoken_time
+from secretary.tenants.config import WEEKDAY_NAMES, BusinessHours, SecretaryConfig, TransferTarget, spoken_time
 
 FAQ_MATCH_MIN = 72
 SHORT_REQUEST_WORDS = 4  # a name alone ("billing please") is a request to be put through
@@ -55,6 +55,9 @@ _NOW = re.compile(r"\b(open (right )?now|still open|open at the moment|currently
 _HOURS = re.compile(r"\b(open|opening|close|closing|closed|hours|when are you|business hours)\b")
 _GREETING = re.compile(r"^(hi|hello|hey|hiya|good (morning|afternoon|evening)|yes hello)\b")
 _THANKS = re.compile(r"\b(thank you|thanks|cheers)\b")
+_QUESTION = re.compile(r"^(what|which|how|when|where|who|why|whose|do you|does|is there|are there|is it|are you)\b")
+_URGENT = re.compile(r"\b(urgent|urgently|emergency|emergencies|as soon as possible|asap|right away|immediately)\b")
+_URGENT_LINE = re.compile(r"\b(urgent|emergency|emergencies|out of hours|on call|after hours)\b")
 _YES = re.compile(
     r"\b(yes|yeah|yep|yup|yes please|correct|right|exactly|sure|okay|ok|absolutely|perfect|great|fine|"
     r"please do|go ahead|sounds good|that's it)\b"
@@ -193,6 +196,25 @@ def _is_yes(heard: str) -> bool:
     return bool(_YES.search(heard)) and not _NO.search(heard)
 
 
+def _serving(config: SecretaryConfig, heard: str) -> TransferTarget | None:
+    """The one directory entry whose description names what the caller needs, word for word after stemming
+    ("I've got a burst pipe" → "Leaks, burst pipes and blocked drains"); None when no entry, or several, do,
+    or the caller asks a question (that is for the FAQ and the documents)."""
+    if _QUESTION.match(heard):
+        return None
+    wanted = grounding.key_terms(heard, config.language) - grounding.key_terms(config.company, config.language)
+    if not wanted:
+        return None
+    scored = sorted(
+        ((len(wanted & grounding.key_terms(t.description, config.language)), t) for t in config.directory),
+        key=lambda pair: pair[0],
+        reverse=True,
+    )
+    if not scored or scored[0][0] == 0 or (len(scored) > 1 and scored[1][0] == scored[0][0]):
+        return None
+    return scored[0][1]
+
+
 class FrontDesk:
     name = "front_desk"
 
@@ -242,6 +264,10 @@ class FrontDesk:
             )
         if match is not None and (wants_transfer or short):
             return self._put_through_or_confirm(match)
+        if _URGENT.search(heard):
+            return self._urgent(config)
+        if _HOURS.search(heard) and not wants_transfer:  # "is reception open now?" asks the hours
+            return DeskReply(self._hours_answer(request, heard))
         if _OPERATOR.search(heard) and (wants_transfer or len(heard.split()) <= 6):
             return DeskReply("Of course. Let me put you through to someone who can help.", Decision(Intent.OPERATOR))
         if wants_transfer and config.directory:
@@ -259,6 +285,8 @@ class FrontDesk:
             return DeskReply(answer)
         if match is not None and match.sure:
             return self._put_through(match.target.name)
+        if (serving := _serving(config, heard)) is not None:  # "I've got a dent in my door" -> Bodywork
+            return self._put_through(serving.name)
         if _GREETING.search(heard) and len(heard.split()) <= 5:
             return DeskReply("Hello! How can I help you today?")
         if _THANKS.search(heard):
@@ -298,6 +326,20 @@ class FrontDesk:
                 desk=DeskState(awaiting=Awaiting.CONFIRM_NAME, candidate=match.target.name),
             )
         return self._put_through(match.target.name)
+
+    @staticmethod
+    def _urgent(config: SecretaryConfig) -> DeskReply:
+        """An urgent caller goes straight to the directory's urgent line (an entry whose name, aliases or
+        description say urgent, emergency, on call…), else to a person at once — never to a document."""
+        for target in config.directory:
+            if _URGENT_LINE.search(normalise(" ".join([target.name, *target.aliases, target.description]))):
+                return DeskReply(
+                    f"I understand, that's urgent. I'm putting you through to {target.name} now.",
+                    Decision(Intent.TRANSFER, target.name),
+                )
+        return DeskReply(
+            "I understand, that's urgent. I'm putting you through to a colleague now.", Decision(Intent.OPERATOR)
+        )
 
     @staticmethod
     def _nobody_by_that_name() -> DeskReply:
