@@ -257,7 +257,7 @@ class TurnFlow:
         else:
             call.caller_spoke()
             brain = self._rt.providers.brain(config, UsageMeter(state.usage))
-            reply = await call.conversation(brain, self._rt.knowledge).respond(heard)
+            reply = await call.conversation(brain, self._rt.knowledge, meaning=self._rt.meaning).respond(heard)
         timings["brain_ms"] = _ms(time.perf_counter() - brain_started)
         return await self._finish_turn(call, heard, reply, timings, started, recording)
 

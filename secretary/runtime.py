@@ -18,6 +18,7 @@ from secretary.calls.record_store import (
     SpillingCallRecordStore,
 )
 from secretary.calls.state_store import CallStateStore, MemoryCallStateStore, RedisCallStateStore
+from secretary.conversation.meaning import MeaningModel
 from secretary.credentials.endpoints import EndpointPolicy
 from secretary.credentials.secret_box import SecretBox
 from secretary.credentials.store import CredentialStore
@@ -62,6 +63,7 @@ class Runtime:
     courier: MessageCourier
     credentials: CredentialStore | None
     knowledge: KnowledgeBase
+    meaning: MeaningModel  # what a caller means, when the front desk's rules don't say
     record_retry: RetryLoop | None  # saves the call records spilled while PostgreSQL was down
     esl: EslClient | None = None  # the realtime bridge's ESL connection, when the bridge runs in this process
 
@@ -133,6 +135,7 @@ class Runtime:
                 endpoints,
             ),
             credentials=credentials,
+            meaning=MeaningModel(minilm.embed),
             knowledge=KnowledgeBase(
                 documents=documents,
                 index=ChromaIndex(settings.knowledge, settings.data_dir / "chroma"),

@@ -195,11 +195,13 @@ class PipelineEngine:
         takeover = self._takeover
         knowledge = self._runtime.knowledge
         if takeover is None:
-            self._conversation = call.lifecycle.conversation(brain, knowledge)
+            self._conversation = call.lifecycle.conversation(brain, knowledge, meaning=self._runtime.meaning)
             greeting = call.lifecycle.greeting()
             call.playback.enqueue(await self._prompts.audio(self._tts, greeting, self._rate), greeting, "greeting")
         else:
-            self._conversation = call.lifecycle.conversation(brain, knowledge, list(takeover.history), takeover.turns)
+            self._conversation = call.lifecycle.conversation(
+                brain, knowledge, list(takeover.history), takeover.turns, meaning=self._runtime.meaning
+            )
             await self._resume(call, takeover)
         try:
             self._filler = (await filler).resampled(self._rate).data

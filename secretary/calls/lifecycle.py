@@ -26,6 +26,7 @@ from secretary.conversation.front_desk import FrontDesk
 from secretary.conversation.keys import BRAIN as KEYS_BRAIN
 from secretary.conversation.keys import caller_text as keys_text
 from secretary.conversation.keys import key_reply
+from secretary.conversation.meaning import MeaningModel
 from secretary.tenants.config import SecretaryConfig
 
 EndedBy = Literal["caller", "transfer", "hangup", "fallback"]
@@ -120,6 +121,7 @@ class CallLifecycle:
         knowledge: KnowledgeSearch | None,
         history: list[ChatMessage] | None = None,
         turns: int | None = None,
+        meaning: MeaningModel | None = None,
     ) -> Conversation:
         """The dialogue for `brain`, with the domain's knowledge whatever the brain, on the call's history (or
         `history` and `turns`: an engine taking over from another). Its counters come back into the state on
@@ -131,6 +133,7 @@ class CallLifecycle:
             turns=self.state.conversation_turns if turns is None else turns,
             misunderstood=self.state.misunderstood,
             knowledge=knowledge,
+            meaning=meaning,
             prompts=self.prompts,
             desk=self.state.desk,
             caller_id_number=self.state.caller_id_number,

@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 from pydantic import BaseModel
 
 from secretary.conversation.desk_state import DeskState
+from secretary.conversation.meaning import Understood
 from secretary.tenants.config import SecretaryConfig
 
 
@@ -49,6 +50,7 @@ class BrainRequest:
     desk: DeskState = field(default_factory=DeskState)  # what the front desk asked last turn
     caller_id_number: str = ""
     caller_id_name: str = ""
+    understood: Understood | None = None  # the caller's words by meaning (`conversation.meaning`), if known
 
 
 class Intent(StrEnum):

@@ -28,6 +28,7 @@ from secretary.conversation.brain import (
     TextDelta,
 )
 from secretary.conversation.desk_state import DeskState
+from secretary.conversation.meaning import MeaningModel
 from secretary.conversation.names import match_name, normalise
 from secretary.errors import SecretaryError
 from secretary.speech.sentences import SentenceBuffer
@@ -80,6 +81,7 @@ class Conversation:
         turns: int = 0,
         misunderstood: int = 0,
         knowledge: KnowledgeSearch | None = None,
+        meaning: MeaningModel | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         prompts: Prompts | None = None,
         desk: DeskState | None = None,
@@ -95,6 +97,7 @@ class Conversation:
         self._caller = (caller_id_number, caller_id_name)
         self._brain = brain
         self._knowledge = knowledge
+        self._meaning = meaning
         self._clock = clock
 
     async def respond(self, caller_text: str) -> Reply:
@@ -117,6 +120,7 @@ class Conversation:
             return
 
         knowledge = await self._knowledge_for(caller_text)
+        understood = await self._meaning.understand(caller_text, self.config) if self._meaning else None
         request = BrainRequest(
             config=self.config,
             history=tuple(self.history),
@@ -127,6 +131,7 @@ class Conversation:
             desk=self.desk,
             caller_id_number=self._caller[0],
             caller_id_name=self._caller[1],
+            understood=understood,
         )
         buffer = SentenceBuffer()
         spoken: list[str] = []

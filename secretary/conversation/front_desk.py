@@ -31,6 +31,7 @@ from secretary.conversation.brain import (
     TextDelta,
 )
 from secretary.conversation.desk_state import Awaiting, DeskState, MessageDetails
+from secretary.conversation.meaning import Meant, Understood
 from secretary.conversation.names import TITLES, NameMatch, match_name, normalise
 from secretary.knowledge import grounding
 from secretary.tenants.config import WEEKDAY_NAMES, BusinessHours, SecretaryConfig, TransferTarget, spoken_time
@@ -280,13 +281,17 @@ class FrontDesk:
         if _HOURS.search(heard):
             return DeskReply(self._hours_answer(request, heard))
 
-        answer = self._faq_answer(config, heard) or self._knowledge_answer(request)
+        understood = request.understood or Understood()
+        faq = config.faq[understood.faq].answer if understood.faq is not None else None
+        answer = self._faq_answer(config, heard) or faq or self._knowledge_answer(request)
         if answer:
             return DeskReply(answer)
         if match is not None and match.sure:
             return self._put_through(match.target.name)
         if (serving := _serving(config, heard)) is not None:  # "I've got a dent in my door" -> Bodywork
             return self._put_through(serving.name)
+        if (meant := self._meant(request, understood.intent, match)) is not None:
+            return meant
         if _GREETING.search(heard) and len(heard.split()) <= 5:
             return DeskReply("Hello! How can I help you today?")
         if _THANKS.search(heard):
@@ -326,6 +331,21 @@ class FrontDesk:
                 desk=DeskState(awaiting=Awaiting.CONFIRM_NAME, candidate=match.target.name),
             )
         return self._put_through(match.target.name)
+
+    def _meant(self, request: BrainRequest, intent: Meant | None, match: NameMatch | None) -> DeskReply | None:
+        """What the caller meant by words the rules don't know (`conversation.meaning`)."""
+        config = request.config
+        if intent is Meant.HOURS:
+            return DeskReply(self._hours_answer(request, normalise(request.caller_text)))
+        if intent is Meant.MESSAGE:
+            return self._start_message(request, match)
+        if intent is Meant.GOODBYE:
+            return DeskReply(config.farewell, Decision(Intent.HANGUP))
+        if intent is Meant.HUMAN:
+            return DeskReply("Of course. Let me put you through to someone who can help.", Decision(Intent.OPERATOR))
+        if intent is Meant.URGENT:
+            return self._urgent(config)
+        return None  # an address with no FAQ line for it: not understood, as before
 
     @staticmethod
     def _urgent(config: SecretaryConfig) -> DeskReply:
