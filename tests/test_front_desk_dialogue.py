@@ -484,3 +484,14 @@ async def test_is_it_open_now_is_an_hours_question_even_naming_reception() -> No
     hotel = LAW_FIRM.model_copy(update={"business_hours": hours})
     reply = await talk(hotel).respond("Is reception open right now?")
     assert reply.action.type is ActionType.CONTINUE and "open" in reply.text.lower()
+
+
+async def test_a_real_person_is_a_person_not_the_entry_the_words_sound_a_little_like() -> None:
+    facilities = _tenant(
+        "shinyco.example",
+        "ShinyCo Facilities",
+        [{"name": "Hygienist", "extension": "901", "aliases": ["cleaning"]}, {"name": "Windows", "extension": "902"}],
+        "900",
+    )
+    reply = await talk(facilities).respond("Can I talk to a real person, please?")
+    assert transferred_to(reply) == "900"

@@ -263,14 +263,18 @@ class FrontDesk:
             return DeskReply(
                 f"Did you mean {match.target.name}? Please say the full name.", desk=DeskState(awaiting=Awaiting.NAME)
             )
-        if match is not None and (wants_transfer or short):
-            return self._put_through_or_confirm(match)
+        requested = match is not None and (wants_transfer or short)
+        if requested and match is not None and match.sure:
+            return self._put_through(match.target.name)
         if _URGENT.search(heard):
             return self._urgent(config)
         if _HOURS.search(heard) and not wants_transfer:  # "is reception open now?" asks the hours
             return DeskReply(self._hours_answer(request, heard))
         if _OPERATOR.search(heard) and (wants_transfer or len(heard.split()) <= 6):
+            # before an uncertain name: "a real person" asks for a person, not for the entry it sounds a bit like
             return DeskReply("Of course. Let me put you through to someone who can help.", Decision(Intent.OPERATOR))
+        if requested and match is not None:
+            return self._put_through_or_confirm(match)
         if wants_transfer and config.directory:
             if _asked_for_someone(heard):
                 return self._nobody_by_that_name()
