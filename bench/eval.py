@@ -1,7 +1,8 @@
-"""The receptionist's pass rate: every scenario of eval/scenarios/ (four invented businesses) and of eval/held_out/ through the real
-v1 API, caller speech spoken by Piper over a degraded phone line (8 kHz, µ-law, noise at --snr-db), the front
-desk or an OpenAI-compatible model (--llm-base-url) answering. The table is `voiceai eval`'s; this run also
-records it, with the machine and the commit, in bench/results/eval.md.
+"""The receptionist's pass rate: every scenario of eval/scenarios/ (four invented businesses) and of
+eval/held_out/ (written after the front desk's last change) through the real v1 API, caller speech spoken by
+Piper over a degraded phone line (8 kHz, µ-law, noise at --snr-db), the front desk or an OpenAI-compatible
+model (--llm-base-url) answering. The tables are `voiceai eval`'s; this run also records them, with the
+machine and the commit, in bench/results/eval.md.
 
 Run: .venv/bin/python bench/eval.py [--snr-db 20] [--llm-base-url http://127.0.0.1:11434/v1 --llm-model qwen2.5:1.5b]
 """
