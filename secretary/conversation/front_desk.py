@@ -91,6 +91,10 @@ class DeskReply:
     desk: DeskState | None = None  # the state for the next turn (None: back to nothing asked)
 
 
+# A request for a person, by words or by meaning: one reply, one decision.
+_TO_A_PERSON = DeskReply("Of course. Let me put you through to someone who can help.", Decision(Intent.OPERATOR))
+
+
 def directory_summary(config: SecretaryConfig) -> str:
     names = [t.name for t in config.directory]
     if not names:
@@ -272,7 +276,7 @@ class FrontDesk:
             return DeskReply(self._hours_answer(request, heard))
         if _OPERATOR.search(heard) and (wants_transfer or len(heard.split()) <= 6):
             # before an uncertain name: "a real person" asks for a person, not for the entry it sounds a bit like
-            return DeskReply("Of course. Let me put you through to someone who can help.", Decision(Intent.OPERATOR))
+            return _TO_A_PERSON
         if requested and match is not None:
             return self._put_through_or_confirm(match)
         if wants_transfer and config.directory:
@@ -346,7 +350,7 @@ class FrontDesk:
         if intent is Meant.GOODBYE:
             return DeskReply(config.farewell, Decision(Intent.HANGUP))
         if intent is Meant.HUMAN:
-            return DeskReply("Of course. Let me put you through to someone who can help.", Decision(Intent.OPERATOR))
+            return _TO_A_PERSON
         if intent is Meant.URGENT:
             return self._urgent(config)
         return None  # an address with no FAQ line for it: not understood, as before

@@ -128,14 +128,17 @@ class MeaningModel:
         if not text.strip() or not config.language.startswith("en"):
             return None
         try:
+            examples = await self._example_vectors()  # once a process: not this turn's deadline
             async with asyncio.timeout(TIMEOUT_S):
-                return await self._understand(text, config)
+                return await self._understand(text, config, examples)
         except Exception as exc:  # meaning is a help, never a failure of the turn
             log.warning("meaning_unavailable", error=str(exc) or type(exc).__name__)
             return None
 
-    async def _understand(self, text: str, config: SecretaryConfig) -> Understood:
-        examples, labels = await self._example_vectors()
+    async def _understand(
+        self, text: str, config: SecretaryConfig, known: tuple[np.ndarray, list[Meant]]
+    ) -> Understood:
+        examples, labels = known
         questions = [entry.question for entry in config.faq]
         missing = [q for q in questions if q not in self._faq]
         vectors = _unit(await self._embed([text, *missing]))
