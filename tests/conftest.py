@@ -155,7 +155,7 @@ def make_settings(tmp_path: Path) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "spool": {"dir": tmp_path / "spool"},
             "config_cache_s": 0,
-            "dependency_timeout_s": 2.0,
+            "dependency_timeout_s": 10.0,  # generous: a busy box must not turn a slow query into a 503
         }
         values.update(overrides)
         return Settings(**values)

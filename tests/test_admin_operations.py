@@ -269,17 +269,20 @@ async def test_live_calls_list_the_domains_calls_in_progress_and_no_others(serve
         acme_call = await _start_call(service, ACME, "5550101")
         globex_call = await _start_call(service, GLOBEX, "5550202")
         try:
+            # Other tests on this worker may have left calls of these domains in Redis: only ours are looked at.
+            ours = {str(acme_call), str(globex_call)}
             status, live = await service.call("GET", f"/{ACME}/live-calls", "acme")
             assert status == 200
-            (call,) = live["items"]
+            (call,) = [c for c in live["items"] if c["call_uuid"] in ours]
             assert call["call_uuid"] == str(acme_call) and call["caller_id_number"] == "5550101"
-            assert call["transport"] == "turn" and call["turns"] == 0 and not live["has_more"]
+            assert call["transport"] == "turn" and call["turns"] == 0
             status, theirs = await service.call("GET", f"/{GLOBEX}/live-calls", "globex")
-            assert [c["call_uuid"] for c in theirs["items"]] == [str(globex_call)]
+            assert [c["call_uuid"] for c in theirs["items"] if c["call_uuid"] in ours] == [str(globex_call)]
         finally:
             await _end_call(service, ACME, acme_call)
             await _end_call(service, GLOBEX, globex_call)
-        assert (await service.call("GET", f"/{ACME}/live-calls", "acme"))[1]["items"] == []
+        left = (await service.call("GET", f"/{ACME}/live-calls", "acme"))[1]["items"]
+        assert str(acme_call) not in {c["call_uuid"] for c in left}
 
 
 async def test_provider_health_shows_a_domains_benched_entry_and_not_anothers_with_its_own_key(serve: Make) -> None:

@@ -58,7 +58,7 @@ def service(models: LocalModels, tmp_path_factory: pytest.TempPathFactory) -> It
         data_dir=root / "data",
         spool={"dir": root / "spool"},
         config_cache_s=0,
-        dependency_timeout_s=2.0,
+        dependency_timeout_s=10.0,
     )
     with live_ivr_service(settings, models) as (url, _runtime):
         yield url, settings

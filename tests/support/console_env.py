@@ -154,7 +154,7 @@ def console_service(database_url: str, tmp: Path, models: LocalModels, **setting
         "data_dir": tmp / "data",
         "spool": {"dir": spool},
         "config_cache_s": 0,
-        "dependency_timeout_s": 2.0,
+        "dependency_timeout_s": 10.0,  # generous: a busy box must not turn a slow query into a 503
         "secret_key": generate_secret_key(),
         "messages": {"enabled": False},
         "admin": {"port": 0, "console": {"fusionpbx_secret": FUSIONPBX_SECRET}},
