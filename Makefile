@@ -29,7 +29,7 @@ services:
 
 # Tests run in parallel (pytest-xdist): most end-to-end calls wait on the wall clock, not on the CPU. Groups
 # (tests/conftest.py): a module stays on one worker, except the modules whose calls are spread one by one.
-PYTEST_ARGS ?= -n 3 --dist loadgroup
+PYTEST_ARGS ?= -n 3 --dist loadgroup --durations=25
 
 test: install services
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -27,6 +27,7 @@ from secretary.tenants.config import SecretaryConfig
 from tests.conftest import EXAMPLE_SECRETARIES
 from tests.support.bridge import ACME, LiveBridge, live_bridge
 from tests.support.speech import Speech
+from tests.support.waiting import until
 from tests.test_bridge_pipeline import heard_after
 
 pytestmark = pytest.mark.timeout(120)
@@ -122,6 +123,10 @@ async def test_play_events_that_arrive_after_the_barge_in_are_not_played(
             await call.secretary_silent()
             asked = call.say(question)
             answered = await call.audio_received(after_ms=asked + 300)  # sent; its play events are still to come
+            # The whole answer written (on a busy box its synthesis outlasts the first file): a barge-in on a
+            # reply still being made, of which nothing was heard, would join both questions into one turn.
+            session = bridge.server.sessions[call.call_uuid]
+            await until(lambda: len(session.state.turns) == 1, within_s=30)
             call.say(parking)
             await call.wait_until(answered + 2000)
             assert call.stops, "the barge-in did not reach FreeSWITCH"
