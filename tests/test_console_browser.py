@@ -44,7 +44,11 @@ def browser(service: ConsoleService) -> Iterator[Browser]:
     """After the service: Playwright's sync API holds an event loop in this thread while it runs."""
     executable = chromium_or_skip()
     with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        launched = p.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],  # play() from the test
+        )
         yield launched
         launched.close()
 
@@ -210,6 +214,12 @@ def test_a_call_shows_its_transcript_timings_and_recording(page: Page, service: 
     page.get_by_role("link", name="Calls").click()
     page.get_by_label("Caller").fill("0199")
     page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("row", name=re.compile("Dana Ortiz"))).to_have_count(2)  # a turn and a realtime call
+    page.get_by_label("Mode").select_option("turn")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_label("Mode")).to_have_value("turn")  # the form keeps the filter
+    expect(page.get_by_role("row", name=re.compile("Dana Ortiz"))).to_have_count(1)
+    shot(page, "calls")
     page.get_by_role("row", name=re.compile("Dana Ortiz")).get_by_role("link").click()
     expect(page.locator(".transcript")).to_contain_text("when are you open on saturday")
     expect(page.locator(".cut")).to_contain_text("We are open on Saturday from ten to two,")
@@ -219,6 +229,15 @@ def test_a_call_shows_its_transcript_timings_and_recording(page: Page, service: 
         "a => new Promise((ok, fail) => { a.onloadedmetadata = () => ok(a.duration); a.onerror = fail; a.load(); })"
     )
     assert duration == pytest.approx(1.0, abs=0.05)  # 8000 samples at 8 kHz, served through the session
+    reply = page.get_by_label("Secretary, turn 1")
+    played = reply.evaluate(
+        """a => a.play().then(() => new Promise(ok => {
+               const start = a.currentTime;
+               const tick = () => a.currentTime > start ? ok([a.duration, a.currentTime]) : setTimeout(tick, 50);
+               tick();
+           }))"""
+    )
+    assert played[0] == pytest.approx(2.0, abs=0.05) and played[1] > 0  # it plays: time advances
     shot(page, "call")
 
 

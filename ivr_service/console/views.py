@@ -34,7 +34,7 @@ from ivr_service.statuses import status_for
 from secretary.access.api_keys import KEY_PREFIX, Principal
 from secretary.access.console_tokens import ConsoleTokenVerifier, TokenRefused
 from secretary.access.stream_tokens import mint_test_call_token
-from secretary.calls.models import Outcome
+from secretary.calls.models import Outcome, Transport
 from secretary.errors import BadInput, NoSecretary, SecretaryError, UnknownDomain
 from secretary.settings import BridgeSettings, ConsoleSettings
 
@@ -370,7 +370,8 @@ async def reindex_document(request: web.Request, page: Page) -> web.Response:
 
 async def calls(request: web.Request, page: Page) -> web.Response:
     domain = await page.call(secretaries_api.get_domain)
-    filters = {k: v for k in ("from", "to", "outcome", "caller", "offset") if (v := request.query.get(k, "").strip())}
+    names = ("from", "to", "outcome", "transport", "caller", "offset")
+    filters = {k: v for k in names if (v := request.query.get(k, "").strip())}
     found = await page.call(calls_api.list_calls, query=filters)
     return page.render("calls.html", domain=domain, calls=found, filters=filters)
 
@@ -514,6 +515,7 @@ def setup_console(app: web.Application, services: AdminServices | None, settings
     env.globals |= {
         "weekdays": WEEKDAYS,
         "outcomes": [o.value for o in Outcome],
+        "transports": [t.value for t in Transport],
         "prefix": PREFIX,
         "csrf_field": CSRF_FIELD,
     }
