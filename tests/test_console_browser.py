@@ -1,6 +1,7 @@
 """The web console in a real headless Chromium (Debian's package, Playwright): signing in with a key, creating
-and editing a secretary, a directory entry from the FusionPBX picker, documents uploaded and asked, a call's
-transcript and recording, and a domain admin refused another domain. One browser for the module.
+and editing a secretary, a directory entry from the FusionPBX picker, documents uploaded, asked and re-indexed,
+calls filtered by mode, a call's transcript with both recordings played, the inbox, a provider key stored and
+deleted, the dialplan and live calls, and a domain admin refused another domain. One browser for the module.
 
 With VOICEAI_SCREENSHOTS=<folder> the pages are also saved there as PNG (docs/ holds the README's)."""
 
@@ -204,6 +205,10 @@ def test_documents_are_uploaded_together_and_asked(page: Page, service: ConsoleS
     expect(answer.locator("cite").first).to_contain_text("parking.md")
     shot(page, "knowledge")
 
+    page.get_by_role("row", name=re.compile("parking.md")).get_by_role("button", name="Re-index").click()
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"Re-indexed: [1-9]\d* passages\."))
+    expect(page.get_by_role("row", name=re.compile("parking.md"))).to_contain_text("indexed")
+
     page.get_by_role("row", name=re.compile("canteen.txt")).get_by_role("button", name="Delete").click()
     expect(page.get_by_role("status")).to_have_text("The document is deleted.")
     expect(page.get_by_role("row", name=re.compile("canteen.txt"))).to_have_count(0)
@@ -241,7 +246,9 @@ def test_a_call_shows_its_transcript_timings_and_recording(page: Page, service: 
     shot(page, "call")
 
 
-def test_the_inbox_marks_a_message_handled_and_redelivers_it(page: Page, service: ConsoleService) -> None:
+def test_the_inbox_redelivers_a_message_and_a_provider_key_is_stored_then_deleted(
+    page: Page, service: ConsoleService
+) -> None:
     sign_in(page, service, "acme")
     page.get_by_role("link", name="Messages").click()
     message = page.locator(".messages > li", has_text="invoice from March")
@@ -255,6 +262,21 @@ def test_the_inbox_marks_a_message_handled_and_redelivers_it(page: Page, service
     page.get_by_label("Show").select_option("new")
     page.get_by_role("button", name="Filter").click()
     expect(page.locator(".messages > li", has_text="invoice from March")).to_have_count(0)
+
+    page.get_by_role("link", name="Credentials").click()
+    page.get_by_label("Name", exact=True).fill("openai")
+    page.get_by_label("Secret").fill("sk-browser-test-key-7890")
+    page.get_by_label("Description").fill("LLM and TTS")
+    page.get_by_role("button", name="Store").click()
+    expect(page.get_by_role("status")).to_have_text("openai is stored.")
+    row = page.get_by_role("row", name=re.compile("openai"))
+    expect(row).to_contain_text("7890")  # the hint only
+    assert "sk-browser-test-key" not in page.content()
+    shot(page, "credentials")
+    row.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("status")).to_have_text("openai is deleted.")
+    expect(page.get_by_role("row", name=re.compile("openai"))).to_have_count(0)
+    expect(page.get_by_role("row", name=re.compile("None stored"))).to_be_visible()
     page.get_by_role("link", name="Health").click()
     expect(page.get_by_role("row", name=re.compile("postgresql"))).to_contain_text("ok")
     shot(page, "health")
