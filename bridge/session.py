@@ -37,7 +37,7 @@ from bridge.protocol import StreamMetadata, StreamTarget, call_action, transcrip
 from freeswitch.esl import EslClient, EslUnavailable
 from freeswitch.esl_protocol import EslEvent, EslMessage
 from secretary.calls.lifecycle import UNTIMED, CallLifecycle, Timings
-from secretary.calls.models import CallState, TurnRecord
+from secretary.calls.models import CallState, Transport, TurnRecord
 from secretary.calls.supervisor import Due, ReplySupervisor, ReplyTimers
 from secretary.conversation.actions import Action, ActionType
 from secretary.conversation.conversation import Reply
@@ -53,8 +53,8 @@ from secretary.tenants.config import SecretaryConfig
 
 log = structlog.get_logger(__name__)
 
-TRANSPORT = "realtime"
-TEST_TRANSPORT = "test"  # a test call's record says so
+TRANSPORT = Transport.REALTIME.value
+TEST_TRANSPORT = Transport.TEST.value  # a test call's record says so
 TICK_S = 0.25
 KEY_CUT_IN_S = 0.3  # how long a key waits for the engine to stop before the session stops the audio itself
 

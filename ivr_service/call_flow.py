@@ -21,7 +21,7 @@ import structlog
 from ivr_service.api_models import DomainReference, Dtmf, EndCall, StartCall
 from ivr_service.spool import AudioSpool, CallUploads
 from secretary.calls.lifecycle import FIXED_BRAINS, CallLifecycle, Timings, conclude
-from secretary.calls.models import CallPhase, CallRecord, CallState
+from secretary.calls.models import CallPhase, CallRecord, CallState, Transport
 from secretary.conversation.actions import Action
 from secretary.conversation.conversation import Reply
 from secretary.conversation.names import stt_hints
@@ -37,7 +37,7 @@ from secretary.usage import UsageMeter
 log = structlog.get_logger(__name__)
 
 SILENCE_RMS = 40.0  # below this a recording is line noise: don't run STT (Whisper invents words in silence)
-TRANSPORT = "turn"
+TRANSPORT = Transport.TURN.value
 
 
 @dataclass

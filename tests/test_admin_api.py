@@ -60,7 +60,7 @@ class Admin:
             return response.status, await response.read()
 
 
-async def _seed(runtime: Runtime, domain: uuid.UUID, caller: str, outcome: str) -> Seeded:
+async def _seed(runtime: Runtime, domain: uuid.UUID, caller: str, outcome: str, transport: str = "turn") -> Seeded:
     spool = runtime.settings.spool.dir.resolve()
     call_uuid = uuid.uuid4()
     inbox = spool / "in" / str(domain) / str(call_uuid)
@@ -86,7 +86,7 @@ async def _seed(runtime: Runtime, domain: uuid.UUID, caller: str, outcome: str) 
         CallRecord(
             call_uuid=call_uuid,
             domain_uuid=domain,
-            transport="turn",
+            transport=transport,
             caller_id_number=caller,
             caller_id_name=f"Caller {caller}",
             destination_number="5000",
@@ -342,6 +342,15 @@ async def test_calls_list_filters_pagination_and_detail(admin: Admin) -> None:
     assert {c["outcome"] for c in page["items"]} == {"transfer"}
     status, _ = await admin.call("GET", base + "?outcome=transferred", "acme")  # not an outcome a call has
     assert status == 400
+    test_call = await _seed(admin.runtime, ACME, caller, "hangup", transport="test")  # the other mode
+    status, page = await admin.call("GET", base + f"?caller={caller}&transport=test", "acme")
+    assert status == 200 and [c["call_uuid"] for c in page["items"]] == [str(test_call.call_uuid)]
+    status, page = await admin.call("GET", base + f"?caller={caller}&transport=turn", "acme")
+    assert len(page["items"]) == 3 and {c["transport"] for c in page["items"]} == {"turn"}
+    status, page = await admin.call("GET", base + f"?caller={caller}&transport=realtime", "acme")
+    assert status == 200 and page["items"] == []
+    status, error = await admin.call("GET", base + "?transport=sip", "acme")  # not a mode a call has
+    assert status == 400 and error["error"]["field"] == "transport"
     future = (datetime.now(UTC) + timedelta(hours=1)).isoformat()
     status, page = await admin.call("GET", base, "acme", params={"from": future})
     assert status == 200 and page["items"] == []

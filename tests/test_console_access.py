@@ -19,6 +19,7 @@ import aiohttp
 import asyncpg
 import pytest
 
+from ivr_service.console.sessions import LoginTokens
 from secretary.access.console_tokens import ConsoleTokenVerifier, TokenRefused, sign
 from secretary.access.stream_tokens import valid_test_call_token
 from secretary.db.database import Database
@@ -147,6 +148,13 @@ async def csrf_of(http: aiohttp.ClientSession, url: str) -> str:
     return page.split('name="csrf" value="', 1)[1].split('"', 1)[0]
 
 
+async def sign_in(http: aiohttp.ClientSession, service: ConsoleService, key: str) -> None:
+    """As a browser does: the sign-in form (its CSRF token, in the field and the cookie), then the key."""
+    form = {"csrf": await csrf_of(http, f"{service.url}/console/login"), "api_key": service.keys[key]}
+    async with http.post(f"{service.url}/console/login", data=form) as response:
+        assert response.status == 200 and "voiceai_console" in response.cookies
+
+
 @needs_php
 async def test_a_token_from_the_php_page_opens_its_domain_and_no_other(service: ConsoleService) -> None:
     token = php_token(str(UMBRELLA), "carol@umbrella", "domain", 60)
@@ -204,9 +212,17 @@ async def test_an_expired_foreign_or_tampered_php_token_is_refused(
 async def test_cookie_is_httponly_strict_secure_behind_https_pages_never_framed(service: ConsoleService) -> None:
     async with client() as http:
         for headers, secure in (({}, False), ({"X-Forwarded-Proto": "https"}, True)):
-            form = {"api_key": service.keys["acme"]}
+            async with http.get(f"{service.url}/console/login", headers=headers) as response:
+                login = response.cookies["voiceai_console_login"]
+                csrf = (await response.text()).split('name="csrf" value="', 1)[1].split('"', 1)[0]
+            assert login.value == csrf and login["path"] == "/console/login" and login["samesite"] == "Strict"
+            assert login["httponly"] is True and bool(login["secure"]) is secure and 0 < int(login["max-age"]) <= 3600
+            form = {"api_key": service.keys["acme"], "csrf": csrf}
+            if secure:  # a Secure cookie: the jar keeps it from plain http, as a browser would; the proxy's https
+                headers = headers | {"Cookie": f"voiceai_console_login={csrf}"}
             async with http.post(f"{service.url}/console/login", data=form, headers=headers) as response:
                 cookie = response.cookies["voiceai_console"]
+                assert response.cookies["voiceai_console_login"].value == ""  # the form's token is spent
             assert cookie["httponly"] is True and cookie["samesite"] == "Strict" and cookie["path"] == "/console"
             assert bool(cookie["secure"]) is secure
         async with http.get(f"{service.url}/console/domains/{ACME}") as response:
@@ -216,15 +232,45 @@ async def test_cookie_is_httponly_strict_secure_behind_https_pages_never_framed(
 
 
 async def test_another_site_cannot_sign_a_browser_in_with_its_key(service: ConsoleService) -> None:
+    login = f"{service.url}/console/login"
     async with client() as http:
-        form, origin = {"api_key": service.keys["acme"]}, {"Origin": "https://attacker.example"}
-        async with http.post(f"{service.url}/console/login", data=form, headers=origin) as response:
+        csrf = await csrf_of(http, login)
+        form, origin = {"api_key": service.keys["acme"], "csrf": csrf}, {"Origin": "https://attacker.example"}
+        async with http.post(login, data=form, headers=origin) as response:  # the token alone is not enough
             assert response.status == 403 and "voiceai_console" not in response.cookies
+    async with client() as http:  # no Origin (an old browser, a proxy that strips it) and no form token
+        async with http.post(login, data={"api_key": service.keys["acme"]}) as response:
+            assert response.status == 403 and "voiceai_console" not in response.cookies
+            assert "The sign-in form expired or came from elsewhere" in await response.text()
+        async with http.post(login, data={"api_key": service.keys["acme"], "csrf": "1.2.3"}) as response:
+            assert response.status == 403  # a made-up token, with no cookie
+        planted = LoginTokens(60).issue(time.time())  # well formed, signed, but by another key than the service's
+        http.cookie_jar.update_cookies({"voiceai_console_login": planted})
+        async with http.post(login, data={"api_key": service.keys["acme"], "csrf": planted}) as response:
+            assert response.status == 403 and "voiceai_console" not in response.cookies
+        csrf = await csrf_of(http, login)
+        async with http.post(login, data={"api_key": service.keys["acme"], "csrf": csrf + "x"}) as response:
+            assert response.status == 403  # the field must be the cookie's token
+        csrf = await csrf_of(http, login)
+        async with http.post(login, data={"api_key": service.keys["acme"], "csrf": csrf}) as response:
+            assert response.status == 200 and "voiceai_console" in response.cookies  # the form itself signs in
+
+
+def test_the_sign_in_token_expires_and_is_checked_whole() -> None:
+    tokens = LoginTokens(600)
+    token = tokens.issue(NOW)
+    assert tokens.valid(token, token, NOW + 599)
+    assert not tokens.valid(token, token, NOW + 600)  # expired: the form asks for a reload
+    assert not tokens.valid(token, None, NOW) and not tokens.valid(None, token, NOW)
+    expiry, nonce, signature = token.split(".")
+    longer = f"{int(expiry) + 3600}.{nonce}.{signature}"  # a later expiry under the same signature
+    assert not tokens.valid(longer, longer, NOW)
+    assert not LoginTokens(600).valid(token, token, NOW)  # another process's key
 
 
 async def test_forms_and_scripts_need_the_csrf_token(service: ConsoleService) -> None:
     async with client() as http:
-        await http.post(f"{service.url}/console/login", data={"api_key": service.keys["globex"]})
+        await sign_in(http, service, "globex")
         page = f"{service.url}/console/domains/{GLOBEX}/credentials"
         async with http.post(page, data={"name": "openai", "secret": "sk-planted-by-a-forged-form"}) as response:
             assert response.status == 403
@@ -247,7 +293,7 @@ async def test_revoking_the_key_ends_its_console_sessions(service: ConsoleServic
     conn = await asyncpg.connect(service.database_url)
     try:
         async with client() as http:
-            await http.post(f"{service.url}/console/login", data={"api_key": service.keys["umbrella"]})
+            await sign_in(http, service, "umbrella")
             assert await status_of(http, f"{service.url}/console/domains/{UMBRELLA}/calls") == 200
             await conn.execute("UPDATE v_ai_api_keys SET key_enabled = false WHERE key_prefix = $1",
                                service.keys["umbrella"][:10])  # fmt: skip
@@ -259,7 +305,7 @@ async def test_revoking_the_key_ends_its_console_sessions(service: ConsoleServic
 
 async def test_signing_out_needs_the_csrf_token_and_ends_the_session(service: ConsoleService) -> None:
     async with client() as http:
-        await http.post(f"{service.url}/console/login", data={"api_key": service.keys["acme"]})
+        await sign_in(http, service, "acme")
         async with http.post(f"{service.url}/console/logout", allow_redirects=False) as response:
             assert response.status == 403  # a forged sign-out is refused too
         csrf = await csrf_of(http, f"{service.url}/console/")
@@ -270,7 +316,7 @@ async def test_signing_out_needs_the_csrf_token_and_ends_the_session(service: Co
 
 async def test_a_test_call_is_minted_for_the_sessions_domain_only(service: ConsoleService) -> None:
     async with client() as http:
-        await http.post(f"{service.url}/console/login", data={"api_key": service.keys["acme"]})
+        await sign_in(http, service, "acme")
         page = f"{service.url}/console/domains/{ACME}/test-call"
         async with http.get(page) as response:
             assert "connect-src 'self' wss://pbx.example.com" in response.headers["Content-Security-Policy"]
@@ -294,7 +340,7 @@ async def test_a_domain_admin_can_neither_install_a_dialplan_nor_list_live_calls
     service: ConsoleService,
 ) -> None:
     async with client() as http:
-        await http.post(f"{service.url}/console/login", data={"api_key": service.keys["globex"]})
+        await sign_in(http, service, "globex")
         own = f"{service.url}/console/domains/{GLOBEX}/dialplan"
         csrf = await csrf_of(http, own)
         for domain in (ACME, UMBRELLA):

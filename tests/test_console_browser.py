@@ -1,6 +1,7 @@
 """The web console in a real headless Chromium (Debian's package, Playwright): signing in with a key, creating
-and editing a secretary, a directory entry from the FusionPBX picker, documents uploaded and asked, a call's
-transcript and recording, and a domain admin refused another domain. One browser for the module.
+and editing a secretary, a directory entry from the FusionPBX picker, documents uploaded, asked and re-indexed,
+calls filtered by mode, a call's transcript with both recordings played, the inbox, a provider key stored and
+deleted, the dialplan and live calls, and a domain admin refused another domain. One browser for the module.
 
 With VOICEAI_SCREENSHOTS=<folder> the pages are also saved there as PNG (docs/ holds the README's)."""
 
@@ -44,7 +45,11 @@ def browser(service: ConsoleService) -> Iterator[Browser]:
     """After the service: Playwright's sync API holds an event loop in this thread while it runs."""
     executable = chromium_or_skip()
     with playwright_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=executable, headless=True, args=["--no-sandbox"])
+        launched = p.chromium.launch(
+            executable_path=executable,
+            headless=True,
+            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],  # play() from the test
+        )
         yield launched
         launched.close()
 
@@ -200,6 +205,10 @@ def test_documents_are_uploaded_together_and_asked(page: Page, service: ConsoleS
     expect(answer.locator("cite").first).to_contain_text("parking.md")
     shot(page, "knowledge")
 
+    page.get_by_role("row", name=re.compile("parking.md")).get_by_role("button", name="Re-index").click()
+    expect(page.get_by_role("status")).to_have_text(re.compile(r"Re-indexed: [1-9]\d* passages\."))
+    expect(page.get_by_role("row", name=re.compile("parking.md"))).to_contain_text("indexed")
+
     page.get_by_role("row", name=re.compile("canteen.txt")).get_by_role("button", name="Delete").click()
     expect(page.get_by_role("status")).to_have_text("The document is deleted.")
     expect(page.get_by_role("row", name=re.compile("canteen.txt"))).to_have_count(0)
@@ -210,6 +219,12 @@ def test_a_call_shows_its_transcript_timings_and_recording(page: Page, service: 
     page.get_by_role("link", name="Calls").click()
     page.get_by_label("Caller").fill("0199")
     page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_role("row", name=re.compile("Dana Ortiz"))).to_have_count(2)  # a turn and a realtime call
+    page.get_by_label("Mode").select_option("turn")
+    page.get_by_role("button", name="Filter").click()
+    expect(page.get_by_label("Mode")).to_have_value("turn")  # the form keeps the filter
+    expect(page.get_by_role("row", name=re.compile("Dana Ortiz"))).to_have_count(1)
+    shot(page, "calls")
     page.get_by_role("row", name=re.compile("Dana Ortiz")).get_by_role("link").click()
     expect(page.locator(".transcript")).to_contain_text("when are you open on saturday")
     expect(page.locator(".cut")).to_contain_text("We are open on Saturday from ten to two,")
@@ -219,10 +234,21 @@ def test_a_call_shows_its_transcript_timings_and_recording(page: Page, service: 
         "a => new Promise((ok, fail) => { a.onloadedmetadata = () => ok(a.duration); a.onerror = fail; a.load(); })"
     )
     assert duration == pytest.approx(1.0, abs=0.05)  # 8000 samples at 8 kHz, served through the session
+    reply = page.get_by_label("Secretary, turn 1")
+    played = reply.evaluate(
+        """a => a.play().then(() => new Promise(ok => {
+               const start = a.currentTime;
+               const tick = () => a.currentTime > start ? ok([a.duration, a.currentTime]) : setTimeout(tick, 50);
+               tick();
+           }))"""
+    )
+    assert played[0] == pytest.approx(2.0, abs=0.05) and played[1] > 0  # it plays: time advances
     shot(page, "call")
 
 
-def test_the_inbox_marks_a_message_handled_and_redelivers_it(page: Page, service: ConsoleService) -> None:
+def test_the_inbox_redelivers_a_message_and_a_provider_key_is_stored_then_deleted(
+    page: Page, service: ConsoleService
+) -> None:
     sign_in(page, service, "acme")
     page.get_by_role("link", name="Messages").click()
     message = page.locator(".messages > li", has_text="invoice from March")
@@ -236,6 +262,21 @@ def test_the_inbox_marks_a_message_handled_and_redelivers_it(page: Page, service
     page.get_by_label("Show").select_option("new")
     page.get_by_role("button", name="Filter").click()
     expect(page.locator(".messages > li", has_text="invoice from March")).to_have_count(0)
+
+    page.get_by_role("link", name="Credentials").click()
+    page.get_by_label("Name", exact=True).fill("openai")
+    page.get_by_label("Secret").fill("sk-browser-test-key-7890")
+    page.get_by_label("Description").fill("LLM and TTS")
+    page.get_by_role("button", name="Store").click()
+    expect(page.get_by_role("status")).to_have_text("openai is stored.")
+    row = page.get_by_role("row", name=re.compile("openai"))
+    expect(row).to_contain_text("7890")  # the hint only
+    assert "sk-browser-test-key" not in page.content()
+    shot(page, "credentials")
+    row.get_by_role("button", name="Delete").click()
+    expect(page.get_by_role("status")).to_have_text("openai is deleted.")
+    expect(page.get_by_role("row", name=re.compile("openai"))).to_have_count(0)
+    expect(page.get_by_role("row", name=re.compile("None stored"))).to_be_visible()
     page.get_by_role("link", name="Health").click()
     expect(page.get_by_role("row", name=re.compile("postgresql"))).to_contain_text("ok")
     shot(page, "health")

@@ -3,11 +3,14 @@ secretary may transfer to, the dialplan installer, and the admin's CLI commands.
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -388,6 +391,83 @@ async def test_the_row_is_offered_in_fusionpbx_destination_pickers(version: str)
         again = await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "realtime", "1001"))
         assert await _picker(database, version, ACME) == [("5000", again.label)]
         assert await _picker(database, version, GLOBEX) == []
+    finally:
+        await database.close()
+        await databases.drop_database(name)
+
+
+APP_CONFIG = ROOT / "fusionpbx" / "app" / "ai_secretary" / "app_config.php"
+
+
+def _app_block() -> dict[str, Any]:
+    """The app's destinations block as FusionPBX gets it: its app_config.php included (by php-cli)."""
+    php = shutil.which("php")
+    if php is None:
+        pytest.skip("needs Debian's php-cli (apt-get install php-cli)")
+    code = f"$x = 0; include {json.dumps(str(APP_CONFIG))}; echo json_encode($apps[0]['destinations']);"
+    blocks = json.loads(subprocess.run([php, "-r", code], capture_output=True, text=True, check=True).stdout)
+    assert len(blocks) == 1
+    block: dict[str, Any] = blocks[0]
+    return block
+
+
+async def _app_picker(database: Database, block: dict[str, Any], domain: UUID, name: str) -> list[tuple[str, str]]:
+    """What FusionPBX's destinations.php makes of the block: the query it builds (sql, where, order by, with
+    ${domain_uuid} put in), then each row's action and label, ${<field key>} filled from the column so named."""
+    sql = f"{block['sql'].strip()} {block['where'].strip()} order by {block['order_by'].strip()}"
+    listed = []
+    for row in await database.fetch(sql.replace("${domain_uuid}", str(domain))):
+        value, label = block["select_value"]["dialplan"], block["select_label"]
+        for key in block["field"]:
+            value, label = value.replace(f"${{{key}}}", row[key] or ""), label.replace(f"${{{key}}}", row[key] or "")
+        for placeholder in ("${domain_name}", "${context}"):
+            value, label = value.replace(placeholder, name), label.replace(placeholder, name)
+        listed.append((value, label.strip()))
+    return listed
+
+
+@pytest.mark.parametrize("version", ["5.4", "5.5"])
+async def test_a_secretary_number_is_listed_once_by_fusionpbx_or_by_the_app(version: str) -> None:
+    """Without the app, FusionPBX's own Dialplan group lists the number; once the app is installed, its "AI
+    Secretary" group does and FusionPBX's no longer: never both."""
+    block = _app_block()
+    assert (block["name"], block["label"]) == ("ai_secretary", "ai_secretary")  # ai_secretary_destinations
+    config = APP_CONFIG.read_text()
+    assert config.count('"ai_secretary_destinations"') == 1
+    assert "title-ai_secretary" in (APP_CONFIG.parent / "app_languages.php").read_text()  # the group's title
+    name, url = await databases.create_database(version)
+    database = Database(url)
+    try:
+        installer = DialplanInstaller(database)
+        alone = await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "turn", "1001"))
+        assert not alone.by_app and await _picker(database, version, ACME) == [("5000", alone.label)]
+        assert await _app_picker(database, block, ACME, "acme.example.com") == []
+        # the app installed: `upgrade.php --defaults` wrote its default settings
+        await database.execute(
+            """INSERT INTO v_default_settings (default_setting_uuid, default_setting_category,
+                   default_setting_subcategory, default_setting_name, default_setting_value, default_setting_enabled)
+               VALUES ($1, 'ai_secretary', 'service_url', 'text', 'http://127.0.0.1:8087', 'true')""",
+            uuid4(),
+        )
+        moved = await installer.install(DialplanRequest(ACME, "acme.example.com", "5000", "realtime", "1001"))
+        added = await installer.install(DialplanRequest(ACME, "acme.example.com", "5001", "turn", "1001"))
+        assert (
+            moved.by_app
+            and moved.destination
+            and moved.label == "5000 AI secretary (realtime mode), installed by voiceai"
+        )
+        assert await _picker(database, version, ACME) == []
+        assert await _app_picker(database, block, ACME, "acme.example.com") == [
+            ("transfer:5000 XML acme.example.com", moved.label),
+            ("transfer:5001 XML acme.example.com", added.label),
+        ]
+        assert await _app_picker(database, block, GLOBEX, "globex.example.com") == []
+        # a row flagged before the app came stays in FusionPBX's group only
+        await database.execute("UPDATE v_dialplans SET dialplan_destination = 'true' WHERE dialplan_number = '5001'")
+        assert [n for n, _ in await _picker(database, version, ACME)] == ["5001"]
+        assert [v for v, _ in await _app_picker(database, block, ACME, "acme.example.com")] == [
+            "transfer:5000 XML acme.example.com"
+        ]
     finally:
         await database.close()
         await databases.drop_database(name)

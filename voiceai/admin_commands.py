@@ -198,9 +198,10 @@ def cmd_dialplan(args: argparse.Namespace, settings: Settings) -> int:
             f"{args.extension} in {domain.domain_name} -> AI secretary ({args.mode} mode)"
         )
         if installed.destination:
+            group = "AI Secretary (the ai_secretary app's group)" if installed.by_app else "Dialplan"
             print(
                 "FusionPBX offers it as a destination: Dialplan > Destinations (inbound routes), IVR menus and "
-                f"time conditions list it as '{installed.label}'"
+                f"time conditions list it under {group} as '{installed.label}'"
             )
         else:
             print(

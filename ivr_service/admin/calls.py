@@ -25,6 +25,7 @@ async def list_calls(request: web.Request, admin: AdminRequest) -> web.StreamRes
         started_from=filters.from_,
         started_to=filters.to,
         outcome=filters.outcome,
+        transport=filters.transport,
         caller=filters.caller,
         offset=filters.offset,
         limit=filters.limit + 1,

@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, create_model
 
-from secretary.calls.models import CallRecord, Outcome, TurnRecord
+from secretary.calls.models import CallRecord, Outcome, Transport, TurnRecord
 from secretary.conversation.actions import Action
 from secretary.credentials.store import CredentialInfo
 from secretary.fusionpbx.destinations import PbxDestination
@@ -87,6 +87,7 @@ class CallFilters(Paging):
     from_: datetime | None = Field(default=None, alias="from", description="calls that started at or after")
     to: datetime | None = Field(default=None, description="calls that started before")
     outcome: Outcome | None = None
+    transport: Transport | None = Field(default=None, description="the call's mode: turn, realtime or test")
     caller: str | None = Field(default=None, max_length=64, description="part of the caller's number or name")
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)

@@ -1,6 +1,7 @@
 """Console sessions, held in the service's memory: a random id in an HttpOnly, SameSite=Strict cookie, and a
 CSRF token every form and script sends back. Signing out (or a restart) ends a session; so does revoking the
-API key it was opened with, checked on every request."""
+API key it was opened with, checked on every request. Before a session there is the sign-in form's own token
+(`LoginTokens`): a signed double submit, so no other site can post a key to sign a browser in."""
 
 from __future__ import annotations
 
@@ -15,8 +16,17 @@ from aiohttp import web
 from secretary.access.api_keys import Principal
 
 COOKIE = "voiceai_console"
+LOGIN_COOKIE = "voiceai_console_login"  # the sign-in form's token, before there is a session
+LOGIN_PATH = "/console/login"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
+
+
+def csrf_matches(expected: str, given: str | None) -> bool:
+    """The one comparison of a CSRF token the browser sent back (a session's, the sign-in form's)."""
+    return (
+        bool(expected) and given is not None and hmac.compare_digest(given.encode(errors="replace"), expected.encode())
+    )
 
 
 @dataclass
@@ -28,7 +38,7 @@ class Session:
     last_used: float = 0.0
 
     def csrf_matches(self, given: str | None) -> bool:
-        return given is not None and hmac.compare_digest(given.encode(errors="replace"), self.csrf.encode())
+        return csrf_matches(self.csrf, given)
 
     def say(self, kind: str, text: str) -> None:
         self.flash.append((kind, text))
@@ -75,7 +85,46 @@ class Sessions:
             self._by_key.pop(_key(session_id), None)
 
 
+class LoginTokens:
+    """The sign-in form's CSRF token: `<expiry>.<nonce>.<HMAC>` under a key of this process, set by the form's
+    GET both as a cookie (HttpOnly, SameSite=Strict, only for the login path) and in a hidden field. The POST
+    needs the two to be equal, signed here and unexpired: another site can neither read the field nor, without
+    the key, plant a cookie that passes (a signed double submit, so nothing is stored per visitor)."""
+
+    def __init__(self, lifetime_s: float) -> None:
+        self._key = secrets.token_bytes(32)  # a restart only makes an open sign-in form ask for a reload
+        self._lifetime_s = lifetime_s
+
+    def _signature(self, body: str) -> str:
+        return hmac.new(self._key, body.encode(), hashlib.sha256).hexdigest()
+
+    def issue(self, now: float) -> str:
+        body = f"{int(now + self._lifetime_s)}.{secrets.token_urlsafe(16)}"
+        return f"{body}.{self._signature(body)}"
+
+    def valid(self, cookie: str | None, field: str | None, now: float) -> bool:
+        if cookie is None or len(cookie) > 200 or not csrf_matches(cookie, field):
+            return False
+        body, _, signature = cookie.rpartition(".")
+        expiry = body.partition(".")[0]
+        return csrf_matches(self._signature(body), signature) and expiry.isdigit() and now < int(expiry)
+
+    def set_cookie(self, request: web.Request, response: web.StreamResponse, token: str) -> None:
+        response.set_cookie(
+            LOGIN_COOKIE,
+            token,
+            path=LOGIN_PATH,
+            max_age=int(self._lifetime_s),
+            httponly=True,
+            samesite="Strict",
+            secure=_secure(request),
+        )
+
+
+def _secure(request: web.Request) -> bool:
+    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
 def set_cookie(request: web.Request, response: web.StreamResponse, session_id: str) -> None:
     """Secure when the console is reached over https (directly, or through a proxy that says so)."""
-    secure = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
-    response.set_cookie(COOKIE, session_id, path="/console", httponly=True, samesite="Strict", secure=secure)
+    response.set_cookie(COOKIE, session_id, path="/console", httponly=True, samesite="Strict", secure=_secure(request))

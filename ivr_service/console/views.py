@@ -29,18 +29,29 @@ from ivr_service.admin.context import AdminRequest, AdminServices, Unauthorized
 from ivr_service.admin.registry import AdminHandler
 from ivr_service.api_models import refuse_unstorable_text
 from ivr_service.console import operations_views
-from ivr_service.console.sessions import COOKIE, CSRF_FIELD, CSRF_HEADER, Session, Sessions, set_cookie
+from ivr_service.console.sessions import (
+    COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    LOGIN_COOKIE,
+    LOGIN_PATH,
+    LoginTokens,
+    Session,
+    Sessions,
+    set_cookie,
+)
 from ivr_service.statuses import status_for
 from secretary.access.api_keys import KEY_PREFIX, Principal
 from secretary.access.console_tokens import ConsoleTokenVerifier, TokenRefused
 from secretary.access.stream_tokens import mint_test_call_token
-from secretary.calls.models import Outcome
+from secretary.calls.models import Outcome, Transport
 from secretary.errors import BadInput, NoSecretary, SecretaryError, UnknownDomain
 from secretary.settings import BridgeSettings, ConsoleSettings
 
 log = structlog.get_logger(__name__)
 
 PREFIX = "/console"
+LOGIN_FORM_S = 1800.0  # how long a sign-in form stays good (its CSRF token): then a reload
 STATIC = Path(__file__).parent / "static"
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 RECORDING_FIELDS = ("max_seconds", "silence_threshold", "silence_seconds", "message_max_seconds", "silent_turns")
@@ -111,6 +122,7 @@ class Console:
         self.services = services
         self.settings = settings
         self.sessions = Sessions(settings.session_idle_s, settings.max_sessions)
+        self.login_tokens = LoginTokens(LOGIN_FORM_S)
         secret = settings.fusionpbx_secret
         self.verifier = ConsoleTokenVerifier(secret.get_secret_value(), settings.token_max_age_s) if secret else None
         self.operations = {op.operation_id: op for op in OPERATIONS}
@@ -161,24 +173,39 @@ CONSOLE: web.AppKey[Console] = web.AppKey("console")
 # -- signing in and out ------------------------------------------------------------------------------------
 
 
+def login_page(request: web.Request, error: str | None = None, status: int = 200) -> web.Response:
+    """The sign-in form, always with a fresh CSRF token: in its hidden field and in the pre-session cookie."""
+    tokens = request.app[CONSOLE].login_tokens
+    token = tokens.issue(time.time())
+    response = aiohttp_jinja2.render_template(
+        "login.html", request, {"error": error, "login_csrf": token}, status=status
+    )
+    tokens.set_cookie(request, response, token)
+    return response
+
+
 async def login_form(request: web.Request) -> web.Response:
-    return aiohttp_jinja2.render_template("login.html", request, {"error": None})
+    return login_page(request)
 
 
 async def login(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     origin = request.headers.get("Origin")
     if origin is not None and urlsplit(origin).netloc != request.host:  # another site signing this browser in
-        context = {"error": "Sign in from the console's own page."}
-        return aiohttp_jinja2.render_template("login.html", request, context, status=403)
+        return login_page(request, "Sign in from the console's own page.", 403)
     form = await request.post()
+    field = form.get(CSRF_FIELD)
+    if not console.login_tokens.valid(request.cookies.get(LOGIN_COOKIE), str(field or ""), time.time()):
+        # No Origin (an old browser, a stripping proxy) must not be a way around the Origin check.
+        return login_page(request, "The sign-in form expired or came from elsewhere: sign in again.", 403)
     key = str(form.get("api_key", "")).strip()
     principal = await console.services.keys.authenticate(key) if key.isascii() and key.isprintable() else None
     if principal is None:
-        context = {"error": "Unknown or revoked API key."}
-        return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+        return login_page(request, "Unknown or revoked API key.", 401)
     user = f"key {key[: len(KEY_PREFIX) + 6]}…"
-    return _signed_in(request, console, Session(principal, user))
+    response = _signed_in(request, console, Session(principal, user))
+    response.del_cookie(LOGIN_COOKIE, path=LOGIN_PATH)
+    return response
 
 
 def _signed_in(request: web.Request, console: Console, session: Session) -> web.Response:
@@ -196,19 +223,17 @@ async def fusionpbx_login(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
     form = await request.post()
     if console.verifier is None:
-        context = {"error": "Signing in from FusionPBX is not set up (admin.console.fusionpbx_secret)."}
-        return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+        return login_page(request, "Signing in from FusionPBX is not set up (admin.console.fusionpbx_secret).", 401)
     try:
         grant = console.verifier.verify(str(form.get("token", "")), time.time())
     except TokenRefused as exc:
         log.info("console_token_refused", reason=str(exc))
-        return aiohttp_jinja2.render_template("login.html", request, {"error": str(exc)}, status=401)
+        return login_page(request, str(exc), 401)
     if grant.principal.domain_uuid is not None:
         try:
             await console.services.domains.get(str(grant.principal.domain_uuid))
         except UnknownDomain:
-            context = {"error": "The domain this sign-in names is not in FusionPBX's database."}
-            return aiohttp_jinja2.render_template("login.html", request, context, status=401)
+            return login_page(request, "The domain this sign-in names is not in FusionPBX's database.", 401)
     return _signed_in(request, console, Session(grant.principal, grant.user))
 
 
@@ -370,7 +395,8 @@ async def reindex_document(request: web.Request, page: Page) -> web.Response:
 
 async def calls(request: web.Request, page: Page) -> web.Response:
     domain = await page.call(secretaries_api.get_domain)
-    filters = {k: v for k in ("from", "to", "outcome", "caller", "offset") if (v := request.query.get(k, "").strip())}
+    names = ("from", "to", "outcome", "transport", "caller", "offset")
+    filters = {k: v for k in names if (v := request.query.get(k, "").strip())}
     found = await page.call(calls_api.list_calls, query=filters)
     return page.render("calls.html", domain=domain, calls=found, filters=filters)
 
@@ -514,6 +540,7 @@ def setup_console(app: web.Application, services: AdminServices | None, settings
     env.globals |= {
         "weekdays": WEEKDAYS,
         "outcomes": [o.value for o in Outcome],
+        "transports": [t.value for t in Transport],
         "prefix": PREFIX,
         "csrf_field": CSRF_FIELD,
     }

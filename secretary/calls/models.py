@@ -26,6 +26,14 @@ class CallPhase(StrEnum):
     ENDED = "ended"
 
 
+class Transport(StrEnum):
+    """Which path carried a call (its mode), as its record says (and the records API filters on)."""
+
+    TURN = "turn"  # the v1 turn-based HTTP flow driven by the Lua script
+    REALTIME = "realtime"  # the bridge, over mod_audio_stream
+    TEST = "test"  # the console's test call, through the bridge
+
+
 class Outcome(StrEnum):
     """How a call ended, as its record says (and the records API filters on)."""
 

@@ -142,6 +142,7 @@ class PostgresCallRecordStore:
         started_from: datetime | None = None,
         started_to: datetime | None = None,
         outcome: str | None = None,
+        transport: str | None = None,
         caller: str | None = None,
         offset: int = 0,
         limit: int = 50,
@@ -161,6 +162,7 @@ class PostgresCallRecordStore:
                  AND ($3::timestamptz IS NULL OR start_stamp < $3)
                  AND ($4::text IS NULL OR outcome = $4)
                  AND ($5::text IS NULL OR caller_id_number ILIKE $5 OR caller_id_name ILIKE $5)
+                 AND ($8::text IS NULL OR transport = $8)
                ORDER BY start_stamp DESC, call_uuid OFFSET $6 LIMIT $7""",
             domain_uuid,
             started_from,
@@ -169,6 +171,7 @@ class PostgresCallRecordStore:
             pattern,
             offset,
             limit,
+            transport,
         )
         return [
             (

@@ -32,6 +32,7 @@ from secretary.settings import Settings
 
 APP_UUID = UUID("5ec2e7a1-a1d0-4c2e-9b6f-7f3c0a1e5e01")  # "voiceai secretary", ours, fixed forever
 DIALPLAN_NAME = "voiceai_secretary"
+FUSIONPBX_APP = "ai_secretary"  # the FusionPBX app's folder, and the category of its default settings
 Mode = Literal["turn", "realtime"]
 _EXTENSION = re.compile(r"^[0-9*#+]{1,20}$")
 _TOKEN = re.compile(r"^[A-Za-z0-9._~+/=-]{1,512}$")
@@ -174,7 +175,8 @@ class InstalledDialplan:
     dialplan_uuid: UUID
     created: bool
     destination: bool  # offered in FusionPBX's destination pickers (False: this FusionPBX has no such column)
-    label: str  # how the pickers name it: `${dialplan_name} ${dialplan_description}`
+    label: str  # how the pickers name it
+    by_app: bool = False  # in the ai_secretary app's group "AI Secretary" (else FusionPBX's "Dialplan")
 
 
 class DialplanInstaller:
@@ -182,9 +184,12 @@ class DialplanInstaller:
         self._db = database
 
     async def install(self, request: DialplanRequest) -> InstalledDialplan:
-        """Insert or update the row. `dialplan_destination` = 'true' puts the number into FusionPBX's destination
-        pickers (Inbound Routes / Destinations, IVR options, time conditions: they list a domain's enabled rows
-        with that flag and a number); FusionPBX 4.4 and older have no such column, and the row is written without it."""
+        """Insert or update the row, offered once in FusionPBX's destination pickers (Inbound Routes /
+        Destinations, IVR options, time conditions). FusionPBX's own Dialplan group lists a domain's enabled
+        rows flagged `dialplan_destination`; the `ai_secretary` app's group (fusionpbx/app/ai_secretary/
+        app_config.php) lists our rows without the flag. So the flag is set only while the app is not installed
+        (none of its default settings in FusionPBX), else cleared: never both groups. FusionPBX 4.4 and older
+        have no such column, and the row is written without it."""
         xml = build_xml(request)
         row_uuid = dialplan_uuid(request.domain_uuid, request.extension)
         description = f"AI secretary ({request.mode} mode), installed by voiceai"
@@ -224,11 +229,19 @@ class DialplanInstaller:
                     request.order,
                     description,
                 )
-            if destination:  # a quoted literal: text in FusionPBX <= 5.4, boolean from 5.5 on
-                await conn.execute(
-                    "UPDATE v_dialplans SET dialplan_destination = 'true' WHERE dialplan_uuid = $1", row_uuid
+            app = bool(
+                await conn.fetchval(
+                    "SELECT 1 FROM v_default_settings WHERE default_setting_category = $1 LIMIT 1", FUSIONPBX_APP
                 )
-        return InstalledDialplan(row_uuid, not exists, destination, f"{DIALPLAN_NAME} {description}")
+            )
+            if destination:  # a quoted literal: text in FusionPBX <= 5.4, boolean from 5.5 on
+                flag = "'false'" if app else "'true'"
+                await conn.execute(
+                    f"UPDATE v_dialplans SET dialplan_destination = {flag} WHERE dialplan_uuid = $1", row_uuid
+                )
+        # as the group shows it: the app's `${destination} ${description}`, FusionPBX's `${dialplan_name} …`
+        label = f"{request.extension} {description}" if app else f"{DIALPLAN_NAME} {description}"
+        return InstalledDialplan(row_uuid, not exists, destination, label, destination and app)
 
     async def uninstall(self, domain_uuid: UUID, extension: str) -> bool:
         status = await self._db.execute(

@@ -1,6 +1,7 @@
 """A served admin listener (with the console) over a FusionPBX-shaped database of its own, for the console's
 tests: an invented tenant beside the fixture's (no secretary yet; its extensions and ring group), a call with
-a recording, a message whose e-mail gave up, keys for each; and where Debian's Chromium is."""
+a recording and a reply, an earlier realtime call of the same caller (the list filters by mode), a message
+whose e-mail gave up, keys for each; and where Debian's Chromium is."""
 
 from __future__ import annotations
 
@@ -87,6 +88,9 @@ async def _seed(url: str, spool: Path) -> tuple[dict[str, str], uuid.UUID]:
         inbox = spool / "in" / str(ACME) / str(call_uuid)
         inbox.mkdir(parents=True)
         (inbox / "turn-001.wav").write_bytes(wav_bytes(Pcm(b"\x10\x00\xf0\xff" * 4000, 8000)))
+        outbox = spool / "out" / str(ACME) / str(call_uuid)
+        outbox.mkdir(parents=True)
+        (outbox / "reply-001.wav").write_bytes(wav_bytes(Pcm(b"\x00\x10\x00\xf0" * 16000, 16000)))  # 2 s
         start = datetime.now(UTC) - timedelta(minutes=3)
         turn = TurnRecord(
             index=1,
@@ -101,7 +105,7 @@ async def _seed(url: str, spool: Path) -> tuple[dict[str, str], uuid.UUID]:
             tts_ms=120,
             total_ms=460,
             recording_file=str(inbox / "turn-001.wav"),
-            reply_file=None,
+            reply_file=str(outbox / "reply-001.wav"),
         )
         await PostgresCallRecordStore(database).save(
             CallRecord(
@@ -119,6 +123,24 @@ async def _seed(url: str, spool: Path) -> tuple[dict[str, str], uuid.UUID]:
                 hangup_cause="NORMAL_CLEARING",
                 turns=[turn],
                 usage={"tts_chars.piper": 64.0},
+            )
+        )
+        await PostgresCallRecordStore(database).save(  # the same caller, the other mode: the list filters on it
+            CallRecord(
+                call_uuid=uuid.uuid4(),
+                domain_uuid=ACME,
+                transport="realtime",
+                caller_id_number="5550199",
+                caller_id_name="Dana Ortiz",
+                destination_number="5000",
+                started_at=start - timedelta(hours=2),
+                ended_at=start - timedelta(hours=2) + timedelta(seconds=25),
+                duration_ms=25000,
+                outcome="transfer",
+                outcome_destination="1001",
+                hangup_cause="NORMAL_CLEARING",
+                turns=[],
+                usage={},
             )
         )
         message = TakenMessage(

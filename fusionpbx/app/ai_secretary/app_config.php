@@ -16,20 +16,34 @@
 		$apps[$x]['description']['en-us'] = "A voice-AI secretary per domain: greeting, hours, directory, knowledge, calls and messages.";
 		$apps[$x]['description']['de-de'] = "Ein KI-Sekretariat pro Domain: Begrüßung, Zeiten, Verzeichnis, Wissen, Anrufe und Nachrichten.";
 
-	//destinations: a domain's secretary numbers in the Inbound Route, IVR and time condition pickers
+	//destinations: a domain's secretary numbers in the Inbound Route, IVR and time condition pickers, as the
+	//group "AI Secretary". How FusionPBX 5.x's app/destinations/resources/classes/destinations.php reads a block:
+	//  name: the permission it needs, singular(name)."_destinations" (so ai_secretary_destinations, granted below),
+	//        and the group's title, $text['title-<name>'] from app/<name>/app_languages.php (so it must be this
+	//        app's folder name); without "sql" it would also be the table, v_<name>
+	//  label: the key the options are sorted and validated under (an inbound route's action must be one of them)
+	//  sql + where + " order by " + order_by, with ${domain_uuid} replaced by the domain's uuid
+	//  field: each key is a placeholder, ${key}, filled from the result column named key (so the query
+	//        names its columns after the keys); select_value[<picker type>] is the action written, select_label
+	//        what the admin reads; ${domain_name} and ${context} become the domain's name
+	//No uuid column is selected: the dynamic picker's edit button would open app/<name>/<name>_edit.php?id=…
+	//Listed once: FusionPBX's own "dialplans" block lists every v_dialplans row with dialplan_destination true.
+	//The service sets that flag only while this app is not installed (no ai_secretary default settings: the
+	//number must still be pickable); with the app it leaves it false and the number is listed here. A row
+	//flagged before the app came stays in FusionPBX's Dialplan group, hence the last condition (::text: the
+	//column is text in 5.4 and boolean from 5.5 on).
 		$y = 0;
 		$apps[$x]['destinations'][$y]['type'] = "sql";
 		$apps[$x]['destinations'][$y]['label'] = "ai_secretary";
-		$apps[$x]['destinations'][$y]['name'] = "dialplans";
-		$apps[$x]['destinations'][$y]['sql'] = "select dialplan_name, dialplan_number, dialplan_description from v_dialplans ";
-		$apps[$x]['destinations'][$y]['where'] = "where domain_uuid = '\${domain_uuid}' and app_uuid = '5ec2e7a1-a1d0-4c2e-9b6f-7f3c0a1e5e01' and dialplan_enabled = 'true' ";
+		$apps[$x]['destinations'][$y]['name'] = "ai_secretary";
+		$apps[$x]['destinations'][$y]['sql'] = "select dialplan_number as destination, dialplan_description as description from v_dialplans ";
+		$apps[$x]['destinations'][$y]['where'] = "where domain_uuid = '\${domain_uuid}' and app_uuid = '5ec2e7a1-a1d0-4c2e-9b6f-7f3c0a1e5e01' and dialplan_enabled = 'true' and dialplan_number <> '' and coalesce(dialplan_destination::text, '') <> 'true' ";
 		$apps[$x]['destinations'][$y]['order_by'] = "dialplan_number asc";
-		$apps[$x]['destinations'][$y]['field']['name'] = "dialplan_name";
-		$apps[$x]['destinations'][$y]['field']['destination'] = "dialplan_number";
-		$apps[$x]['destinations'][$y]['field']['description'] = "dialplan_description";
-		$apps[$x]['destinations'][$y]['select_value']['dialplan'] = "transfer:\${destination} XML \${context}";
-		$apps[$x]['destinations'][$y]['select_value']['ivr'] = "menu-exec-app:transfer \${destination} XML \${context}";
-		$apps[$x]['destinations'][$y]['select_label'] = "\${destination} \${name}";
+		$apps[$x]['destinations'][$y]['field']['destination'] = "destination";
+		$apps[$x]['destinations'][$y]['field']['description'] = "description";
+		$apps[$x]['destinations'][$y]['select_value']['dialplan'] = "transfer:\${destination} XML \${domain_name}";
+		$apps[$x]['destinations'][$y]['select_value']['ivr'] = "menu-exec-app:transfer \${destination} XML \${domain_name}";
+		$apps[$x]['destinations'][$y]['select_label'] = "\${destination} \${description}";
 
 	//default settings: where the service's admin listener is, and the file with the key shared with it
 		$y = 0;
@@ -66,5 +80,9 @@
 		$y++;
 		$apps[$x]['permissions'][$y]['name'] = "ai_secretary_all";
 		$apps[$x]['permissions'][$y]['groups'][] = "superadmin";
+		$y++;
+		$apps[$x]['permissions'][$y]['name'] = "ai_secretary_destinations";  //the destinations block's group
+		$apps[$x]['permissions'][$y]['groups'][] = "superadmin";
+		$apps[$x]['permissions'][$y]['groups'][] = "admin";
 
 ?>
