@@ -34,7 +34,7 @@ FAST_FALLBACK = {
     "brain_stall_s": 0.6,
     "brain_hedge_after_s": 0.8,
     "late_after_s": 0.6,  # a cold first request on a loaded machine can take 0.3 s: no filler for that
-    "cool_down_s": 30.0,
+    "cool_down_s": 600.0,  # no probe starts within a test, however long a busy box makes it
     "probe_interval_s": 0.2,
     "probe_timeout_s": 0.5,
 }
