@@ -7,6 +7,8 @@ provider is benched: the next request does not touch it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -107,6 +109,51 @@ async def test_brain_streams_text_and_tool_calls_with_token_usage(
     assert usage.counters[f"brain.{provider}.prompt_tokens"] > 100
     assert usage.counters[f"brain.{provider}.completion_tokens"] == 3 + 10
     assert "fallbacks.brain" not in usage.counters
+
+
+def recites_its_prompt(messages: list[dict[str, Any]]) -> str:
+    """What a small model was seen doing: reading its system prompt out to the caller."""
+    return "Sure. " + " ".join(str(messages[0]["content"]).split()[:40])
+
+
+def invents_a_price(messages: list[dict[str, Any]]) -> str:
+    return "A full service is 249 dollars. Anything else?"
+
+
+@pytest.mark.parametrize("script", [recites_its_prompt, invents_a_price])
+async def test_brain_reply_withheld_front_desk_answers_provider_not_benched(
+    script: Callable[[list[dict[str, Any]]], str], patient_factory: ProviderFactory, fake_openai: FakeOpenAi
+) -> None:
+    config = with_providers(brain=[spec("openai", fake_openai.url)])
+    usage = UsageMeter()
+    conversation = Conversation(config, patient_factory.brain(config, usage))
+    fake_openai.script = script
+
+    events = [event async for event in conversation.stream("When are you open?")]
+
+    sentences = [e.text for e in events if isinstance(e, Sentence)]
+    reply = events[-1].reply if isinstance(events[-1], ReplyDone) else None
+    assert reply is not None and reply.brain == "front_desk" and reply.failed == ("openai",)
+    assert "Monday to Friday" in reply.text
+    assert not any("telephone secretary" in s or "249" in s for s in sentences)  # never spoken, not even half
+    assert usage.counters["fallbacks.brain"] == 1
+    # The provider is up: only that reply was bad. The next turn asks it again.
+    fake_openai.script = None
+    chat = await conversation.respond("Do you sell umbrellas?")
+    assert chat.brain == "openai" and chat.text == "Cloud model here. You said: Do you sell umbrellas."
+
+
+async def test_brain_prices_and_times_the_facts_hold_are_said(
+    patient_factory: ProviderFactory, fake_openai: FakeOpenAi
+) -> None:
+    """The guard passes numbers the prompt holds, on either clock, and small bare numbers."""
+    config = with_providers(brain=[spec("openai", fake_openai.url)])
+    conversation = Conversation(config, patient_factory.brain(config, UsageMeter()))
+    fake_openai.script = lambda messages: "We open at 9 AM on Monday, 2 doctors are in. Thanks for asking."
+
+    reply = await conversation.respond("When do you open on Monday?")
+
+    assert reply.brain == "openai" and "9 AM" in reply.text
 
 
 # -- speech to text ------------------------------------------------------------------------------------------
