@@ -219,13 +219,37 @@ def _tokens(chunk: Any) -> tuple[int, int] | None:
     return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
 
 
+def written_tool_calls(text: str) -> list[tuple[str, str]] | None:
+    """A tool call a small model wrote as text instead of sending it (`{"name": "transfer_call", "arguments":
+    {...}}`, one or several, bare or in `<tool_call>` tags, as Qwen's template shows them): the calls, or None
+    when `text` is not one."""
+    body = re.sub(r"</?tool_call>|```(?:json)?", " ", text).strip()
+    calls: list[tuple[str, str]] = []
+    decoder = json.JSONDecoder()
+    while body:
+        try:
+            value, end = decoder.raw_decode(body)
+        except json.JSONDecodeError:
+            return None
+        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+            return None
+        arguments = value.get("arguments", value.get("parameters", {}))
+        calls.append((value["name"], arguments if isinstance(arguments, str) else json.dumps(arguments)))
+        body = body[end:].lstrip(" \n,;")
+    return calls or None
+
+
 async def brain_events(
     name: str, chunks: AsyncIterator[Any], guard: ReplyGuard | None = None
 ) -> AsyncIterator[BrainEvent]:
     """Chat-completion chunks (any OpenAI-shaped SDK) → text deltas, at most one decision, `Finished`;
-    each delta passes `guard` first (a `ReplyWithheld` ends the stream)."""
+    each delta passes `guard` first (a `ReplyWithheld` ends the stream). Text that opens like JSON or a
+    `<tool_call>` tag is held back, never spoken: at the end it is a tool call written out (the decision), or
+    the reply is withheld."""
     calls: dict[int, list[str]] = {}
     prompt_tokens = completion_tokens = 0
+    said = ""
+    held: str | None = None  # text that may be a written tool call
     async for chunk in chunks:
         tokens = _tokens(chunk)
         if tokens is not None:
@@ -234,15 +258,27 @@ async def brain_events(
             continue
         delta = chunk.choices[0].delta
         if delta.content:
-            if guard is not None:
-                guard.feed(delta.content)
-            yield TextDelta(delta.content)
+            if held is None and not said.strip() and (said + delta.content).lstrip().startswith(("{", "<", "`")):
+                held = said
+            if held is not None:
+                held += delta.content
+            else:
+                if guard is not None:
+                    guard.feed(delta.content)
+                said += delta.content
+                yield TextDelta(delta.content)
         for call in delta.tool_calls or []:
             name_args = calls.setdefault(call.index, ["", ""])
             if call.function is not None:
                 name_args[0] += call.function.name or ""
                 name_args[1] += call.function.arguments or ""
-    for tool, arguments in calls.values():
+    found = [(tool, arguments) for tool, arguments in calls.values()]
+    if held is not None and held.strip():
+        written = written_tool_calls(held)
+        if written is None:
+            raise ReplyWithheld("the reply was markup, not speech")
+        found += written
+    for tool, arguments in found:
         decision = decision_from_tool(tool, arguments)
         if decision is not None:
             yield decision

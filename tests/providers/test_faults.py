@@ -156,6 +156,41 @@ async def test_brain_prices_and_times_the_facts_hold_are_said(
     assert reply.brain == "openai" and "9 AM" in reply.text
 
 
+@pytest.mark.parametrize(
+    "written",
+    [
+        '{"name": "transfer_call", "arguments": {"target": "Billing"}}',
+        '<tool_call>\n{"name": "transfer_call", "arguments": "{\\"target\\": \\"Billing\\"}"}\n</tool_call>',
+    ],
+)
+async def test_brain_tool_call_written_as_text_is_the_decision_never_spoken(
+    written: str, patient_factory: ProviderFactory, fake_openai: FakeOpenAi
+) -> None:
+    """What Qwen2.5-Coder 0.5B/1.5B do under llama.cpp: the call as text content, not `tool_calls`."""
+    config = with_providers(brain=[spec("openai", fake_openai.url)])
+    conversation = Conversation(config, patient_factory.brain(config, UsageMeter()))
+    fake_openai.script = lambda messages: written
+
+    events = [event async for event in conversation.stream("Billing please.")]
+
+    reply = events[-1].reply if isinstance(events[-1], ReplyDone) else None
+    assert reply is not None and reply.brain == "openai"
+    assert reply.action.type.value == "transfer" and reply.action.destination == "1003"
+    assert not any("{" in e.text or "tool_call" in e.text for e in events if isinstance(e, Sentence))
+
+
+async def test_brain_markup_that_is_no_tool_call_is_withheld(
+    patient_factory: ProviderFactory, fake_openai: FakeOpenAi
+) -> None:
+    config = with_providers(brain=[spec("openai", fake_openai.url)])
+    conversation = Conversation(config, patient_factory.brain(config, UsageMeter()))
+    fake_openai.script = lambda messages: '{"answer": "We open at nine."}'
+
+    reply = await conversation.respond("When are you open?")
+
+    assert reply.brain == "front_desk" and reply.failed == ("openai",) and "{" not in reply.text
+
+
 # -- speech to text ------------------------------------------------------------------------------------------
 
 
