@@ -58,6 +58,8 @@ pytestmark = [
 PATIENT = {
     "llm": {"first_token_deadline_s": 120.0, "total_deadline_s": 240.0},
     "fallback": {"brain_stall_s": 60.0, "brain_hedge_after_s": 240.0, "cool_down_s": 600.0},
+    # A tenant's endpoint must be public unless the operator allows it: a local model is allowed by host.
+    "endpoints": {"allow_hosts": ["127.0.0.1"]},
 }
 
 
