@@ -163,8 +163,12 @@ def numbers_in(text: str) -> set[str]:
     return {_normal(m.group(0).rstrip(",")) for m in _NUMBER.finditer(text)}
 
 
-def _checked_numbers(text: str) -> Iterable[str]:
+def _checked_numbers(text: str, final: bool) -> Iterable[str]:
+    """The numbers to check; mid-stream not one at the end, which may go on (a model streams "120" as
+    "1", "2", "0")."""
     for m in _NUMBER.finditer(text):
+        if not final and not text[m.end() :].strip(".,: "):
+            continue
         raw = m.group(0).rstrip(",")
         digits = sum(c.isdigit() for c in raw)
         money = bool(_CURRENCY_BEFORE.search(text[: m.start()]) or _CURRENCY_AFTER.match(text[m.end() :]))
@@ -191,21 +195,27 @@ class ReplyGuard:
         grounds = [system_prompt(request), request.caller_text, *(m.content for m in request.history)]
         return cls(rules(request), grounds)
 
-    def problem(self, text: str) -> str | None:
+    def problem(self, text: str, final: bool = True) -> str | None:
         words = _WORD.findall(text.casefold())
         if _shingles(words, LEAK_WORDS) & self._instructions:
             return "the reply read out the prompt's instructions"
-        unknown = [n for n in _checked_numbers(text) if n not in self._known]
+        unknown = [n for n in _checked_numbers(text, final) if n not in self._known]
         if unknown:
             return f"the reply stated a number the facts don't hold ({unknown[0]})"
         return None
 
     def feed(self, piece: str) -> None:
         """Raises `ReplyWithheld` when the reply so far, with `piece`, must not be said."""
-        problem = self.problem(self.text + piece)
+        problem = self.problem(self.text + piece, final=False)
         if problem is not None:
             raise ReplyWithheld(problem)
         self.text += piece
+
+    def finish(self) -> None:
+        """The whole reply, its last number included (a reply may end without a full stop)."""
+        problem = self.problem(self.text)
+        if problem is not None:
+            raise ReplyWithheld(problem)
 
 
 def _tokens(chunk: Any) -> tuple[int, int] | None:
@@ -272,6 +282,8 @@ async def brain_events(
             if call.function is not None:
                 name_args[0] += call.function.name or ""
                 name_args[1] += call.function.arguments or ""
+    if guard is not None:
+        guard.finish()
     found = [(tool, arguments) for tool, arguments in calls.values()]
     if held is not None and held.strip():
         written = written_tool_calls(held)

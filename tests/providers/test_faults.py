@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from secretary.conversation.brain import ReplyWithheld
 from secretary.conversation.conversation import Conversation, ReplyDone, Sentence
+from secretary.conversation.llm_brain import ReplyGuard
 from secretary.providers import ProviderFactory
 from secretary.speech.audio import Pcm
 from secretary.speech.chains import health_key
@@ -154,6 +156,19 @@ async def test_brain_prices_and_times_the_facts_hold_are_said(
     reply = await conversation.respond("When do you open on Monday?")
 
     assert reply.brain == "openai" and "9 AM" in reply.text
+
+
+def test_reply_guard_waits_for_a_number_streamed_digit_by_digit() -> None:
+    """Models stream "$120" as "$", "1", "2", "0": only the whole number is judged, mid-stream and at the end."""
+    guard = ReplyGuard([], ["A full service is $120, an oil change $45."])
+    for piece in ["A full service is $", "1", "2", "0", "."]:
+        guard.feed(piece)
+    guard.finish()
+    invented = ReplyGuard([], ["A full service is $120."])
+    for piece in ["It is $", "1", "3"]:
+        invented.feed(piece)  # "$13" may still become "$130…": not judged yet
+    with pytest.raises(ReplyWithheld, match="13"):
+        invented.finish()
 
 
 @pytest.mark.parametrize(
