@@ -231,12 +231,13 @@ def _tokens(chunk: Any) -> tuple[int, int] | None:
 
 def written_tool_calls(text: str) -> list[tuple[str, str]] | None:
     """A tool call a small model wrote as text instead of sending it (`{"name": "transfer_call", "arguments":
-    {...}}`, one or several, bare or in `<tool_call>` tags, as Qwen's template shows them): the calls, or None
-    when `text` is not one."""
+    {...}}`, one or several, bare or in `<tool_call>` tags as Qwen's template shows them, or in doubled
+    braces): the calls, or None when `text` is not one."""
     body = re.sub(r"</?tool_call>|```(?:json)?", " ", text).strip()
     calls: list[tuple[str, str]] = []
     decoder = json.JSONDecoder()
     while body:
+        body = re.sub(r"^\{+(?=\{)", "", body)  # "{{...}}": a template's escaped braces, copied (Qwen 1.5B)
         try:
             value, end = decoder.raw_decode(body)
         except json.JSONDecodeError:
@@ -245,7 +246,7 @@ def written_tool_calls(text: str) -> list[tuple[str, str]] | None:
             return None
         arguments = value.get("arguments", value.get("parameters", {}))
         calls.append((value["name"], arguments if isinstance(arguments, str) else json.dumps(arguments)))
-        body = body[end:].lstrip(" \n,;")
+        body = body[end:].lstrip(" \n,;}")
     return calls or None
 
 

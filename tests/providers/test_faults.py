@@ -175,6 +175,7 @@ def test_reply_guard_waits_for_a_number_streamed_digit_by_digit() -> None:
     "written",
     [
         '{"name": "transfer_call", "arguments": {"target": "Billing"}}',
+        '{{"name": "transfer_call", "arguments": {"target": "Billing"}}}}',
         '<tool_call>\n{"name": "transfer_call", "arguments": "{\\"target\\": \\"Billing\\"}"}\n</tool_call>',
     ],
 )
