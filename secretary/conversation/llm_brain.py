@@ -164,10 +164,11 @@ def numbers_in(text: str) -> set[str]:
 
 
 def _checked_numbers(text: str, final: bool) -> Iterable[str]:
-    """The numbers to check; mid-stream not one at the end, which may go on (a model streams "120" as
-    "1", "2", "0")."""
+    """The numbers to check; mid-stream not one at the very end (or before a lone separator), which may go
+    on: a model streams "120" as "1", "2", "0", and "12.50" as "12", ".", "50". A sentence is complete only
+    with the space after its full stop, so a number is judged before its sentence can be spoken."""
     for m in _NUMBER.finditer(text):
-        if not final and not text[m.end() :].strip(".,: "):
+        if not final and text[m.end() :] in ("", ".", ",", ":"):
             continue
         raw = m.group(0).rstrip(",")
         digits = sum(c.isdigit() for c in raw)

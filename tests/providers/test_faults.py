@@ -169,6 +169,11 @@ def test_reply_guard_waits_for_a_number_streamed_digit_by_digit() -> None:
         invented.feed(piece)  # "$13" may still become "$130…": not judged yet
     with pytest.raises(ReplyWithheld, match="13"):
         invented.finish()
+    sentence = ReplyGuard([], ["A full service is $120."])
+    for piece in ["It is $", "1", "3", "."]:
+        sentence.feed(piece)
+    with pytest.raises(ReplyWithheld, match="13"):
+        sentence.feed(" ")  # the space that completes the sentence: judged before it can be spoken
 
 
 @pytest.mark.parametrize(
