@@ -167,8 +167,9 @@ async def test_transfers_reach_only_directory_entries(llama: LlamaServer, factor
     served_by_llm = 0
     for said in asked:
         conversation = Conversation(config, factory.brain(config))
-        reply, _, _ = await turn(conversation, said)
+        reply, sentences, _ = await turn(conversation, said)
         served_by_llm += reply.brain == LLM
+        assert not any("{" in s or "tool_call" in s for s in sentences)  # a call written as text is not said
         if reply.action.type.value == "transfer":
             assert reply.action.destination in allowed, (said, reply)
         assert "4711" not in reply.text or reply.brain != LLM
