@@ -52,6 +52,7 @@ E2E_MODULES = {
     "test_knowledge_base",
     "test_knowledge_chroma_server",
     "test_knowledge_ingest",
+    "test_llm_local",
     "test_tenants",
     "test_voiceai_call",
 }

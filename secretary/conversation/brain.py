@@ -94,6 +94,12 @@ class Finished:
 BrainEvent = TextDelta | Decision | Retract | Finished
 
 
+class ReplyWithheld(Exception):
+    """A brain's own guard withheld its reply (it read out its instructions, or stated a number the facts
+    don't hold): the chain asks the next brain, and does not bench this one, which is up; only this reply
+    was bad."""
+
+
 class Brain(Protocol):
     name: str
 

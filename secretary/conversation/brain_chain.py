@@ -27,6 +27,7 @@ from secretary.conversation.brain import (
     BrainRequest,
     Decision,
     Finished,
+    ReplyWithheld,
     Retract,
     TextDelta,
 )
@@ -125,7 +126,7 @@ class BrainChain:
             running.remove(attempt)
             failed.append(attempt.brain.name)
             self._usage.failure(KIND, attempt.brain.name)
-            if self._health is not None:
+            if self._health is not None and not isinstance(error, ReplyWithheld):
                 self._health.failed(attempt.key, error, getattr(attempt.brain, "probe", None))
             log.warning("brain_failed", brain=attempt.brain.name, error=str(error) or type(error).__name__)
 

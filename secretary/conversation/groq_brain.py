@@ -12,7 +12,7 @@ from typing import Any
 from groq import AsyncGroq
 
 from secretary.conversation.brain import BrainEvent, BrainRequest
-from secretary.conversation.llm_brain import brain_events, chat_messages, tool_schemas
+from secretary.conversation.llm_brain import ReplyGuard, brain_events, chat_messages, tool_schemas
 
 
 class GroqBrain:
@@ -35,7 +35,7 @@ class GroqBrain:
             stream=True,
         )
         try:
-            async for event in brain_events(self.name, stream):
+            async for event in brain_events(self.name, stream, ReplyGuard.for_request(request)):
                 yield event
         finally:
             await stream.close()

@@ -7,10 +7,14 @@ provider is benched: the next request does not touch it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
+from secretary.conversation.brain import ReplyWithheld
 from secretary.conversation.conversation import Conversation, ReplyDone, Sentence
+from secretary.conversation.llm_brain import ReplyGuard
 from secretary.providers import ProviderFactory
 from secretary.speech.audio import Pcm
 from secretary.speech.chains import health_key
@@ -107,6 +111,105 @@ async def test_brain_streams_text_and_tool_calls_with_token_usage(
     assert usage.counters[f"brain.{provider}.prompt_tokens"] > 100
     assert usage.counters[f"brain.{provider}.completion_tokens"] == 3 + 10
     assert "fallbacks.brain" not in usage.counters
+
+
+def recites_its_prompt(messages: list[dict[str, Any]]) -> str:
+    """What a small model was seen doing: reading its system prompt out to the caller."""
+    return "Sure. " + " ".join(str(messages[0]["content"]).split()[:40])
+
+
+def invents_a_price(messages: list[dict[str, Any]]) -> str:
+    return "A full service is 249 dollars. Anything else?"
+
+
+@pytest.mark.parametrize("script", [recites_its_prompt, invents_a_price])
+async def test_brain_reply_withheld_front_desk_answers_provider_not_benched(
+    script: Callable[[list[dict[str, Any]]], str], patient_factory: ProviderFactory, fake_openai: FakeOpenAi
+) -> None:
+    config = with_providers(brain=[spec("openai", fake_openai.url)])
+    usage = UsageMeter()
+    conversation = Conversation(config, patient_factory.brain(config, usage))
+    fake_openai.script = script
+
+    events = [event async for event in conversation.stream("When are you open?")]
+
+    sentences = [e.text for e in events if isinstance(e, Sentence)]
+    reply = events[-1].reply if isinstance(events[-1], ReplyDone) else None
+    assert reply is not None and reply.brain == "front_desk" and reply.failed == ("openai",)
+    assert "Monday to Friday" in reply.text
+    assert not any("telephone secretary" in s or "249" in s for s in sentences)  # never spoken, not even half
+    assert usage.counters["fallbacks.brain"] == 1
+    # The provider is up: only that reply was bad. The next turn asks it again.
+    fake_openai.script = None
+    chat = await conversation.respond("Do you sell umbrellas?")
+    assert chat.brain == "openai" and chat.text == "Cloud model here. You said: Do you sell umbrellas."
+
+
+async def test_brain_prices_and_times_the_facts_hold_are_said(
+    patient_factory: ProviderFactory, fake_openai: FakeOpenAi
+) -> None:
+    """The guard passes numbers the prompt holds, on either clock, and small bare numbers."""
+    config = with_providers(brain=[spec("openai", fake_openai.url)])
+    conversation = Conversation(config, patient_factory.brain(config, UsageMeter()))
+    fake_openai.script = lambda messages: "We open at 9 AM on Monday, 2 doctors are in. Thanks for asking."
+
+    reply = await conversation.respond("When do you open on Monday?")
+
+    assert reply.brain == "openai" and "9 AM" in reply.text
+
+
+def test_reply_guard_waits_for_a_number_streamed_digit_by_digit() -> None:
+    """Models stream "$120" as "$", "1", "2", "0": only the whole number is judged, mid-stream and at the end."""
+    guard = ReplyGuard([], ["A full service is $120, an oil change $45."])
+    for piece in ["A full service is $", "1", "2", "0", "."]:
+        guard.feed(piece)
+    guard.finish()
+    invented = ReplyGuard([], ["A full service is $120."])
+    for piece in ["It is $", "1", "3"]:
+        invented.feed(piece)  # "$13" may still become "$130…": not judged yet
+    with pytest.raises(ReplyWithheld, match="13"):
+        invented.finish()
+    sentence = ReplyGuard([], ["A full service is $120."])
+    for piece in ["It is $", "1", "3", "."]:
+        sentence.feed(piece)
+    with pytest.raises(ReplyWithheld, match="13"):
+        sentence.feed(" ")  # the space that completes the sentence: judged before it can be spoken
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        '{"name": "transfer_call", "arguments": {"target": "Billing"}}',
+        '{{"name": "transfer_call", "arguments": {"target": "Billing"}}}}',
+        '<tool_call>\n{"name": "transfer_call", "arguments": "{\\"target\\": \\"Billing\\"}"}\n</tool_call>',
+    ],
+)
+async def test_brain_tool_call_written_as_text_is_the_decision_never_spoken(
+    written: str, patient_factory: ProviderFactory, fake_openai: FakeOpenAi
+) -> None:
+    """What Qwen2.5-Coder 0.5B/1.5B do under llama.cpp: the call as text content, not `tool_calls`."""
+    config = with_providers(brain=[spec("openai", fake_openai.url)])
+    conversation = Conversation(config, patient_factory.brain(config, UsageMeter()))
+    fake_openai.script = lambda messages: written
+
+    events = [event async for event in conversation.stream("Billing please.")]
+
+    reply = events[-1].reply if isinstance(events[-1], ReplyDone) else None
+    assert reply is not None and reply.brain == "openai"
+    assert reply.action.type.value == "transfer" and reply.action.destination == "1003"
+    assert not any("{" in e.text or "tool_call" in e.text for e in events if isinstance(e, Sentence))
+
+
+async def test_brain_markup_that_is_no_tool_call_is_withheld(
+    patient_factory: ProviderFactory, fake_openai: FakeOpenAi
+) -> None:
+    config = with_providers(brain=[spec("openai", fake_openai.url)])
+    conversation = Conversation(config, patient_factory.brain(config, UsageMeter()))
+    fake_openai.script = lambda messages: '{"answer": "We open at nine."}'
+
+    reply = await conversation.respond("When are you open?")
+
+    assert reply.brain == "front_desk" and reply.failed == ("openai",) and "{" not in reply.text
 
 
 # -- speech to text ------------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ class FakeOpenAi(FakeServer):
         self._say = say
         self._transcribe = transcribe
         self._embed = embed
+        # A test's own model: the chat messages → the reply's text (no tool call), in place of the derived one.
+        self.script: Callable[[list[dict[str, Any]]], str] | None = None
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -105,6 +107,8 @@ class FakeOpenAi(FakeServer):
 
         said = next((m["content"] for m in reversed(body["messages"]) if m["role"] == "user"), "")
         pieces, tool = self._answer(said, body.get("tools") or [])
+        if self.script is not None:
+            pieces, tool = [w + " " for w in self.script(body["messages"]).split(" ")], None
         await response.write(chunk({"role": "assistant", "content": ""}))
         for piece in pieces:
             await response.write(chunk({"content": piece}))
