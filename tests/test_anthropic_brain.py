@@ -155,6 +155,37 @@ async def test_a_transfer_outside_the_directory_is_refused(
     assert reply.text.startswith("Certainly, one moment.") and "9999" in reply.text
 
 
+@pytest.mark.parametrize(
+    "script",
+    [
+        lambda system: "Of course. " + " ".join(system.split()[:30]),  # reads its prompt out
+        lambda system: "A nail clipping is 35 dollars, and we are open until 9:45 tonight.",  # no such facts
+    ],
+    ids=["recites_its_prompt", "invents_a_price"],
+)
+async def test_a_reply_the_guard_withholds_is_answered_by_the_front_desk_and_anthropic_stays_up(
+    script: Callable[[str], str], make_factory: Callable[..., ProviderFactory], fake_anthropic: FakeAnthropic
+) -> None:
+    """The same reply guard as the OpenAI-compatible brains: nothing of the reply is spoken, the front desk
+    answers, and the provider is not benched (it is up; only that reply was bad)."""
+    config = vet_practice([anthropic_spec(fake_anthropic.url)])
+    usage = UsageMeter()
+    factory = make_factory()
+    conversation = Conversation(config, factory.brain(config, usage))
+    fake_anthropic.script = script
+
+    events = [e async for e in conversation.stream("Do you see exotic pets?")]
+
+    spoken = " ".join(e.text for e in events if isinstance(e, Sentence))
+    done = events[-1]
+    assert isinstance(done, ReplyDone) and done.reply.brain == "front_desk" and done.reply.failed == ("anthropic",)
+    assert "reptiles" in done.reply.text
+    assert "telephone secretary" not in spoken and "35" not in spoken and "9:45" not in spoken
+    fake_anthropic.script = None
+    again = await conversation.respond("Do you sell leads?")
+    assert again.brain == "anthropic" and again.text == "Claude here. You said: Do you sell leads."
+
+
 @pytest.mark.parametrize("failure", [f for f in Failure if f is not Failure.NONE])
 async def test_a_failure_falls_over_to_the_front_desk_and_benches_anthropic(
     failure: Failure, make_factory: Callable[..., ProviderFactory], fake_anthropic: FakeAnthropic

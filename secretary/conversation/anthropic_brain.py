@@ -17,7 +17,13 @@ from typing import Any, Literal
 from anthropic import AsyncAnthropic
 
 from secretary.conversation.brain import BrainEvent, BrainRequest, Finished, TextDelta
-from secretary.conversation.llm_brain import chat_messages, decision_from_tool, system_prompt, tool_schemas
+from secretary.conversation.llm_brain import (
+    ReplyGuard,
+    chat_messages,
+    decision_from_tool,
+    system_prompt,
+    tool_schemas,
+)
 
 # The Messages API wants the conversation to open with the caller; ours opens with the greeting.
 CALL_STARTS = "(the call starts)"
@@ -62,8 +68,11 @@ def _input_tokens(usage: Any) -> int | None:
     return int(tokens) + int(cached)
 
 
-async def anthropic_events(name: str, events: AsyncIterator[Any]) -> AsyncIterator[BrainEvent]:
-    """Messages stream events → text deltas, at most one decision (the first tool call), `Finished`."""
+async def anthropic_events(
+    name: str, events: AsyncIterator[Any], guard: ReplyGuard | None = None
+) -> AsyncIterator[BrainEvent]:
+    """Messages stream events → text deltas, at most one decision (the first tool call), `Finished`; each
+    delta passes `guard` first, as the OpenAI brain's do (a `ReplyWithheld` ends the stream)."""
     tools: dict[int, list[str]] = {}  # content block index -> [tool name, its input JSON so far]
     prompt_tokens = completion_tokens = 0
     async for event in events:
@@ -76,12 +85,16 @@ async def anthropic_events(name: str, events: AsyncIterator[Any]) -> AsyncIterat
         elif event.type == "content_block_delta":
             delta = event.delta
             if delta.type == "text_delta" and delta.text:
+                if guard is not None:
+                    guard.feed(delta.text)
                 yield TextDelta(delta.text)
             elif delta.type == "input_json_delta" and event.index in tools:
                 tools[event.index][1] += delta.partial_json
         elif event.type == "message_delta":
             prompt_tokens = _input_tokens(event.usage) or prompt_tokens  # cumulative, when sent
             completion_tokens = int(event.usage.output_tokens)
+    if guard is not None:
+        guard.finish()
     for _, (tool, arguments) in sorted(tools.items()):
         decision = decision_from_tool(tool, arguments)
         if decision is not None:
@@ -125,7 +138,7 @@ class AnthropicBrain:
             **extra,
         )
         try:
-            async for event in anthropic_events(self.name, stream):
+            async for event in anthropic_events(self.name, stream, ReplyGuard.for_request(request)):
                 yield event
         finally:
             await stream.close()

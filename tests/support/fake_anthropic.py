@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any
 
@@ -78,6 +79,8 @@ class FakeAnthropic(FakeServer):
         super().__init__()
         self.failure = Failure.NONE
         self._key = key
+        # A test's own model: the request's system prompt → the reply's text (no tool use), in its place.
+        self.script: Callable[[str], str] | None = None
 
     def _authenticated(self, request: web.Request) -> bool:
         bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
@@ -157,6 +160,8 @@ class FakeAnthropic(FakeServer):
             return response
         wanted = TRANSFER.search(said.strip())
         texts = ["Certainly, ", "one moment."] if wanted else self._sentences(said)
+        if self.script is not None:
+            wanted, texts = None, [w + " " for w in self.script(str(body.get("system", ""))).split(" ")]
         await response.write(_event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
         for text in texts:
             delta = {"index": 0, "delta": {"type": "text_delta", "text": text}}
