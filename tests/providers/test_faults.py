@@ -145,13 +145,22 @@ async def test_brain_reply_withheld_front_desk_answers_provider_not_benched(
     assert chat.brain == "openai" and chat.text == "Cloud model here. You said: Do you sell umbrellas."
 
 
+def scripted_model(
+    factory: ProviderFactory, fake_openai: FakeOpenAi, script: Callable[[list[dict[str, Any]]], str]
+) -> Conversation:
+    """A conversation whose brain is the OpenAI-compatible server answering with `script`'s text."""
+    config = with_providers(brain=[spec("openai", fake_openai.url)])
+    fake_openai.script = script
+    return Conversation(config, factory.brain(config, UsageMeter()))
+
+
 async def test_brain_prices_and_times_the_facts_hold_are_said(
     patient_factory: ProviderFactory, fake_openai: FakeOpenAi
 ) -> None:
     """The guard passes numbers the prompt holds, on either clock, and small bare numbers."""
-    config = with_providers(brain=[spec("openai", fake_openai.url)])
-    conversation = Conversation(config, patient_factory.brain(config, UsageMeter()))
-    fake_openai.script = lambda messages: "We open at 9 AM on Monday, 2 doctors are in. Thanks for asking."
+    conversation = scripted_model(
+        patient_factory, fake_openai, lambda messages: "We open at 9 AM on Monday, 2 doctors are in. Thanks for asking."
+    )
 
     reply = await conversation.respond("When do you open on Monday?")
 
@@ -188,9 +197,7 @@ async def test_brain_tool_call_written_as_text_is_the_decision_never_spoken(
     written: str, patient_factory: ProviderFactory, fake_openai: FakeOpenAi
 ) -> None:
     """What Qwen2.5-Coder 0.5B/1.5B do under llama.cpp: the call as text content, not `tool_calls`."""
-    config = with_providers(brain=[spec("openai", fake_openai.url)])
-    conversation = Conversation(config, patient_factory.brain(config, UsageMeter()))
-    fake_openai.script = lambda messages: written
+    conversation = scripted_model(patient_factory, fake_openai, lambda messages: written)
 
     events = [event async for event in conversation.stream("Billing please.")]
 
@@ -203,9 +210,7 @@ async def test_brain_tool_call_written_as_text_is_the_decision_never_spoken(
 async def test_brain_markup_that_is_no_tool_call_is_withheld(
     patient_factory: ProviderFactory, fake_openai: FakeOpenAi
 ) -> None:
-    config = with_providers(brain=[spec("openai", fake_openai.url)])
-    conversation = Conversation(config, patient_factory.brain(config, UsageMeter()))
-    fake_openai.script = lambda messages: '{"answer": "We open at nine."}'
+    conversation = scripted_model(patient_factory, fake_openai, lambda messages: '{"answer": "We open at nine."}')
 
     reply = await conversation.respond("When are you open?")
 
