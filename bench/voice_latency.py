@@ -46,8 +46,8 @@ QUESTIONS = [
     "Where are you located?",
     "Do you have parking?",
     "What are your opening hours?",
-    "Hello, is anybody there?",
-    "Thank you very much.",
+    "When do you close on Friday?",  # ("Hello, is anybody there?" now reads as asking for a person: a transfer)
+    "Are you open on Saturday?",  # ("Thank you very much." now ends the call: the goodbye intent, by meaning)
     "Can you tell me your address please?",
 ]
 RESULTS = ROOT / "bench" / "results"
