@@ -53,8 +53,6 @@ from secretary.tenants.config import SecretaryConfig
 
 log = structlog.get_logger(__name__)
 
-TRANSPORT = Transport.REALTIME.value
-TEST_TRANSPORT = Transport.TEST.value  # a test call's record says so
 TICK_S = 0.25
 KEY_CUT_IN_S = 0.3  # how long a key waits for the engine to stop before the session stops the audio itself
 
@@ -93,7 +91,7 @@ class CallSession:
     ) -> None:
         self.runtime = runtime
         self.test_call = test_call
-        self.transport = TEST_TRANSPORT if test_call else TRANSPORT
+        self.transport = Transport.TEST if test_call else Transport.REALTIME  # a test call's record says so
         self.config = config
         self.sample_rate = metadata.sample_rate
         self.call_uuid = str(target.call_uuid)

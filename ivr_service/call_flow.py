@@ -37,7 +37,6 @@ from secretary.usage import UsageMeter
 log = structlog.get_logger(__name__)
 
 SILENCE_RMS = 40.0  # below this a recording is line noise: don't run STT (Whisper invents words in silence)
-TRANSPORT = Transport.TURN.value
 
 
 @dataclass
@@ -105,13 +104,13 @@ class TurnFlow:
             existing = await self._rt.call_states.get(request.call_uuid)
             if existing is not None and existing.domain_uuid != config.domain_uuid:
                 raise UnknownCall("call_uuid is already in use")
-            if existing is not None and existing.transport != TRANSPORT:
+            if existing is not None and existing.transport != Transport.TURN:
                 existing = None  # the realtime part's state (its bridge died or is finishing): replaced by ours
             state = existing or CallState(
                 call_uuid=request.call_uuid,
                 domain_uuid=config.domain_uuid,
                 domain_name=config.domain_name,
-                transport=TRANSPORT,
+                transport=Transport.TURN,
                 caller_id_number=request.caller_id_number,
                 caller_id_name=request.caller_id_name,
                 destination_number=request.destination_number,
@@ -123,7 +122,7 @@ class TurnFlow:
             audio_file, _ = await self._speak(config, state, greeting, cacheable=True)
             await self._rt.call_states.put(state)
         if existing is None:
-            self._rt.metrics.calls_started.labels(TRANSPORT).inc()
+            self._rt.metrics.calls_started.labels(Transport.TURN).inc()
             log.info("call_started", caller=request.caller_id_number, destination=request.destination_number)
         return TurnResult(request.call_uuid, greeting, audio_file, Action.continue_(), self._record_spec(config, state))
 
@@ -174,7 +173,7 @@ class TurnFlow:
             await self._rt.call_records.save(record)  # spilled and retried while PostgreSQL is down
             await self._rt.call_states.delete(state.domain_uuid, call_uuid)
             await asyncio.to_thread(self._uploads.remove, state.domain_uuid, call_uuid)
-        self._rt.metrics.calls_ended.labels(TRANSPORT, record.outcome).inc()
+        self._rt.metrics.calls_ended.labels(Transport.TURN, record.outcome).inc()
         log.info(
             "call_ended",
             outcome=record.outcome,
@@ -194,7 +193,7 @@ class TurnFlow:
         except SecretaryError as exc:
             log.warning("call_record_not_joined", reason=exc.message)  # saved alone: the realtime part's is kept
             return record
-        if earlier is None or earlier.transport == TRANSPORT:
+        if earlier is None or earlier.transport == Transport.TURN:
             return record
         before = [t for t in earlier.turns if t.at < record.started_at]
         turns = [t.model_copy(update={"index": i}) for i, t in enumerate([*before, *record.turns], start=1)]
@@ -291,7 +290,7 @@ class TurnFlow:
         call.speaking()  # the script plays the reply, then records the caller's next turn
         await self._rt.call_states.put(state)
         metrics = self._rt.metrics
-        metrics.turns.labels(TRANSPORT, action.type.value).inc()
+        metrics.turns.labels(Transport.TURN, action.type.value).inc()
         for stage in ("stt", "brain", "tts", "total"):
             metrics.stage_seconds.labels(stage).observe(timings[f"{stage}_ms"] / 1000)
         log.info("turn", heard=heard, said=reply.text, action=action.type.value, brain=reply.brain, **timings)
