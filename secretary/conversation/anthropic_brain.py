@@ -19,7 +19,7 @@ from anthropic import AsyncAnthropic
 from secretary.conversation.brain import BrainEvent, BrainRequest, Finished, TextDelta
 from secretary.conversation.llm_brain import (
     ReplyGuard,
-    chat_messages,
+    conversation_messages,
     decision_from_tool,
     system_prompt,
     tool_schemas,
@@ -44,7 +44,7 @@ def anthropic_messages(request: BrainRequest) -> list[dict[str, Any]]:
     """The chat without its system message, opening with a user turn, one turn per role in a row (the API
     would merge them anyway) and no empty text (which it rejects)."""
     messages: list[dict[str, Any]] = []
-    for message in chat_messages(request)[1:]:
+    for message in conversation_messages(request):
         text = str(message["content"]).strip()
         if not text:
             continue
@@ -128,9 +128,10 @@ class AnthropicBrain:
 
     async def stream(self, request: BrainRequest) -> AsyncIterator[BrainEvent]:
         extra: dict[str, Any] = {"thinking": {"type": self._thinking}} if self._thinking else {}
+        system = system_prompt(request)
         stream: Any = await self._client.messages.create(
             model=self._model,
-            system=system_prompt(request),
+            system=system,
             messages=anthropic_messages(request),  # type: ignore[arg-type]
             tools=anthropic_tools(request),  # type: ignore[arg-type]
             max_tokens=self._max_tokens,
@@ -138,7 +139,7 @@ class AnthropicBrain:
             **extra,
         )
         try:
-            async for event in anthropic_events(self.name, stream, ReplyGuard.for_request(request)):
+            async for event in anthropic_events(self.name, stream, ReplyGuard.for_request(request, system)):
                 yield event
         finally:
             await stream.close()

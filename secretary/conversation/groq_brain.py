@@ -12,7 +12,7 @@ from typing import Any
 from groq import AsyncGroq
 
 from secretary.conversation.brain import BrainEvent, BrainRequest
-from secretary.conversation.llm_brain import ReplyGuard, brain_events, chat_messages, tool_schemas
+from secretary.conversation.llm_brain import ReplyGuard, brain_events, chat_messages, system_prompt, tool_schemas
 
 
 class GroqBrain:
@@ -26,16 +26,17 @@ class GroqBrain:
         self._max_tokens = max_tokens
 
     async def stream(self, request: BrainRequest) -> AsyncIterator[BrainEvent]:
+        system = system_prompt(request)
         stream: Any = await self._client.chat.completions.create(
             model=self._model,
-            messages=chat_messages(request),  # type: ignore[arg-type]
+            messages=chat_messages(request, system),  # type: ignore[arg-type]
             tools=tool_schemas(request),  # type: ignore[arg-type]
             temperature=self._temperature,
             max_completion_tokens=self._max_tokens,
             stream=True,
         )
         try:
-            async for event in brain_events(self.name, stream, ReplyGuard.for_request(request)):
+            async for event in brain_events(self.name, stream, ReplyGuard.for_request(request, system)):
                 yield event
         finally:
             await stream.close()

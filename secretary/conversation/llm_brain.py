@@ -121,11 +121,16 @@ def decision_from_tool(name: str, arguments: str) -> Decision | None:
     return None
 
 
-def chat_messages(request: BrainRequest) -> list[dict[str, Any]]:
-    messages: list[dict[str, Any]] = [{"role": "system", "content": system_prompt(request)}]
-    messages.extend({"role": m.role, "content": m.content} for m in request.history)
+def conversation_messages(request: BrainRequest) -> list[dict[str, Any]]:
+    """The call so far and the caller's new words, without the system prompt."""
+    messages: list[dict[str, Any]] = [{"role": m.role, "content": m.content} for m in request.history]
     messages.append({"role": "user", "content": request.caller_text or "(the caller said nothing)"})
     return messages
+
+
+def chat_messages(request: BrainRequest, system: str) -> list[dict[str, Any]]:
+    """`system`: the request's `system_prompt`, made once per request (the reply guard reads it too)."""
+    return [{"role": "system", "content": system}, *conversation_messages(request)]
 
 
 # -- the reply guard --------------------------------------------------------------------------------------
@@ -192,8 +197,9 @@ class ReplyGuard:
         self.text = ""
 
     @classmethod
-    def for_request(cls, request: BrainRequest) -> ReplyGuard:
-        grounds = [system_prompt(request), request.caller_text, *(m.content for m in request.history)]
+    def for_request(cls, request: BrainRequest, system: str) -> ReplyGuard:
+        """`system`: the prompt the model was given (`system_prompt(request)`)."""
+        grounds = [system, request.caller_text, *(m.content for m in request.history)]
         return cls(rules(request), grounds)
 
     def problem(self, text: str, final: bool = True) -> str | None:
@@ -324,9 +330,10 @@ class OpenAiCompatibleBrain:
 
     async def stream(self, request: BrainRequest) -> AsyncIterator[BrainEvent]:
         extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if self._stream_usage else {}
+        system = system_prompt(request)
         stream = await self._client.chat.completions.create(
             model=self._model,
-            messages=chat_messages(request),  # type: ignore[arg-type]
+            messages=chat_messages(request, system),  # type: ignore[arg-type]
             tools=tool_schemas(request),  # type: ignore[arg-type]
             temperature=self._temperature,
             max_tokens=self._max_tokens,
@@ -335,7 +342,7 @@ class OpenAiCompatibleBrain:
         )
         assert isinstance(stream, AsyncStream)
         try:
-            async for event in brain_events(self.name, stream, ReplyGuard.for_request(request)):
+            async for event in brain_events(self.name, stream, ReplyGuard.for_request(request, system)):
                 yield event
         finally:
             await stream.close()
