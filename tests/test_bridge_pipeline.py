@@ -17,8 +17,8 @@ from tests.support.speech import Speech
 
 pytestmark = pytest.mark.timeout(120)
 # A barge-in stops the secretary while the caller is still saying the first words (~250 ms of speech for the VAD,
-# then the stop; ~280 ms on a real FreeSWITCH, PROTOCOLS §0): asserted with a margin a loaded box meets (820 ms
-# seen at load 5), not as a timing target.
+# then the stop; ~280 ms on a real FreeSWITCH, as measured for issue 11): asserted with a margin a loaded box
+# meets (820 ms seen at load 5), not as a timing target.
 STOP_BOUND_MS = 1500
 
 
