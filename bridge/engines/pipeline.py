@@ -19,6 +19,11 @@ per stage, audio seconds, tokens, characters, failures, fallbacks) goes to the c
 `takeover`: the pipeline continues a call another engine started (`EngineChain`): no greeting, the
 conversation so far as history, "Sorry, one moment.", the unheard rest of the cut reply, then the caller's
 audio since that engine last spoke is run through the VAD, so words it never answered are answered now.
+
+Who speaks when — the phases (listening, answering, replying, interrupting, finishing), barge-in, a cut turn
+carried into the next, the early STT, the streaming STT's turns, a takeover's held apology — is `TurnTaking`
+(`bridge/engines/turn_taking.py`), a sans-I/O state machine: `run` reports each event to it and carries out
+the actions it returns; this module keeps the I/O (tasks, STT, TTS, playback, the timers).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +39,22 @@ import structlog
 
 from bridge.engines.base import CallContext
 from bridge.engines.streamed_turns import StreamedTurns
+from bridge.engines.turn_taking import (
+    AbandonStream,
+    Action,
+    AwaitTranscript,
+    BargeIn,
+    CallerActive,
+    CallerFinished,
+    Cut,
+    DropEarlyStt,
+    End,
+    PlayApology,
+    StartEarlyStt,
+    StartReply,
+    Stream,
+    TurnTaking,
+)
 from bridge.prompts import PromptAudio, beep
 from secretary.calls.lifecycle import Timings
 from secretary.calls.models import TurnRecord
@@ -48,14 +70,7 @@ from secretary.speech.audio import Pcm
 from secretary.speech.chains import SttChain, TtsChain, health_key
 from secretary.speech.interfaces import Transcript
 from secretary.speech.sentences import split_first_clause
-from secretary.speech.utterances import (
-    SegmentEvent,
-    SpeechPaused,
-    SpeechResumed,
-    SpeechStarted,
-    UtteranceEnded,
-    UtteranceSegmenter,
-)
+from secretary.speech.utterances import SegmentEvent, UtteranceSegmenter
 from secretary.speech.vad import SileroVad
 from secretary.tasks import cancel_and_wait, wait_all
 from secretary.tenants.config import SecretaryConfig
@@ -148,10 +163,8 @@ class PipelineEngine:
         self._conversation = Conversation(config, runtime.providers.brain(config, self._usage))
         self._streaming: StreamedTurns | None = None
         self._stream_task: asyncio.Task[None] | None = None
-        self._streamed_upto_ms = 0.0  # stream position the streaming STT's last utterance covered
-        self._unanswered: Pcm | None = None  # a VAD-closed turn the streaming STT has not answered yet
         self._filler = b""
-        self._apology = b""  # a takeover's apology held until the caller finishes speaking
+        self._turns = TurnTaking(sample_rate)  # who speaks when: every turn-taking decision
         fallback = runtime.settings.fallback
         # The caller's clock (the filler) and the streaming STT's: once our VAD heard the turn end, the
         # provider, whose endpointing is quicker, must say so within `stt_stall_s`.
@@ -159,17 +172,13 @@ class PipelineEngine:
             ReplyTimers(filler_after_s=fallback.late_after_s, first_byte_s=fallback.stt_stall_s)
         )
         self._late: asyncio.TimerHandle | None = None  # wakes `_due` at the supervisor's next moment
-        self._stream_abandoned = False
         self._closing: set[asyncio.Future[None]] = set()
         self._opening: asyncio.Future[None] | None = None
         self._events: asyncio.Queue[_Event] = asyncio.Queue()
         self._reply: asyncio.Task[bool] | None = None
-        self._turn: _Turn | None = None
+        self._turn: _Turn | None = None  # the reply in progress, or the last one (what a barge-in cut)
         self._call: CallContext | None = None
-        self._carry: Pcm | None = None  # a turn cut before the caller heard any of its reply
-        self._carry_text = ""  # its words, when a streaming STT had them
         self._early: asyncio.Future[Transcript] | None = None  # STT started on a pause, before the turn ended
-        self._finishing = False
 
     def feed(self, pcm: bytes) -> None:
         if self._call is None:
@@ -209,63 +218,68 @@ class PipelineEngine:
             log.warning("filler_unavailable", error=str(exc) or type(exc).__name__)
         while True:
             event = await self._events.get()
+            turns = self._turns
             if isinstance(event, _ReplyOver):
                 if event.task is not self._reply:
                     continue
                 self._reply = None
                 self._disarm_timers()  # (already, if it was heard): nothing of this turn is awaited any more
-                if event.task.cancelled():
-                    continue
-                error = event.task.exception()
-                if error is not None:
+                if not event.task.cancelled() and (error := event.task.exception()) is not None:
                     raise error
-                if event.task.result():  # the conversation is over
-                    return
+                actions = turns.reply_over(ended=not event.task.cancelled() and event.task.result())
             elif isinstance(event, _StreamLost):
-                self._stream_lost(event.error)
-            elif isinstance(event, _KeysPressed):
-                if not self._finishing and (call.playback.speaking or self._reply is not None):
-                    await self._barge_in(call)
-                if not event.done.done():
-                    event.done.set_result(None)
-            elif self._finishing:
-                continue  # the farewell or the transfer announcement plays to the end
-            elif isinstance(event, SpeechStarted):
-                call.caller_active()
-                if call.playback.speaking or self._reply is not None:
-                    await self._barge_in(call)
-            elif isinstance(event, _Streamed):
-                self._streamed_upto_ms = self._segmenter.position_ms
-                self._unanswered = None
                 self._supervisor.provider_done()
-                await self._turn_over(call, Pcm(b"", self._rate), event.text)
-            elif self._streaming is not None and not self._streaming.failed:
-                if isinstance(event, UtteranceEnded) and event.end_ms > self._streamed_upto_ms:
-                    self._unanswered = event.audio  # kept until the provider's transcript comes
-                    now = asyncio.get_running_loop().time()
-                    self._supervisor.caller_finished(now)
-                    self._supervisor.provider_started(now)
-                    self._arm_timers()
-            elif isinstance(event, SpeechPaused):
-                if self._carry is None and self._reply is None:
-                    self._early = self._transcribe(event.audio)
-            elif isinstance(event, SpeechResumed):
-                self._drop_early()
-            elif isinstance(event, UtteranceEnded):
-                await self._turn_over(call, event.audio)
+                actions = turns.stream_lost(event.error)
+            elif isinstance(event, _KeysPressed):
+                actions = turns.keys_pressed(speaking=call.playback.speaking)
+            elif isinstance(event, _Streamed):
+                actions = turns.streamed(event.text, self._segmenter.position_ms)
+            else:
+                actions = turns.segment(event, speaking=call.playback.speaking)
+            over = await self._act(call, actions)
+            if isinstance(event, _KeysPressed) and not event.done.done():
+                event.done.set_result(None)
+            if over:
+                return
 
     async def keys_pressed(self) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._events.put_nowait(_KeysPressed(done))
         await done
 
-    async def _turn_over(self, call: CallContext, audio: Pcm, text: str | None = None) -> None:
-        call.caller_active()
-        if not self._supervisor.awaiting:  # a new turn (unless its clock runs since our VAD heard it end)
-            self._supervisor.caller_finished(asyncio.get_running_loop().time())
-        if self._reply is not None:  # the caller went on talking: answer the whole of it
-            await self._barge_in(call)
-        self._start_reply(audio, text)
+    async def _act(self, call: CallContext, actions: Sequence[Action]) -> bool:
+        """Carries out the turn-taking's actions, in order; True when the conversation is over."""
+        for action in actions:
+            if isinstance(action, CallerActive):
+                call.caller_active()
+            elif isinstance(action, CallerFinished):
+                if action.streamed:
+                    self._supervisor.provider_done()
+                call.caller_active()
+                if not self._supervisor.awaiting:  # a new turn (unless its clock runs since our VAD heard it end)
+                    self._supervisor.caller_finished(asyncio.get_running_loop().time())
+            elif isinstance(action, AwaitTranscript):  # kept until the provider's transcript comes
+                now = asyncio.get_running_loop().time()
+                self._supervisor.caller_finished(now)
+                self._supervisor.provider_started(now)
+                self._arm_timers()
+            elif isinstance(action, StartEarlyStt):
+                self._early = self._transcribe(action.audio)
+            elif isinstance(action, DropEarlyStt):
+                self._drop_early()
+            elif isinstance(action, StartReply):
+                self._start_reply(call, action)
+            elif isinstance(action, BargeIn):
+                cut = await self._barge_in(call)
+                if await self._act(call, cut.then):
+                    return True
+            elif isinstance(action, PlayApology):
+                call.playback.enqueue(action.audio, self._runtime.settings.fallback.realtime_lost_text, "apology")
+            elif isinstance(action, AbandonStream):
+                self._abandon_stream(action.error)
+            elif isinstance(action, End):
+                return True
+        return False
 
     # -- the streaming STT -----------------------------------------------------------------------------------
 
@@ -286,6 +300,7 @@ class PipelineEngine:
             return
         self._usage.served("stt", stt.name, fallback=False)
         self._streaming = streaming
+        self._turns.stream_opened()
 
         async def on_utterance(text: str) -> None:
             self._events.put_nowait(_Streamed(text))
@@ -303,13 +318,11 @@ class PipelineEngine:
         self._runtime.providers.health.failed(health_key(stt), exc, getattr(stt, "probe", None))
         log.warning("streaming_stt_failed", provider=stt.name, error=str(exc) or type(exc).__name__)
 
-    def _stream_lost(self, error: BaseException) -> None:
-        """Mid-call: on with the VAD and Whisper; a turn the VAD closed that got no transcript is answered."""
-        self._supervisor.provider_done()
+    def _abandon_stream(self, error: BaseException) -> None:
+        """Mid-call: on with the VAD and Whisper (a turn the VAD closed that got no transcript is answered)."""
         streaming = self._streaming
-        if streaming is None or self._stream_abandoned:
+        if streaming is None:
             return
-        self._stream_abandoned = True
         streaming.failed = True
         task, self._stream_task = self._stream_task, None
         if task is not None:
@@ -317,9 +330,6 @@ class PipelineEngine:
         self._closing.add(asyncio.ensure_future(streaming.close()))
         self._stream_failed(streaming.stt, error)
         self._usage.audio_seconds(streaming.provider, round(streaming.sent_s, 2))
-        pending, self._unanswered = self._unanswered, None
-        if pending is not None and not self._finishing:
-            self._start_reply(pending)
 
     # -- a turn being late -----------------------------------------------------------------------------------
 
@@ -344,7 +354,7 @@ class PipelineEngine:
         self._late = None
         settings = self._runtime.settings.fallback
         for due in self._supervisor.poll(asyncio.get_running_loop().time()):
-            if due is Due.FILLER and self._filler and self._call is not None and not self._finishing:
+            if due is Due.FILLER and self._filler and self._call is not None and not self._turns.ending:
                 self._call.playback.enqueue(self._filler, settings.filler_text, "filler")
                 self._usage.add("fillers")
             elif due is Due.NO_FIRST_BYTE:
@@ -358,20 +368,13 @@ class PipelineEngine:
         replay = takeover.replay + bytes(self._early_frames)
         self._early_frames.clear()
         events = self._segmenter.feed(replay)
-        if self._segmenter.active:  # the caller is speaking: the apology opens the answer to their words
-            self._apology = takeover.apology
-        else:
-            call.playback.enqueue(takeover.apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
+        # the apology now, or, while the caller is speaking, as the opening of the answer to their words
+        await self._act(call, self._turns.take_over(takeover.apology, caller_speaking=self._segmenter.active))
         if takeover.remainder:
             tag = f"turn-{len(call.state.turns)}-rest"
             async for pcm in self._tts.stream(takeover.remainder):
                 call.playback.enqueue(pcm.resampled(self._rate).data, takeover.remainder, tag)
-        for event in events:
-            if isinstance(event, UtteranceEnded):
-                self._supervisor.caller_finished(asyncio.get_running_loop().time())
-                self._start_reply(event.audio)
-            elif isinstance(event, SpeechStarted):
-                call.caller_active()
+        await self._act(call, self._turns.replayed(events))
 
     def _drop_early(self) -> None:
         early, self._early = self._early, None
@@ -388,27 +391,22 @@ class PipelineEngine:
         hints = stt_hints(self._config)
         return asyncio.ensure_future(self._stt.transcribe(audio, self._config.language, hints))
 
-    def _start_reply(self, audio: Pcm, text: str | None = None) -> None:
+    def _start_reply(self, call: CallContext, action: StartReply) -> None:
         early, self._early = self._early, None
-        if self._carry is not None:
-            if text is None:
-                audio, self._carry, self._carry_text = self._carry + audio, None, ""
-            else:  # streamed: the cut turn's words go first
-                text = " ".join(filter(None, [self._carry_text, text]))
-                self._carry, self._carry_text = None, ""
-            if early is not None:
-                early.cancel()
-                early = None
-        apology, self._apology = self._apology, b""
-        if apology and self._call is not None:  # the takeover's "Sorry, one moment." is this turn's filler
-            self._call.playback.enqueue(apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
+        if not action.early and early is not None:  # it transcribed less than this turn (or it was streamed)
+            early.cancel()
+            early = None
+        if action.apology:  # the takeover's "Sorry, one moment." is this turn's filler
+            call.playback.enqueue(action.apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
             self._supervisor.filler_played()
         self._arm_timers()
-        task = asyncio.create_task(self._answer(audio, early, text), name="pipeline-reply")
+        turn = _Turn(f"turn-{len(call.state.turns) + 1}", action.audio, caller_text=action.text or "")
+        self._turn = turn
+        task = asyncio.create_task(self._answer(turn, early, action.text), name="pipeline-reply")
         task.add_done_callback(lambda t: self._events.put_nowait(_ReplyOver(t)))
         self._reply = task
 
-    async def _barge_in(self, call: CallContext) -> None:
+    async def _barge_in(self, call: CallContext) -> Cut:
         self._disarm_timers()
         task, self._reply = self._reply, None
         if task is not None and not task.done():
@@ -416,19 +414,22 @@ class PipelineEngine:
         interruption = await call.playback.interrupt()  # stop first: every millisecond here is heard
         await wait_all(task)
         turn, self._turn = self._turn, None
+        heard = interruption.heard.get(turn.tag, "") if turn is not None else ""
+        outcome = self._turns.cut(
+            heard=bool(heard),
+            recorded=turn is not None and turn.record is not None,
+            caller_text=turn.caller_text if turn is not None else "",
+        )
         if turn is None:
             if interruption.cut.get("greeting"):
                 call.note_barge_in()
                 self._conversation.note_interrupted(interruption.heard.get("greeting", ""))
-            return
-        heard = interruption.heard.get(turn.tag, "")
+            return outcome
+        if outcome.carried:
+            return outcome  # nothing of the reply reached the caller: both parts are answered together
         cut = interruption.cut.get(turn.tag, "")
         if not cut and turn.record is not None:
-            return  # the reply had been heard to the end: nothing was interrupted
-        if turn.record is None and not heard:
-            self._carry = turn.audio  # nothing of the reply reached the caller: answer both parts together
-            self._carry_text = turn.caller_text
-            return
+            return outcome  # the reply had been heard to the end: nothing was interrupted
         call.note_barge_in()
         log.info("barge_in", heard=heard, cut=cut)
         if turn.record is not None:
@@ -439,18 +440,15 @@ class PipelineEngine:
             cut_off = call.lifecycle.prompts.cut_off(heard)
             self._conversation.history.append(ChatMessage(role="assistant", content=cut_off))
             call.record_turn(turn.caller_text, " ".join(turn.spoken), heard_text=heard)
+        return outcome
 
-    async def _answer(
-        self, audio: Pcm, early: asyncio.Future[Transcript] | None = None, text: str | None = None
-    ) -> bool:
+    async def _answer(self, turn: _Turn, early: asyncio.Future[Transcript] | None, text: str | None) -> bool:
         """One turn; returns True when it ended the conversation. `text`: already transcribed (streaming)."""
         call = self._call
         assert call is not None
         call.awaiting_reply()
         started = time.perf_counter()
-        tag = f"turn-{len(call.state.turns) + 1}"
-        turn = _Turn(tag, audio)
-        self._turn = turn
+        audio, tag = turn.audio, turn.tag
         if call.lifecycle.taking_message:  # the recording is the message before STT can fail
             async with call.message_held(audio) as message:
                 turn.caller_text = (await self._heard(audio, early, text)).text
@@ -472,6 +470,7 @@ class PipelineEngine:
                         if first_audio is None:
                             first_audio = time.perf_counter()
                             self._disarm_timers()
+                            self._turns.reply_audible()
                             call.reply_started()
                         call.playback.enqueue(pcm.resampled(self._rate).data, part, tag)
             elif isinstance(event, ReplyDone):
@@ -496,7 +495,7 @@ class PipelineEngine:
                 if reply.action.type is ActionType.TAKE_MESSAGE:  # the lifecycle takes the next turn as one
                     call.playback.enqueue(beep(self._rate), "", "beep")
                 elif reply.action.ends_conversation:
-                    self._finishing = True
+                    self._turns.finishing()
                     await call.finish(reply.action)
                     return True
         return False
@@ -504,13 +503,14 @@ class PipelineEngine:
     async def _message_taken(self, call: CallContext, turn: _Turn, reply: Reply, started: float, stt_ms: int) -> bool:
         audio = await self._prompts.audio(self._tts, reply.text, self._rate)
         self._disarm_timers()
+        self._turns.reply_audible()
         call.playback.enqueue(audio, reply.text, turn.tag)
         call.reply_started()
         timings = Timings(stt_ms=stt_ms, total_ms=_ms(time.perf_counter() - started))
         turn.record = call.record_turn(
             turn.caller_text, reply.text, action=reply.action, brain=reply.brain, timings=timings
         )
-        self._finishing = True
+        self._turns.finishing()
         await call.finish(reply.action)
         return True
 
@@ -521,7 +521,7 @@ class PipelineEngine:
         await cancel_and_wait(opening, stream_task)
         streaming, self._streaming = self._streaming, None
         if streaming is not None:
-            if not self._stream_abandoned:
+            if self._turns.stream is not Stream.LOST:  # (a lost stream's seconds are counted already)
                 self._usage.audio_seconds(streaming.provider, round(streaming.sent_s, 2))
             with contextlib.suppress(Exception):
                 await streaming.close()
