@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+
+# Whisper's OpenMP threads sleep as soon as they have nothing to do: spinning for work (libgomp's default) took
+# CPU from the other workers' calls on a 2-core box. Read when CTranslate2 loads, so set before any test runs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +26,7 @@ from secretary.speech.local_engines import LocalModels
 from secretary.tenants.config import SecretaryConfig
 from secretary.tenants.pg_store import PostgresSecretaryStore
 from tests.support import databases
+from tests.support.models import SessionModels
 from tests.support.speech import Speech
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,7 +140,7 @@ def globex_config() -> SecretaryConfig:
 
 @pytest.fixture(scope="session")
 def models() -> LocalModels:
-    return LocalModels(EngineSettings())
+    return SessionModels(EngineSettings())
 
 
 @pytest.fixture(scope="session")

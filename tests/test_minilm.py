@@ -16,11 +16,18 @@ import numpy as np
 import pytest
 
 from secretary.knowledge.embedders import MiniLmEmbedder
+from secretary.settings import EngineSettings
 from secretary.speech.cpu_pool import CpuPool
 from secretary.speech.local_engines import LocalModels
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "minilm_reference.json").read_text(encoding="utf-8"))
 TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def models() -> LocalModels:
+    """The model itself: the session's `models` replays vectors it has made (tests/support/models.py)."""
+    return LocalModels(EngineSettings())
 
 
 @pytest.fixture(scope="module")
