@@ -48,4 +48,5 @@ class RetryLoop:
                 log.exception("background_pass_failed", task=self._name)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                async with asyncio.timeout(self._interval):  # (`wait_for` on 3.11 may swallow a cancel)
+                    await self._wake.wait()

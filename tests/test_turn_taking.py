@@ -240,7 +240,7 @@ def test_keys_barge_in_while_speaking_or_replying_never_while_finishing() -> Non
 # -- finishing -------------------------------------------------------------------------------------------------
 
 
-def test_finishing_ignores_the_caller_but_not_keys_or_the_end_of_the_reply() -> None:
+def test_finishing_ignores_the_caller_and_keys_but_not_the_end_of_the_reply() -> None:
     turns = streaming()
     turns.segment(started(), speaking=False)
     assert turns.segment(ended(FIRST, end_ms=1000.0), speaking=False) == [AwaitTranscript()]

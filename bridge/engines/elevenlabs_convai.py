@@ -235,8 +235,9 @@ class ElevenLabsConvaiEngine:
             sender = asyncio.create_task(self._sender(ws), name="convai-sender")
             loop = asyncio.get_running_loop()
             while True:
-                try:
-                    raw = await asyncio.wait_for(ws.recv(), TICK_S)
+                try:  # not `wait_for`: on 3.11 it swallows a cancel that lands as a message arrives
+                    async with asyncio.timeout(TICK_S):
+                        raw = await ws.recv()
                 except TimeoutError:
                     if await self._settled(call):
                         return

@@ -85,6 +85,13 @@ def _ms(seconds: float) -> int:
     return round(seconds * 1000)
 
 
+def _raise_if_cut() -> None:
+    """A reply the caller cut goes no further, even where an await on the way swallowed its cancellation."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 @dataclass
 class _Turn:
     """The reply in progress, so a barge-in can write down what it cut."""
@@ -218,7 +225,6 @@ class PipelineEngine:
             log.warning("filler_unavailable", error=str(exc) or type(exc).__name__)
         while True:
             event = await self._events.get()
-            turns = self._turns
             if isinstance(event, _ReplyOver):
                 if event.task is not self._reply:
                     continue
@@ -226,16 +232,16 @@ class PipelineEngine:
                 self._disarm_timers()  # (already, if it was heard): nothing of this turn is awaited any more
                 if not event.task.cancelled() and (error := event.task.exception()) is not None:
                     raise error
-                actions = turns.reply_over(ended=not event.task.cancelled() and event.task.result())
+                actions = self._turns.reply_over(ended=not event.task.cancelled() and event.task.result())
             elif isinstance(event, _StreamLost):
                 self._supervisor.provider_done()
-                actions = turns.stream_lost(event.error)
+                actions = self._turns.stream_lost(event.error)
             elif isinstance(event, _KeysPressed):
-                actions = turns.keys_pressed(speaking=call.playback.speaking)
+                actions = self._turns.keys_pressed(speaking=call.playback.speaking)
             elif isinstance(event, _Streamed):
-                actions = turns.streamed(event.text, self._segmenter.position_ms)
+                actions = self._turns.streamed(event.text, self._segmenter.position_ms)
             else:
-                actions = turns.segment(event, speaking=call.playback.speaking)
+                actions = self._turns.segment(event, speaking=call.playback.speaking)
             over = await self._act(call, actions)
             if isinstance(event, _KeysPressed) and not event.done.done():
                 event.done.set_result(None)
@@ -319,7 +325,8 @@ class PipelineEngine:
         log.warning("streaming_stt_failed", provider=stt.name, error=str(exc) or type(exc).__name__)
 
     def _abandon_stream(self, error: BaseException) -> None:
-        """Mid-call: on with the VAD and Whisper (a turn the VAD closed that got no transcript is answered)."""
+        """Mid-call: on with the VAD and Whisper (the turn-taking answers a turn the VAD closed that got no
+        transcript)."""
         streaming = self._streaming
         if streaming is None:
             return
@@ -399,6 +406,8 @@ class PipelineEngine:
         if action.apology:  # the takeover's "Sorry, one moment." is this turn's filler
             call.playback.enqueue(action.apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
             self._supervisor.filler_played()
+        if not self._supervisor.awaiting:  # the clock a barge-in before this reply stopped runs again
+            self._supervisor.caller_finished(asyncio.get_running_loop().time())
         self._arm_timers()
         turn = _Turn(f"turn-{len(call.state.turns) + 1}", action.audio, caller_text=action.text or "")
         self._turn = turn
@@ -410,9 +419,10 @@ class PipelineEngine:
         self._disarm_timers()
         task, self._reply = self._reply, None
         if task is not None and not task.done():
-            task.cancel()  # it can't queue more audio: it only runs again to raise CancelledError
+            task.cancel()  # it queues no more audio (`_raise_if_cut`)
         interruption = await call.playback.interrupt()  # stop first: every millisecond here is heard
-        await wait_all(task)
+        for error in await wait_all(task):
+            log.warning("cut_reply_failed", error=repr(error))
         turn, self._turn = self._turn, None
         heard = interruption.heard.get(turn.tag, "") if turn is not None else ""
         outcome = self._turns.cut(
@@ -467,6 +477,7 @@ class PipelineEngine:
                 parts = split_first_clause(event.text) if len(turn.spoken) == 1 else [event.text]
                 for part in parts:
                     async for pcm in self._tts.stream(part):
+                        _raise_if_cut()
                         if first_audio is None:
                             first_audio = time.perf_counter()
                             self._disarm_timers()
@@ -474,6 +485,7 @@ class PipelineEngine:
                             call.reply_started()
                         call.playback.enqueue(pcm.resampled(self._rate).data, part, tag)
             elif isinstance(event, ReplyDone):
+                _raise_if_cut()
                 reply = event.reply
                 for provider in reply.failed:
                     self._runtime.metrics.fallbacks.labels("brain", provider).inc()
@@ -501,16 +513,15 @@ class PipelineEngine:
         return False
 
     async def _message_taken(self, call: CallContext, turn: _Turn, reply: Reply, started: float, stt_ms: int) -> bool:
+        self._turns.finishing()  # the message is taken: the caller's "bye" while the thanks is made cuts nothing
         audio = await self._prompts.audio(self._tts, reply.text, self._rate)
         self._disarm_timers()
-        self._turns.reply_audible()
         call.playback.enqueue(audio, reply.text, turn.tag)
         call.reply_started()
         timings = Timings(stt_ms=stt_ms, total_ms=_ms(time.perf_counter() - started))
         turn.record = call.record_turn(
             turn.caller_text, reply.text, action=reply.action, brain=reply.brain, timings=timings
         )
-        self._turns.finishing()
         await call.finish(reply.action)
         return True
 

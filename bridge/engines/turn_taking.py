@@ -13,7 +13,7 @@ Phases (`Phase`):
 - REPLYING: its audio is queued for the caller.
 - INTERRUPTING: a barge-in is stopping the playback and the reply; `cut` says what the caller heard.
 - FINISHING: the reply ended the conversation; its farewell (or transfer announcement, or the message's
-  thanks) plays to the end, and the caller's speech is ignored (keys and the reply's end are not).
+  thanks) plays to the end; the caller's speech and keys change nothing (the reply's end still ends it).
 - ENDED: the conversation is over.
 
 The rules:
@@ -62,7 +62,7 @@ class Stream(StrEnum):
 
 
 class IllegalTransition(RuntimeError):
-    """An event the current phase cannot have (a bug in the driver)."""
+    """An event the current phase cannot have: the driver broke the order (a cut reply that went on, say)."""
 
 
 # -- what the driver is told to do ---------------------------------------------------------------------------
@@ -167,7 +167,7 @@ class Cut:
 
 
 @dataclass(frozen=True, slots=True)
-class _Asked:
+class _PendingTurn:
     """A turn to answer: its audio, or its streamed text."""
 
     audio: Pcm
@@ -182,8 +182,8 @@ class TurnTaking:
     def __init__(self, sample_rate: int) -> None:
         self._rate = sample_rate
         self._phase = Phase.LISTENING
-        self._reply: _Asked | None = None  # what the reply in progress (or the one being cut) answers
-        self._then: _Asked | None = None  # a turn to answer once the barge-in is over
+        self._reply: _PendingTurn | None = None  # what the reply in progress (or the one being cut) answers
+        self._then: _PendingTurn | None = None  # a turn to answer once the barge-in is over
         self._carry: Carry | None = None
         self._early: Pcm | None = None  # the audio an early STT runs on
         self._stream = Stream.OFF
@@ -257,7 +257,7 @@ class TurnTaking:
             self._early = event.audio
             return [*actions, StartEarlyStt(event.audio)]
         if isinstance(event, UtteranceEnded):
-            return self._turn_over(_Asked(event.audio, None), streamed=False)
+            return self._turn_over(_PendingTurn(event.audio, None), streamed=False)
         return []  # noise
 
     def streamed(self, text: str, position_ms: float) -> list[Action]:
@@ -267,7 +267,7 @@ class TurnTaking:
             return []
         self._covered_ms = position_ms
         self._unanswered = None
-        return self._turn_over(_Asked(Pcm(b"", self._rate), text), streamed=True)
+        return self._turn_over(_PendingTurn(Pcm(b"", self._rate), text), streamed=True)
 
     def keys_pressed(self, *, speaking: bool) -> list[Action]:
         """The caller pressed keys: they stop the secretary (the lifecycle answers them)."""
@@ -293,7 +293,7 @@ class TurnTaking:
         pending, self._unanswered = self._unanswered, None
         if pending is None or self._phase is Phase.FINISHING:
             return [AbandonStream(error)]
-        return [AbandonStream(error), *self._answer(_Asked(pending, None))]
+        return [AbandonStream(error), *self._reply_to(_PendingTurn(pending, None))]
 
     # -- the reply -------------------------------------------------------------------------------------------
 
@@ -359,14 +359,14 @@ class TurnTaking:
                 audio = event.audio if audio is None else audio + event.audio
         if audio is None:
             return actions
-        return [*actions, CallerFinished(streamed=False), self._start(_Asked(audio, None))]
+        return [*actions, CallerFinished(streamed=False), self._start(_PendingTurn(audio, None))]
 
     # -- the transitions ---------------------------------------------------------------------------------------
 
-    def _turn_over(self, turn: _Asked, *, streamed: bool) -> list[Action]:
-        return [CallerFinished(streamed), *self._answer(turn)]
+    def _turn_over(self, turn: _PendingTurn, *, streamed: bool) -> list[Action]:
+        return [CallerFinished(streamed), *self._reply_to(turn)]
 
-    def _answer(self, turn: _Asked) -> list[Action]:
+    def _reply_to(self, turn: _PendingTurn) -> list[Action]:
         """A reply in progress is cut first (the caller went on talking: the whole of it is answered)."""
         if self.replying:
             self._then = turn
@@ -377,7 +377,7 @@ class TurnTaking:
         self._phase = Phase.INTERRUPTING  # (`_reply`: the reply being cut, or None when only playback stops)
         return [BargeIn()]
 
-    def _start(self, turn: _Asked) -> StartReply:
+    def _start(self, turn: _PendingTurn) -> StartReply:
         audio, text, carry = turn.audio, turn.text, self._carry
         if carry is not None:
             if text is None:
@@ -388,7 +388,7 @@ class TurnTaking:
         early = self._early is not None and carry is None and text is None
         self._early = None
         apology, self._apology = self._apology, b""
-        self._reply = _Asked(audio, text)
+        self._reply = _PendingTurn(audio, text)
         self._phase = Phase.ANSWERING
         self._begun = True
         return StartReply(audio, text, early, apology)

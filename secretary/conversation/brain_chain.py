@@ -150,8 +150,9 @@ class BrainChain:
                     raise RuntimeError("the brain chain's last brain never answered")  # pragma: no cover
                 wake = min((at for a in running if (at := a.supervisor.next_due()) is not None), default=None)
                 timeout = None if wake is None or math.isinf(wake) else max(0.0, wake - loop.time())
-                try:
-                    attempt, item = await asyncio.wait_for(queue.get(), timeout)
+                try:  # not `wait_for`: on 3.11 it swallows a cancel that lands as the item arrives
+                    async with asyncio.timeout(timeout):
+                        attempt, item = await queue.get()
                 except TimeoutError:
                     continue
                 if attempt not in running:
