@@ -403,11 +403,11 @@ class PipelineEngine:
         if not action.early and early is not None:  # it transcribed less than this turn (or it was streamed)
             early.cancel()
             early = None
+        if not self._supervisor.awaiting:  # the clock a barge-in before this reply stopped runs again
+            self._supervisor.caller_finished(asyncio.get_running_loop().time())
         if action.apology:  # the takeover's "Sorry, one moment." is this turn's filler
             call.playback.enqueue(action.apology, self._runtime.settings.fallback.realtime_lost_text, "apology")
             self._supervisor.filler_played()
-        if not self._supervisor.awaiting:  # the clock a barge-in before this reply stopped runs again
-            self._supervisor.caller_finished(asyncio.get_running_loop().time())
         self._arm_timers()
         turn = _Turn(f"turn-{len(call.state.turns) + 1}", action.audio, caller_text=action.text or "")
         self._turn = turn
