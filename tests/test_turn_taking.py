@@ -311,9 +311,13 @@ def test_no_early_stt_while_a_reply_is_in_progress_or_a_turn_is_carried() -> Non
 def test_an_early_stt_is_not_used_for_a_streamed_transcript() -> None:
     turns = TurnTaking(RATE)
     assert turns.segment(SpeechPaused(FIRST, onset_ms=0.0), speaking=False) == [StartEarlyStt(FIRST)]
-    turns.stream_opened()  # the stream opened while the caller was speaking
-    assert turns.streamed("hello", 1200.0) == [CallerFinished(streamed=True), reply(EMPTY, "hello")]
+    assert turns.stream_opened() == [DropEarlyStt()]  # opened while the caller was speaking
     assert turns.early is None
+    assert turns.streamed("hello", 1200.0) == [CallerFinished(streamed=True), reply(EMPTY, "hello")]
+
+
+def test_a_stream_opened_with_no_early_stt_drops_nothing() -> None:
+    assert TurnTaking(RATE).stream_opened() == []
 
 
 # -- streaming STT -----------------------------------------------------------------------------------------------
@@ -386,6 +390,22 @@ def test_a_transcript_queued_before_the_loss_is_still_answered() -> None:
     turns = streaming()
     turns.stream_lost(LOST)
     assert turns.streamed("late words", 800.0) == [CallerFinished(streamed=True), reply(EMPTY, "late words")]
+
+
+def test_a_late_transcript_of_words_answered_from_the_vad_is_not_answered_again() -> None:
+    turns = streaming()
+    turns.segment(started(), speaking=False)
+    assert turns.segment(ended(FIRST, end_ms=1000.0), speaking=False) == [AwaitTranscript()]
+    assert turns.stream_lost(LOST) == [AbandonStream(LOST), reply(FIRST)]  # no transcript in time
+    assert turns.streamed("where are you", 1000.0) == []  # queued before the loss: the same words
+
+
+def test_two_turns_awaiting_the_stream_are_answered_together_when_it_is_lost() -> None:
+    turns = streaming()
+    assert turns.segment(ended(FIRST, end_ms=1000.0), speaking=False) == [AwaitTranscript()]
+    assert turns.segment(ended(SECOND, end_ms=2500.0), speaking=False) == [AwaitTranscript()]
+    assert turns.unanswered == FIRST + SECOND
+    assert turns.stream_lost(LOST) == [AbandonStream(LOST), reply(FIRST + SECOND)]
 
 
 # -- taking over -------------------------------------------------------------------------------------------------

@@ -306,7 +306,8 @@ class PipelineEngine:
             return
         self._usage.served("stt", stt.name, fallback=False)
         self._streaming = streaming
-        self._turns.stream_opened()
+        if self._turns.stream_opened():  # (only ever DropEarlyStt: no await, so no clash with `run`'s actions)
+            self._drop_early()
 
         async def on_utterance(text: str) -> None:
             self._events.put_nowait(_Streamed(text))

@@ -28,8 +28,9 @@ The rules:
   when the transcript came streamed).
 - Streaming STT (Deepgram): while its stream is live the turn ends on its transcript; our VAD's pauses are
   ignored and a turn the VAD closes beyond the position the last transcript covered is kept as unanswered
-  (both clocks run) until the transcript comes, or the stream is lost: then it is answered from the VAD's
-  audio and the pipeline goes on with its VAD and Whisper.
+  (both clocks run; a second one joins it) until the transcript comes, or the stream is lost: then it is
+  answered from the VAD's audio (a transcript of it already on its way is dropped) and the pipeline goes on
+  with its VAD and Whisper.
 - Takeover: the apology is held while the caller is speaking and opens the answer to their words (it is that
   turn's filler); the utterances in the replayed audio are answered as one turn.
 """
@@ -188,7 +189,8 @@ class TurnTaking:
         self._early: Pcm | None = None  # the audio an early STT runs on
         self._stream = Stream.OFF
         self._covered_ms = 0.0  # stream position the streaming STT's last transcript covered
-        self._unanswered: Pcm | None = None  # a VAD-closed turn the streaming STT has not answered yet
+        self._unanswered: Pcm | None = None  # VAD-closed speech the streaming STT has not answered yet
+        self._answered_for_the_stream = False  # the stream was lost and our VAD's audio answered in its place
         self._apology = b""  # a takeover's apology held until the caller finishes speaking
         self._begun = False  # a reply was started, or a takeover begun
 
@@ -247,7 +249,8 @@ class TurnTaking:
             return self._drop_early()
         if self._stream is Stream.LIVE:  # the turn ends on the provider's transcript
             if isinstance(event, UtteranceEnded) and event.end_ms > self._covered_ms:
-                self._unanswered = event.audio  # kept until the transcript comes, or the stream is lost
+                # kept until the transcript comes, or the stream is lost (a second turn joins the first)
+                self._unanswered = event.audio if self._unanswered is None else self._unanswered + event.audio
                 return [AwaitTranscript()]
             return []
         if isinstance(event, SpeechPaused):
@@ -263,8 +266,8 @@ class TurnTaking:
     def streamed(self, text: str, position_ms: float) -> list[Action]:
         """The streaming STT ended the caller's turn with `text`, at stream position `position_ms`."""
         self._taking_events()
-        if self._phase is Phase.FINISHING:
-            return []
+        if self._phase is Phase.FINISHING or self._answered_for_the_stream:
+            return []  # (a transcript queued before the loss: the VAD's audio of those words is answered)
         self._covered_ms = position_ms
         self._unanswered = None
         return self._turn_over(_PendingTurn(Pcm(b"", self._rate), text), streamed=True)
@@ -278,10 +281,12 @@ class TurnTaking:
 
     # -- the streaming STT -----------------------------------------------------------------------------------
 
-    def stream_opened(self) -> None:
+    def stream_opened(self) -> list[Action]:
+        """Turns end on the stream's transcripts from now on: an early STT of our VAD's is of no use."""
         if self._stream is not Stream.OFF:
             raise IllegalTransition(f"the stream opened again ({self._stream})")
         self._stream = Stream.LIVE
+        return self._drop_early()
 
     def stream_lost(self, error: BaseException) -> list[Action]:
         """The stream failed (an error, or no transcript in time): a turn our VAD closed that got none is
@@ -293,6 +298,7 @@ class TurnTaking:
         pending, self._unanswered = self._unanswered, None
         if pending is None or self._phase is Phase.FINISHING:
             return [AbandonStream(error)]
+        self._answered_for_the_stream = True
         return [AbandonStream(error), *self._reply_to(_PendingTurn(pending, None))]
 
     # -- the reply -------------------------------------------------------------------------------------------
