@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-
-# Whisper's OpenMP threads sleep as soon as they have nothing to do: spinning for work (libgomp's default) took
-# CPU from the other workers' calls on a 2-core box. Read when CTranslate2 loads, so set before any test runs.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +24,10 @@ from secretary.tenants.pg_store import PostgresSecretaryStore
 from tests.support import databases
 from tests.support.models import SessionModels
 from tests.support.speech import Speech
+
+# Whisper's OpenMP threads sleep as soon as they have nothing to do: spinning for work (libgomp's default) took
+# CPU from the other workers' calls on a 2-core box. Read when CTranslate2 loads (lazily, in a test).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_SECRETARIES = ROOT / "config" / "secretaries.example.yaml"
