@@ -262,8 +262,6 @@ class PipelineEngine:
                 if action.streamed:
                     self._supervisor.provider_done()
                 call.caller_active()
-                if not self._supervisor.awaiting:  # a new turn (unless its clock runs since our VAD heard it end)
-                    self._supervisor.caller_finished(asyncio.get_running_loop().time())
             elif isinstance(action, AwaitTranscript):  # kept until the provider's transcript comes
                 now = asyncio.get_running_loop().time()
                 self._supervisor.caller_finished(now)
@@ -404,7 +402,7 @@ class PipelineEngine:
         if not action.early and early is not None:  # it transcribed less than this turn (or it was streamed)
             early.cancel()
             early = None
-        if not self._supervisor.awaiting:  # the clock a barge-in before this reply stopped runs again
+        if not self._supervisor.awaiting:  # the caller awaits this reply (since our VAD heard the end, if it did)
             self._supervisor.caller_finished(asyncio.get_running_loop().time())
         if action.apology:  # the takeover's "Sorry, one moment." is this turn's filler
             call.playback.enqueue(action.apology, self._runtime.settings.fallback.realtime_lost_text, "apology")

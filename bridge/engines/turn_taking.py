@@ -76,8 +76,8 @@ class CallerActive:
 
 @dataclass(frozen=True, slots=True)
 class CallerFinished:
-    """The caller's turn ended: `call.caller_active()`, and the caller's clock starts unless it already runs
-    (since our VAD heard the end). `streamed`: the streaming STT answered, so its clock stops."""
+    """The caller's turn ended: `call.caller_active()` (their clock starts with the reply, `StartReply`).
+    `streamed`: the streaming STT answered, so its clock stops."""
 
     streamed: bool
 

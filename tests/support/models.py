@@ -93,22 +93,19 @@ class _RememberingMiniLm:
 
 class SessionModels(LocalModels):
     def whisper(self) -> Any:
-        model = super().whisper()
-        with self._lock:
-            if not isinstance(self._whisper, _RememberingWhisper):
-                self._whisper = _RememberingWhisper(model)
-            return self._whisper
+        return self._remembering("_whisper", super().whisper(), _RememberingWhisper)
 
     def piper(self) -> Any:
-        voice = super().piper()
-        with self._lock:
-            if not isinstance(self._piper, _RememberingVoice):
-                self._piper = _RememberingVoice(voice)
-            return self._piper
+        return self._remembering("_piper", super().piper(), _RememberingVoice)
 
     def minilm(self) -> MiniLm:
-        model = super().minilm()
+        return cast(MiniLm, self._remembering("_minilm", super().minilm(), _RememberingMiniLm))
+
+    def _remembering(self, attribute: str, loaded: Any, wrapper: type[Any]) -> Any:
+        """The model `LocalModels` loaded, behind its remembering wrapper (made once, kept in its place)."""
         with self._lock:
-            if not isinstance(self._minilm, _RememberingMiniLm):
-                self._minilm = cast(MiniLm, _RememberingMiniLm(model))
-            return model if self._minilm is None else self._minilm
+            held = getattr(self, attribute)
+            if not isinstance(held, wrapper):
+                held = wrapper(loaded)
+                setattr(self, attribute, held)
+            return held
